@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the whole portcullis test suite on a fresh machine.
+#
+#   ./scripts/test.sh            # everything
+#   CI=true ./scripts/test.sh    # same, but a test whose service is missing fails instead of skipping
+#
+# Builds go to $CARGO_TARGET_DIR (default: ~/.cache/portcullis-target, outside the clone) so
+# that repeated runs are incremental.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/portcullis-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "unit, property, integration and example tests"
+cargo test --all-features --lib --tests --examples --benches
+
+step "documentation examples"
+cargo test --all-features --doc
+
+step "all tests passed"

@@ -1,0 +1,146 @@
+//! Security events: logins, token reuse, revocations. Never carries a secret.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::store::{FamilyId, TokenId, UserId};
+
+/// Something security-relevant that happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// When it happened.
+    pub at: OffsetDateTime,
+    /// What happened.
+    pub kind: AuditKind,
+    /// The user concerned, when known.
+    pub user_id: Option<UserId>,
+}
+
+/// The kinds of [`AuditEvent`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuditKind {
+    /// A user registered.
+    UserRegistered,
+    /// A user's account was changed in a way that affects authentication.
+    UserUpdated {
+        /// Whether the account was deactivated by this change.
+        deactivated: bool,
+    },
+    /// A password login succeeded.
+    LoginSucceeded,
+    /// A password login failed. The attempted username is not recorded, so that a password
+    /// typed into the username field never reaches a log.
+    LoginFailed,
+    /// A legacy password hash was replaced with an Argon2id hash at login.
+    PasswordRehashed,
+    /// A refresh token was rotated.
+    TokenRefreshed {
+        /// The session.
+        family: FamilyId,
+    },
+    /// An already rotated refresh token was presented; its whole family was revoked
+    /// (RFC 9700 §4.14.2).
+    RefreshTokenReused {
+        /// The revoked session.
+        family: FamilyId,
+    },
+    /// Sessions ended by logout.
+    LoggedOut {
+        /// How many tokens were revoked.
+        revoked: usize,
+    },
+    /// An API key was created.
+    ApiKeyCreated {
+        /// The key.
+        key_id: TokenId,
+    },
+    /// An API key was revoked.
+    ApiKeyRevoked {
+        /// The key.
+        key_id: TokenId,
+    },
+}
+
+impl fmt::Display for AuditKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UserRegistered => f.write_str("user_registered"),
+            Self::UserUpdated { deactivated } => {
+                write!(f, "user_updated deactivated={deactivated}")
+            }
+            Self::LoginSucceeded => f.write_str("login_succeeded"),
+            Self::LoginFailed => f.write_str("login_failed"),
+            Self::PasswordRehashed => f.write_str("password_rehashed"),
+            Self::TokenRefreshed { family } => write!(f, "token_refreshed family={family}"),
+            Self::RefreshTokenReused { family } => {
+                write!(f, "refresh_token_reused family={family}")
+            }
+            Self::LoggedOut { revoked } => write!(f, "logged_out revoked={revoked}"),
+            Self::ApiKeyCreated { key_id } => write!(f, "api_key_created key={key_id}"),
+            Self::ApiKeyRevoked { key_id } => write!(f, "api_key_revoked key={key_id}"),
+        }
+    }
+}
+
+/// Where [`AuditEvent`]s go.
+#[async_trait]
+pub trait EventSink: Send + Sync + 'static {
+    /// Records one event. Implementations should not fail the caller's operation; report
+    /// their own failures through their own channel.
+    async fn record(&self, event: AuditEvent);
+}
+
+/// The default sink: one `tracing` event per audit event, target `portcullis::audit`
+/// (warn level for token reuse, info otherwise).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TracingEvents;
+
+#[async_trait]
+impl EventSink for TracingEvents {
+    async fn record(&self, event: AuditEvent) {
+        let user = event.user_id.map(|id| id.0);
+        match &event.kind {
+            AuditKind::RefreshTokenReused { .. } | AuditKind::LoginFailed => {
+                tracing::warn!(target: "portcullis::audit", user, event = %event.kind, "security event");
+            }
+            _ => {
+                tracing::info!(target: "portcullis::audit", user, event = %event.kind, "security event")
+            }
+        }
+    }
+}
+
+/// A sink that keeps events in memory, for tests and admin pages of small deployments.
+#[derive(Clone, Debug, Default)]
+pub struct RecordedEvents {
+    events: Arc<Mutex<Vec<AuditEvent>>>,
+}
+
+impl RecordedEvents {
+    /// An empty recorder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The events recorded so far, oldest first.
+    pub fn events(&self) -> Vec<AuditEvent> {
+        self.events
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
+
+#[async_trait]
+impl EventSink for RecordedEvents {
+    async fn record(&self, event: AuditEvent) {
+        self.events
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(event);
+    }
+}

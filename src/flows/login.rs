@@ -1,0 +1,225 @@
+//! Registration and username/password login.
+
+use crate::audit::AuditKind;
+use crate::auth::Auth;
+use crate::password::{PasswordError, Passwords, PolicyViolation, Verification};
+use crate::store::{NewUser, StoreError, User, UserUpdate};
+
+/// Registers users and checks their passwords.
+///
+/// Login answers the same [`LoginError::InvalidCredentials`] for an unknown username and a
+/// wrong password, and spends the same time on both (a dummy hash is verified for unknown
+/// users), so neither the answer nor its timing reveals which accounts exist. A correct
+/// password for a deactivated account is [`LoginError::Inactive`]. A legacy or weak hash is
+/// replaced with a fresh Argon2id hash on successful login.
+///
+/// ```
+/// use portcullis::{Auth, Passwords, PasswordPolicy, store::MemoryStore};
+/// use portcullis::flows::{PasswordLogin, Registration, LoginError};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let auth = Auth::builder(MemoryStore::new()).build();
+/// let login = PasswordLogin::new(&auth, &Passwords::new(PasswordPolicy::default()));
+///
+/// let ada = login
+///     .register(Registration::new("ada", "correct horse battery").first_user_roles(["superuser"]))
+///     .await?;
+/// assert!(ada.is_superuser());
+/// assert_eq!(login.login("ada", "correct horse battery").await?.id, ada.id);
+/// assert!(matches!(login.login("ada", "wrong password").await, Err(LoginError::InvalidCredentials)));
+/// assert!(matches!(login.login("bob", "wrong password").await, Err(LoginError::InvalidCredentials)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct PasswordLogin {
+    auth: Auth,
+    passwords: Passwords,
+}
+
+/// A registration request.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The username.
+    pub username: String,
+    /// The plain password (hashed before it is stored).
+    pub password: String,
+    /// The email address.
+    pub email: Option<String>,
+    /// The display name.
+    pub full_name: Option<String>,
+    /// Roles for every new user.
+    pub roles: Vec<String>,
+    /// Roles the very first user also gets.
+    pub first_user_roles: Vec<String>,
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("username", &self.username)
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registration {
+    /// A registration with a username and password.
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
+        Self {
+            username: username.into(),
+            password: password.into(),
+            email: None,
+            full_name: None,
+            roles: Vec::new(),
+            first_user_roles: Vec::new(),
+        }
+    }
+
+    /// Sets the email.
+    #[must_use]
+    pub fn email(mut self, email: impl Into<String>) -> Self {
+        self.email = Some(email.into());
+        self
+    }
+
+    /// Sets the display name.
+    #[must_use]
+    pub fn full_name(mut self, name: Option<String>) -> Self {
+        self.full_name = name;
+        self
+    }
+
+    /// Sets the roles the first registered user gets.
+    #[must_use]
+    pub fn first_user_roles<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        roles: I,
+    ) -> Self {
+        self.first_user_roles = roles.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// Why a registration failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegisterError {
+    /// The password breaks the policy.
+    #[error(transparent)]
+    Policy(#[from] PolicyViolation),
+    /// The username or email is taken; the string names which.
+    #[error("{0} already registered")]
+    Taken(&'static str),
+    /// Hashing failed.
+    #[error(transparent)]
+    Hashing(#[from] PasswordError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// Why a login failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoginError {
+    /// Unknown username or wrong password; deliberately indistinguishable.
+    #[error("incorrect username or password")]
+    InvalidCredentials,
+    /// The password is right but the account is deactivated.
+    #[error("the account is inactive")]
+    Inactive,
+    /// Hashing failed.
+    #[error(transparent)]
+    Hashing(#[from] PasswordError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl PasswordLogin {
+    /// A login flow over `auth`'s store, hashing with `passwords`.
+    pub fn new(auth: &Auth, passwords: &Passwords) -> Self {
+        Self {
+            auth: auth.clone(),
+            passwords: passwords.clone(),
+        }
+    }
+
+    /// The password hasher.
+    pub fn passwords(&self) -> &Passwords {
+        &self.passwords
+    }
+
+    /// Creates an account after checking the password policy.
+    pub async fn register(&self, registration: Registration) -> Result<User, RegisterError> {
+        self.passwords.policy().check(&registration.password)?;
+        let hash = self.passwords.hash(&registration.password).await?;
+        let mut user = NewUser::new(registration.username)
+            .password_hash(hash)
+            .roles(registration.roles)
+            .first_user_roles(registration.first_user_roles);
+        user.email = registration.email;
+        user.full_name = registration.full_name;
+        let user = self
+            .auth
+            .store()
+            .create_user(user, self.auth.now())
+            .await
+            .map_err(|error| match error {
+                StoreError::Conflict(field) => RegisterError::Taken(field),
+                other => RegisterError::Store(other),
+            })?;
+        self.auth
+            .audit(AuditKind::UserRegistered, Some(user.id))
+            .await;
+        Ok(user)
+    }
+
+    /// Checks a username and password; records the login and upgrades a legacy hash.
+    pub async fn login(&self, username: &str, password: &str) -> Result<User, LoginError> {
+        let user = self.auth.store().user_by_username(username).await?;
+        let stored = user.as_ref().and_then(|user| user.password_hash.as_deref());
+        let verification = match stored {
+            Some(stored) => match self.passwords.verify(password, stored).await {
+                Ok(verification) => verification,
+                Err(PasswordError::UnsupportedHash) => {
+                    tracing::warn!(
+                        "a user's stored password hash cannot be verified by this build"
+                    );
+                    Verification::Mismatch
+                }
+                Err(other) => return Err(other.into()),
+            },
+            None => self.passwords.verify_dummy(password).await?,
+        };
+        let (Some(user), Verification::Match { needs_rehash }) = (user, verification) else {
+            self.auth.audit(AuditKind::LoginFailed, None).await;
+            return Err(LoginError::InvalidCredentials);
+        };
+        if !user.is_active {
+            self.auth.audit(AuditKind::LoginFailed, Some(user.id)).await;
+            return Err(LoginError::Inactive);
+        }
+        let mut update = UserUpdate::default().last_login(self.auth.now());
+        if needs_rehash {
+            update = update.password_hash(self.passwords.hash(password).await?);
+        }
+        // A rehash does not change which password is valid, so cached credentials stay.
+        let updated = self
+            .auth
+            .store()
+            .update_user(user.id, update, self.auth.now())
+            .await?
+            .ok_or(LoginError::InvalidCredentials)?;
+        if needs_rehash {
+            self.auth
+                .audit(AuditKind::PasswordRehashed, Some(user.id))
+                .await;
+        }
+        self.auth
+            .audit(AuditKind::LoginSucceeded, Some(user.id))
+            .await;
+        Ok(updated)
+    }
+}

@@ -1,0 +1,6 @@
+//! Account flows built from the library's services, independent of any web framework: the
+//! examples only wire them to routes.
+
+mod login;
+
+pub use login::{LoginError, PasswordLogin, RegisterError, Registration};

@@ -1,0 +1,204 @@
+use std::convert::Infallible;
+
+use axum_core::body::Body;
+use axum_core::response::Response;
+use http::{Request, StatusCode};
+use proptest::prelude::{Just, Strategy, prop, prop_assert, prop_assert_eq, prop_oneof, proptest};
+use tower::{ServiceExt, service_fn};
+use tower_layer::Layer;
+
+use super::*;
+use crate::error::AuthError;
+use crate::identity::{AuthMethod, Identity, Scopes};
+use crate::store::{User, UserId};
+
+fn user(roles: &[&str], scopes: Scopes) -> Identity {
+    let user = User {
+        id: UserId(1),
+        username: "ada".into(),
+        email: None,
+        full_name: None,
+        password_hash: None,
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        is_active: true,
+        created_at: time::OffsetDateTime::UNIX_EPOCH,
+        updated_at: time::OffsetDateTime::UNIX_EPOCH,
+        last_login: None,
+    };
+    Identity::user(
+        user,
+        AuthMethod::Jwt {
+            jti: None,
+            sid: None,
+        },
+        scopes,
+    )
+}
+
+async fn status(layer: RequireLayer, identity: Option<Identity>) -> StatusCode {
+    let service = layer.layer(service_fn(|_: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::empty()))
+    }));
+    let mut request = Request::new(Body::empty());
+    if let Some(identity) = identity {
+        request.extensions_mut().insert(identity);
+    }
+    service.oneshot(request).await.unwrap().status()
+}
+
+#[tokio::test]
+async fn unauthenticated_is_401_and_forbidden_is_403() {
+    let admin_only = || RequireRole::any(["admin"]);
+    assert_eq!(status(admin_only(), None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status(admin_only(), Some(user(&["member"], Scopes::Unrestricted))).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(admin_only(), Some(user(&["admin"], Scopes::Unrestricted))).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn require_auth_admits_any_identity() {
+    assert_eq!(
+        status(RequireAuth::layer(), None).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(RequireAuth::layer(), Some(Identity::service("worker"))).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn require_role_all_needs_every_role() {
+    let layer = || RequireRole::all(["a", "b"]);
+    assert_eq!(
+        status(layer(), Some(user(&["a"], Scopes::Unrestricted))).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(layer(), Some(user(&["b", "a"], Scopes::Unrestricted))).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn rfc6750_limited_credential_without_scope_is_403_insufficient_scope() {
+    let limited = user(&[], Scopes::only(["collections:read"]));
+    let service =
+        RequireScope::new("collections:write").layer(service_fn(|_: Request<Body>| async {
+            Ok::<_, Infallible>(Response::new(Body::empty()))
+        }));
+    let mut request = Request::new(Body::empty());
+    request.extensions_mut().insert(limited);
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains("scope=\"collections:write\""),
+        "{challenge}"
+    );
+}
+
+#[test]
+fn unrestricted_credentials_allow_every_scope() {
+    let identity = user(&[], Scopes::Unrestricted);
+    assert!(scope("anything").is_met_by(Some(&identity)));
+}
+
+#[test]
+fn service_requirement_admits_only_services() {
+    assert!(service().is_met_by(Some(&Identity::service("worker"))));
+    assert!(!service().is_met_by(Some(&user(&["superuser"], Scopes::Unrestricted))));
+    assert!(!service().is_met_by(None));
+}
+
+#[test]
+fn not_authenticated_admits_only_anonymous_requests() {
+    let anonymous_only = not(authenticated());
+    assert!(anonymous_only.check(None).is_ok());
+    let identity = user(&[], Scopes::Unrestricted);
+    assert!(matches!(
+        anonymous_only.check(Some(&identity)),
+        Err(AuthError::Forbidden { scope: None })
+    ));
+}
+
+#[test]
+fn missing_scope_is_found_inside_all() {
+    let identity = user(&["editor"], Scopes::only(["a"]));
+    let requirement = all([role("editor"), scope("a"), scope("b")]);
+    assert!(matches!(
+        requirement.check(Some(&identity)),
+        Err(AuthError::Forbidden { scope: Some(s) }) if s == "b"
+    ));
+}
+
+#[test]
+fn custom_predicates_see_the_identity_and_reject_anonymous() {
+    let named_ada = custom(|identity| identity.name() == "ada");
+    assert!(named_ada.is_met_by(Some(&user(&[], Scopes::Unrestricted))));
+    assert!(!named_ada.is_met_by(None));
+}
+
+/// Leaves of a random requirement tree, evaluated against a random identity.
+fn leaf() -> impl Strategy<Value = Requirement> {
+    prop_oneof![
+        Just(authenticated()),
+        Just(service()),
+        prop::sample::select(vec!["a", "b", "c"]).prop_map(role),
+        prop::sample::select(vec!["x", "y"]).prop_map(scope),
+    ]
+}
+
+fn tree() -> impl Strategy<Value = Requirement> {
+    leaf().prop_recursive(4, 32, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(all),
+            prop::collection::vec(inner.clone(), 0..4).prop_map(any),
+            inner.prop_map(not),
+        ]
+    })
+}
+
+fn some_identity() -> impl Strategy<Value = Option<Identity>> {
+    let roles = prop::sample::subsequence(vec!["a", "b", "c"], 0..=3);
+    let scopes = prop_oneof![
+        Just(Scopes::Unrestricted),
+        prop::sample::subsequence(vec!["x", "y"], 0..=2).prop_map(Scopes::only),
+    ];
+    prop_oneof![
+        Just(None),
+        Just(Some(Identity::service("svc"))),
+        (roles, scopes).prop_map(|(roles, scopes)| Some(user(&roles, scopes))),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn guard_combinators_obey_boolean_laws(
+        p in tree(), q in tree(), r in tree(), identity in some_identity()
+    ) {
+        let id = identity.as_ref();
+        let eval = |req: &Requirement| req.is_met_by(id);
+        // Double negation, De Morgan, distributivity, identities.
+        prop_assert_eq!(eval(&not(not(p.clone()))), eval(&p));
+        prop_assert_eq!(eval(&not(all([p.clone(), q.clone()]))), eval(&any([not(p.clone()), not(q.clone())])));
+        prop_assert_eq!(eval(&not(any([p.clone(), q.clone()]))), eval(&all([not(p.clone()), not(q.clone())])));
+        prop_assert_eq!(
+            eval(&all([p.clone(), any([q.clone(), r.clone()])])),
+            eval(&any([all([p.clone(), q.clone()]), all([p.clone(), r.clone()])]))
+        );
+        prop_assert!(eval(&all([])));
+        prop_assert!(!eval(&any([])));
+        prop_assert_eq!(eval(&p.clone().and(q.clone())), eval(&p) && eval(&q));
+        prop_assert_eq!(eval(&p.clone().or(q.clone())), eval(&p) || eval(&q));
+        // A refusal is 401 exactly when the request is anonymous.
+        if let Err(error) = p.check(id) {
+            prop_assert_eq!(matches!(error, AuthError::MissingCredentials), id.is_none());
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Who made a request, and how they proved it.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::store::{FamilyId, TokenId, User, UserId};
+
+/// The authenticated principal of a request, placed in the request extensions by
+/// [`AuthLayer`](crate::AuthLayer).
+///
+/// Cheap to clone (one `Arc`). Handlers receive it through the [`Identity`] and
+/// `Option<Identity>` extractors, or [`CurrentUser`](crate::CurrentUser) when only users (not
+/// services) may call.
+///
+/// ```
+/// use portcullis::{AuthMethod, Identity, Scopes};
+/// # use portcullis::store::{User, UserId};
+/// # let user = User { id: UserId(7), username: "ada".into(), email: None, full_name: None,
+/// #     password_hash: None, roles: vec!["admin".into()], is_active: true,
+/// #     created_at: time::OffsetDateTime::UNIX_EPOCH, updated_at: time::OffsetDateTime::UNIX_EPOCH,
+/// #     last_login: None };
+/// let identity = Identity::user(user, AuthMethod::Internal { service: "test".into() }, Scopes::only(["read"]));
+/// assert_eq!(identity.user_id(), Some(UserId(7)));
+/// assert!(identity.has_role("admin"));
+/// assert!(identity.allows_scope("read"));
+/// assert!(!identity.allows_scope("write"));
+/// ```
+#[derive(Clone)]
+pub struct Identity(Arc<Inner>);
+
+struct Inner {
+    subject: Subject,
+    method: AuthMethod,
+    scopes: Scopes,
+}
+
+/// Whom an [`Identity`] stands for.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Subject {
+    /// A user account.
+    User(User),
+    /// A trusted service calling with the internal key (no user account).
+    Service {
+        /// The service's configured name.
+        name: String,
+    },
+}
+
+/// How a request authenticated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthMethod {
+    /// A browser session cookie.
+    Session {
+        /// The session's token id.
+        session_id: TokenId,
+    },
+    /// An opaque API key.
+    ApiKey {
+        /// The key's token id.
+        key_id: TokenId,
+    },
+    /// A JWT access token.
+    Jwt {
+        /// The token's `jti`.
+        jti: Option<String>,
+        /// The session (refresh family) the token belongs to.
+        sid: Option<FamilyId>,
+    },
+    /// A registered client application.
+    ClientApp {
+        /// The client's id.
+        client: String,
+    },
+    /// The internal service key.
+    Internal {
+        /// The service's configured name.
+        service: String,
+    },
+}
+
+/// What an identity may do beyond its roles: all of its owner's rights, or only some scopes.
+///
+/// API keys created with a permission list and JWTs with a `scope` claim are limited; a
+/// password login is not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scopes {
+    /// Every right of the owner.
+    Unrestricted,
+    /// Only these scopes.
+    Only(BTreeSet<String>),
+}
+
+impl Scopes {
+    /// A limited set of scopes.
+    pub fn only<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
+        Self::Only(scopes.into_iter().map(Into::into).collect())
+    }
+
+    /// `None` (no limits recorded) is unrestricted.
+    pub fn from_stored(scopes: Option<&[String]>) -> Self {
+        match scopes {
+            None => Self::Unrestricted,
+            Some(list) => Self::only(list.iter().cloned()),
+        }
+    }
+
+    /// Whether `scope` is allowed.
+    pub fn allows(&self, scope: &str) -> bool {
+        match self {
+            Self::Unrestricted => true,
+            Self::Only(set) => set.contains(scope),
+        }
+    }
+}
+
+impl Identity {
+    /// An identity for a user account.
+    pub fn user(user: User, method: AuthMethod, scopes: Scopes) -> Self {
+        Self(Arc::new(Inner {
+            subject: Subject::User(user),
+            method,
+            scopes,
+        }))
+    }
+
+    /// An identity for a trusted internal service.
+    pub fn service(name: impl Into<String>) -> Self {
+        let name = name.into();
+        Self(Arc::new(Inner {
+            method: AuthMethod::Internal {
+                service: name.clone(),
+            },
+            subject: Subject::Service { name },
+            scopes: Scopes::Unrestricted,
+        }))
+    }
+
+    /// Whom this identity stands for.
+    pub fn subject(&self) -> &Subject {
+        &self.0.subject
+    }
+
+    /// The user account, unless a service authenticated.
+    pub fn user_record(&self) -> Option<&User> {
+        match &self.0.subject {
+            Subject::User(user) => Some(user),
+            Subject::Service { .. } => None,
+        }
+    }
+
+    /// The user's id, unless a service authenticated.
+    pub fn user_id(&self) -> Option<UserId> {
+        self.user_record().map(|user| user.id)
+    }
+
+    /// The username, or the service name.
+    pub fn name(&self) -> &str {
+        match &self.0.subject {
+            Subject::User(user) => &user.username,
+            Subject::Service { name } => name,
+        }
+    }
+
+    /// The user's roles (a service has none).
+    pub fn roles(&self) -> &[String] {
+        self.user_record().map_or(&[], |user| &user.roles)
+    }
+
+    /// Whether the user holds `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles().iter().any(|r| r == role)
+    }
+
+    /// How the request authenticated.
+    pub fn method(&self) -> &AuthMethod {
+        &self.0.method
+    }
+
+    /// The scope limits of the credential.
+    pub fn scopes(&self) -> &Scopes {
+        &self.0.scopes
+    }
+
+    /// Whether the credential allows `scope`.
+    pub fn allows_scope(&self, scope: &str) -> bool {
+        self.0.scopes.allows(scope)
+    }
+
+    /// Whether a trusted service (not a user) authenticated.
+    pub fn is_service(&self) -> bool {
+        matches!(self.0.subject, Subject::Service { .. })
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("name", &self.name())
+            .field("user_id", &self.user_id())
+            .field("method", self.method())
+            .field("scopes", self.scopes())
+            .finish()
+    }
+}

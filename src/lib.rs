@@ -1,0 +1,87 @@
+//! # portcullis
+//!
+//! Authentication and authorization for [tower] and [axum] services: one [`AuthLayer`] with
+//! ordered credential sources (API keys, JWT access tokens, an internal service key, WebSocket
+//! query tokens), runtime-composable [guards](guard), extractors, refresh-token rotation with
+//! reuse detection, Argon2id passwords, and a pluggable [`UserStore`](store::UserStore) behind a
+//! cached SHA-256 token lookup.
+//!
+//! ## The request path
+//!
+//! ```text
+//! request ─▶ AuthLayer: sources in order ─▶ Identity in the request extensions (or none)
+//!         ─▶ guards: RequireAuth / RequireRole / RequireScope / all / any / not
+//!         ─▶ handler: Identity, Option<Identity>, CurrentUser extractors
+//! ```
+//!
+//! ## Quick start
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use portcullis::{AccessTokens, ApiKeys, Auth, AuthLayer, CurrentUser, JwtConfig};
+//! use portcullis::guard::RequireScope;
+//! use portcullis::source::Bearer;
+//! use portcullis::store::MemoryStore;
+//! use portcullis::token::{TokenFormat, jwt::{JwtKey, JwtKeys}};
+//!
+//! let auth = Auth::builder(MemoryStore::new()).build();
+//! let api_keys = ApiKeys::new(&auth, TokenFormat::new("myapp_")?);
+//! let keys = JwtKeys::new(JwtKey::hs256(b"at least thirty-two bytes of secret!")?)?;
+//! let jwts = AccessTokens::new(&auth, keys, JwtConfig::new("myapp", "myapp-api"));
+//!
+//! let app: Router = Router::new()
+//!     .route("/me", get(|user: CurrentUser| async move { user.username.clone() }))
+//!     .route("/reports", get(|| async { "…" }).layer(RequireScope::new("reports:read")))
+//!     .layer(AuthLayer::builder().source(Bearer::new(api_keys)).source(Bearer::new(jwts)).build());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Features
+//!
+//! | feature | adds |
+//! |---|---|
+//! | *(default)* | everything above with [`MemoryStore`](store::MemoryStore) |
+//! | `sqlite` | `SqliteStore` (sqlx, embedded migrations) |
+//! | `bcrypt` | verification of legacy bcrypt password hashes, rehashed to Argon2id at login |
+//!
+//! [tower]: https://docs.rs/tower
+//! [axum]: https://docs.rs/axum
+
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod access_token;
+mod api_key;
+pub mod audit;
+mod auth;
+mod cache;
+pub mod clock;
+mod error;
+mod extract;
+pub mod flows;
+pub mod guard;
+mod identity;
+mod layer;
+mod password;
+mod refresh_token;
+pub mod source;
+pub mod store;
+pub mod token;
+mod usage;
+
+pub use access_token::{ACCESS_TOKEN_TYP, AccessTokens, IssueError, IssuedAccessToken, JwtConfig};
+pub use api_key::{ApiKeyError, ApiKeys, CreatedApiKey, MAX_KEY_NAME_LEN, NewApiKey};
+pub use auth::{Auth, AuthBuilder};
+pub use cache::CacheConfig;
+pub use error::{AuthError, ErrorRenderer, InvalidToken, JsonErrors, json_detail};
+pub use extract::{AuthRejection, CurrentUser};
+pub use identity::{AuthMethod, Identity, Scopes, Subject};
+pub use layer::{AuthLayer, AuthLayerBuilder, AuthService, ResponseFuture};
+pub use password::{PasswordError, PasswordPolicy, Passwords, PolicyViolation, Verification};
+pub use refresh_token::{IssueRefreshError, IssuedRefreshToken, RefreshTokens, Refreshed};

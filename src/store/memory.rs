@@ -1,0 +1,326 @@
+//! An in-process store for tests and prototypes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use super::{
+    FamilyId, NewToken, NewUser, RevokeReason, Rotation, StoreError, TokenId, TokenKind,
+    TokenRecord, TokenSelector, TokenUse, User, UserId, UserStore, UserUpdate,
+};
+use crate::token::TokenDigest;
+
+/// A [`UserStore`] in memory: fast, complete, and gone when the process exits.
+///
+/// One mutex guards all state, which makes every method trivially atomic.
+///
+/// ```
+/// use portcullis::store::{MemoryStore, NewUser, UserStore};
+///
+/// # tokio_test_block(async {
+/// let store = MemoryStore::new();
+/// let now = time::OffsetDateTime::now_utc();
+/// let ada = store.create_user(NewUser::new("ada").first_user_roles(["superuser"]), now).await?;
+/// assert!(ada.is_superuser());
+/// assert!(store.user_by_username("ADA").await?.is_some());
+/// # Ok::<(), portcullis::store::StoreError>(())
+/// # });
+/// # fn tokio_test_block<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    users: BTreeMap<UserId, User>,
+    tokens: BTreeMap<TokenId, TokenRecord>,
+    by_digest: HashMap<(TokenKind, TokenDigest), TokenId>,
+    next_user: i64,
+    next_token: i64,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave State half-updated in a way that matters
+        // more than refusing service would, so recover the guard instead of propagating.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl State {
+    fn find_user(&self, matches: impl Fn(&User) -> bool) -> Option<User> {
+        self.users.values().find(|user| matches(user)).cloned()
+    }
+
+    fn email_taken(&self, email: &str, except: Option<UserId>) -> bool {
+        self.users.values().any(|user| {
+            Some(user.id) != except
+                && user
+                    .email
+                    .as_deref()
+                    .is_some_and(|taken| taken.eq_ignore_ascii_case(email))
+        })
+    }
+
+    fn insert_token(&mut self, token: NewToken) -> Result<TokenRecord, StoreError> {
+        if self.by_digest.contains_key(&(token.kind, token.digest)) {
+            return Err(StoreError::Conflict("digest"));
+        }
+        if let Some(limit) = token.max_active {
+            let active = self
+                .tokens
+                .values()
+                .filter(|t| t.user_id == token.user_id && t.kind == token.kind)
+                .filter(|t| t.is_active(token.created_at))
+                .count();
+            if active >= limit as usize {
+                return Err(StoreError::LimitReached { limit });
+            }
+        }
+        self.next_token += 1;
+        let record = TokenRecord {
+            id: TokenId(self.next_token),
+            kind: token.kind,
+            digest: token.digest,
+            user_id: token.user_id,
+            name: token.name,
+            hint: token.hint,
+            family: token.family,
+            scopes: token.scopes,
+            created_at: token.created_at,
+            expires_at: token.expires_at,
+            revoked_at: None,
+            revoke_reason: None,
+            last_used_at: None,
+        };
+        self.by_digest
+            .insert((record.kind, record.digest), record.id);
+        self.tokens.insert(record.id, record.clone());
+        Ok(record)
+    }
+
+    fn token_id(&self, kind: TokenKind, digest: &TokenDigest) -> Option<TokenId> {
+        self.by_digest.get(&(kind, *digest)).copied()
+    }
+}
+
+#[async_trait]
+impl UserStore for MemoryStore {
+    async fn create_user(&self, new: NewUser, now: OffsetDateTime) -> Result<User, StoreError> {
+        let mut state = self.state();
+        if state
+            .users
+            .values()
+            .any(|user| user.username.eq_ignore_ascii_case(&new.username))
+        {
+            return Err(StoreError::Conflict("username"));
+        }
+        if let Some(email) = &new.email
+            && state.email_taken(email, None)
+        {
+            return Err(StoreError::Conflict("email"));
+        }
+        let roles = new.effective_roles(state.users.is_empty());
+        state.next_user += 1;
+        let user = User {
+            id: UserId(state.next_user),
+            username: new.username,
+            email: new.email,
+            full_name: new.full_name,
+            password_hash: new.password_hash,
+            roles,
+            is_active: new.is_active,
+            created_at: now,
+            updated_at: now,
+            last_login: None,
+        };
+        state.users.insert(user.id, user.clone());
+        Ok(user)
+    }
+
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        Ok(self.state().users.get(&id).cloned())
+    }
+
+    async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        Ok(self
+            .state()
+            .find_user(|user| user.username.eq_ignore_ascii_case(username)))
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        Ok(self.state().find_user(|user| {
+            user.email
+                .as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case(email))
+        }))
+    }
+
+    async fn update_user(
+        &self,
+        id: UserId,
+        update: UserUpdate,
+        now: OffsetDateTime,
+    ) -> Result<Option<User>, StoreError> {
+        let mut state = self.state();
+        if let Some(Some(email)) = &update.email
+            && state.email_taken(email, Some(id))
+        {
+            return Err(StoreError::Conflict("email"));
+        }
+        let Some(user) = state.users.get_mut(&id) else {
+            return Ok(None);
+        };
+        if let Some(email) = update.email {
+            user.email = email;
+        }
+        if let Some(name) = update.full_name {
+            user.full_name = name;
+        }
+        if let Some(hash) = update.password_hash {
+            user.password_hash = hash;
+        }
+        if let Some(roles) = update.roles {
+            user.roles = roles;
+        }
+        if let Some(active) = update.is_active {
+            user.is_active = active;
+        }
+        if let Some(at) = update.last_login {
+            user.last_login = Some(at);
+        }
+        user.updated_at = now;
+        Ok(Some(user.clone()))
+    }
+
+    async fn insert_token(&self, token: NewToken) -> Result<TokenRecord, StoreError> {
+        let mut state = self.state();
+        if !state.users.contains_key(&token.user_id) {
+            return Err(StoreError::Corrupt(format!(
+                "token owner {} does not exist",
+                token.user_id
+            )));
+        }
+        state.insert_token(token)
+    }
+
+    async fn token_by_digest(
+        &self,
+        kind: TokenKind,
+        digest: &TokenDigest,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .token_id(kind, digest)
+            .and_then(|id| state.tokens.get(&id).cloned()))
+    }
+
+    async fn tokens_of_user(
+        &self,
+        user: UserId,
+        kind: TokenKind,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        Ok(self
+            .state()
+            .tokens
+            .values()
+            .filter(|t| t.user_id == user && t.kind == kind)
+            .cloned()
+            .collect())
+    }
+
+    async fn rotate_token(
+        &self,
+        kind: TokenKind,
+        presented: &TokenDigest,
+        replacement: NewToken,
+        now: OffsetDateTime,
+    ) -> Result<Rotation, StoreError> {
+        let mut state = self.state();
+        let Some(id) = state.token_id(kind, presented) else {
+            return Ok(Rotation::Rejected(None));
+        };
+        let current = state.tokens[&id].clone();
+        if !current.is_active(now) {
+            return Ok(Rotation::Rejected(Some(Box::new(current))));
+        }
+        let replacement = state.insert_token(replacement)?;
+        let previous = state.tokens.get_mut(&id).map(|token| {
+            token.revoked_at = Some(now);
+            token.revoke_reason = Some(RevokeReason::Rotated);
+            token.clone()
+        });
+        let previous = previous.ok_or_else(|| StoreError::Corrupt("token vanished".into()))?;
+        Ok(Rotation::Rotated {
+            previous: Box::new(previous),
+            replacement: Box::new(replacement),
+        })
+    }
+
+    async fn revoke_tokens(
+        &self,
+        selector: TokenSelector,
+        reason: RevokeReason,
+        now: OffsetDateTime,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        let mut state = self.state();
+        let digest_id = match &selector {
+            TokenSelector::Digest { kind, digest } => state.token_id(*kind, digest),
+            _ => None,
+        };
+        let selected = |token: &TokenRecord| match &selector {
+            TokenSelector::Owned { id, owner } => token.id == *id && token.user_id == *owner,
+            TokenSelector::Digest { .. } => Some(token.id) == digest_id,
+            TokenSelector::Family(family) => token.family.as_ref() == Some(family),
+            TokenSelector::User { user, kind } => {
+                token.user_id == *user && kind.is_none_or(|kind| token.kind == kind)
+            }
+        };
+        let mut revoked = Vec::new();
+        for token in state.tokens.values_mut() {
+            if token.revoked_at.is_none() && selected(token) {
+                token.revoked_at = Some(now);
+                token.revoke_reason = Some(reason);
+                revoked.push(token.clone());
+            }
+        }
+        Ok(revoked)
+    }
+
+    async fn family_is_active(
+        &self,
+        family: &FamilyId,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .state()
+            .tokens
+            .values()
+            .any(|t| t.family.as_ref() == Some(family) && t.is_active(now)))
+    }
+
+    async fn record_token_use(&self, uses: &[TokenUse]) -> Result<(), StoreError> {
+        let mut state = self.state();
+        for usage in uses {
+            if let Some(token) = state.tokens.get_mut(&usage.id)
+                && token.last_used_at.is_none_or(|last| last < usage.at)
+            {
+                token.last_used_at = Some(usage.at);
+            }
+        }
+        Ok(())
+    }
+}

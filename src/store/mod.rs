@@ -1,0 +1,142 @@
+//! Persistence: the [`UserStore`] trait and its implementations.
+//!
+//! A store keeps users and the single opaque-token table (DESIGN §2, §4). It is the one seam a
+//! third party implements to put portcullis on another database; the methods are small and
+//! each states the atomicity it must provide. Every implementation runs the same conformance
+//! tests (`tests/store_conformance.rs`).
+//!
+//! | store | feature |
+//! |---|---|
+//! | [`MemoryStore`] | always |
+//! | `SqliteStore` | `sqlite` |
+
+mod memory;
+mod records;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+pub use memory::MemoryStore;
+pub use records::{
+    FamilyId, NewToken, NewUser, RevokeReason, Rotation, SUPERUSER_ROLE, TokenId, TokenKind,
+    TokenRecord, TokenSelector, TokenUse, UnknownName, User, UserId, UserUpdate,
+};
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+
+use crate::token::TokenDigest;
+
+/// Users and opaque tokens.
+///
+/// Usernames and emails are unique and compared ignoring ASCII case. Timestamps are passed in
+/// by the caller (from its [`Clock`](crate::clock::Clock)) so that a store never reads the time
+/// itself, and are kept to microsecond precision.
+///
+/// Implementations must be safe to call concurrently from many tasks; the methods that say
+/// *atomically* must hold under concurrent calls from several processes sharing the store.
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
+    /// Creates a user. The store decides atomically whether this is the first user and then
+    /// grants [`NewUser::first_user_roles`].
+    ///
+    /// Fails with [`StoreError::Conflict`] naming `"username"` or `"email"` when taken.
+    async fn create_user(&self, user: NewUser, now: OffsetDateTime) -> Result<User, StoreError>;
+
+    /// Looks a user up by id.
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
+
+    /// Looks a user up by username, ignoring ASCII case.
+    async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError>;
+
+    /// Looks a user up by email, ignoring ASCII case.
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError>;
+
+    /// Applies `update` and returns the updated user, or `None` if there is no such user.
+    /// Fails with [`StoreError::Conflict`] when a new email is taken.
+    async fn update_user(
+        &self,
+        id: UserId,
+        update: UserUpdate,
+        now: OffsetDateTime,
+    ) -> Result<Option<User>, StoreError>;
+
+    /// Stores a token. Fails with [`StoreError::Conflict`] when a token of the same kind has
+    /// the same digest, and with [`StoreError::LimitReached`] when [`NewToken::max_active`]
+    /// would be exceeded (checked atomically with the insert).
+    async fn insert_token(&self, token: NewToken) -> Result<TokenRecord, StoreError>;
+
+    /// Finds a token by kind and digest, whatever its state.
+    async fn token_by_digest(
+        &self,
+        kind: TokenKind,
+        digest: &TokenDigest,
+    ) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// Every token of `kind` owned by `user`, revoked and expired ones included, oldest first.
+    async fn tokens_of_user(
+        &self,
+        user: UserId,
+        kind: TokenKind,
+    ) -> Result<Vec<TokenRecord>, StoreError>;
+
+    /// Atomically: if the token (`kind`, `presented`) is active at `now`, revoke it as
+    /// [`RevokeReason::Rotated`] and store `replacement`; otherwise change nothing.
+    ///
+    /// Of any number of concurrent rotations of one token, exactly one succeeds.
+    async fn rotate_token(
+        &self,
+        kind: TokenKind,
+        presented: &TokenDigest,
+        replacement: NewToken,
+        now: OffsetDateTime,
+    ) -> Result<Rotation, StoreError>;
+
+    /// Revokes the selected tokens that are not revoked yet and returns them as revoked.
+    async fn revoke_tokens(
+        &self,
+        selector: TokenSelector,
+        reason: RevokeReason,
+        now: OffsetDateTime,
+    ) -> Result<Vec<TokenRecord>, StoreError>;
+
+    /// Whether `family` still has an active token at `now`: a session lives as long as one of
+    /// its refresh tokens (or session ids) does.
+    async fn family_is_active(
+        &self,
+        family: &FamilyId,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Records token uses; a token's `last_used_at` only ever moves forward.
+    async fn record_token_use(&self, uses: &[TokenUse]) -> Result<(), StoreError>;
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A unique field is taken; the string names it (`"username"`, `"email"`, `"digest"`).
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    /// The insert would exceed a per-user limit.
+    #[error("limit of {limit} active tokens reached")]
+    LimitReached {
+        /// The limit that applied.
+        limit: u32,
+    },
+    /// The store could not be reached or failed; the operation may be retried.
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Stored data could not be understood (e.g. written by a newer version).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Wraps a backend error as [`StoreError::Unavailable`].
+    pub fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Unavailable(Box::new(error))
+    }
+}

@@ -1,0 +1,513 @@
+//! [`SqliteStore`]: the embedded default, one file, zero set-up.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use time::OffsetDateTime;
+
+use super::{
+    FamilyId, NewToken, NewUser, RevokeReason, Rotation, StoreError, TokenId, TokenKind,
+    TokenRecord, TokenSelector, TokenUse, User, UserId, UserStore, UserUpdate,
+};
+use crate::clock::{from_micros, to_micros};
+use crate::token::TokenDigest;
+
+/// A [`UserStore`] in a SQLite database (sqlx, WAL mode, embedded migrations).
+///
+/// Its tables are prefixed `portcullis_` and its migrations are tracked in
+/// `_portcullis_migrations`, so an application can keep its own tables and sqlx migrations in
+/// the same file. Writes that must be atomic run in `BEGIN IMMEDIATE` transactions, which
+/// serialise writers instead of failing them.
+///
+/// ```no_run
+/// use portcullis::store::SqliteStore;
+///
+/// # async fn run() -> Result<(), portcullis::store::StoreError> {
+/// let store = SqliteStore::connect("sqlite://data/app.db").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+macro_rules! user_columns {
+    () => {
+        "id, username, email, full_name, password_hash, roles, is_active, created_at, updated_at, last_login"
+    };
+}
+
+macro_rules! token_columns {
+    () => {
+        "id, kind, digest, user_id, name, hint, family, scopes, created_at, expires_at, revoked_at, revoke_reason, last_used_at"
+    };
+}
+
+fn store_error(error: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &error
+        && db.is_unique_violation()
+    {
+        let message = db.message();
+        return StoreError::Conflict(if message.contains(".username") {
+            "username"
+        } else if message.contains(".email") {
+            "email"
+        } else {
+            "digest"
+        });
+    }
+    if let sqlx::Error::Database(db) = &error
+        && db.is_foreign_key_violation()
+    {
+        return StoreError::Corrupt("token owner does not exist".into());
+    }
+    StoreError::unavailable(error)
+}
+
+fn corrupt(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(error.to_string())
+}
+
+fn json_list(list: &[String]) -> Result<String, StoreError> {
+    serde_json::to_string(list).map_err(corrupt)
+}
+
+fn parse_list(text: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(corrupt)
+}
+
+fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
+    Ok(User {
+        id: UserId(row.try_get("id").map_err(corrupt)?),
+        username: row.try_get("username").map_err(corrupt)?,
+        email: row.try_get("email").map_err(corrupt)?,
+        full_name: row.try_get("full_name").map_err(corrupt)?,
+        password_hash: row.try_get("password_hash").map_err(corrupt)?,
+        roles: parse_list(row.try_get("roles").map_err(corrupt)?)?,
+        is_active: row.try_get("is_active").map_err(corrupt)?,
+        created_at: from_micros(row.try_get("created_at").map_err(corrupt)?),
+        updated_at: from_micros(row.try_get("updated_at").map_err(corrupt)?),
+        last_login: row
+            .try_get::<Option<i64>, _>("last_login")
+            .map_err(corrupt)?
+            .map(from_micros),
+    })
+}
+
+fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
+    let digest: Vec<u8> = row.try_get("digest").map_err(corrupt)?;
+    let scopes: Option<String> = row.try_get("scopes").map_err(corrupt)?;
+    let reason: Option<String> = row.try_get("revoke_reason").map_err(corrupt)?;
+    let kind: String = row.try_get("kind").map_err(corrupt)?;
+    let family: Option<String> = row.try_get("family").map_err(corrupt)?;
+    let time = |column: &str| -> Result<Option<OffsetDateTime>, StoreError> {
+        Ok(row
+            .try_get::<Option<i64>, _>(column)
+            .map_err(corrupt)?
+            .map(from_micros))
+    };
+    Ok(TokenRecord {
+        id: TokenId(row.try_get("id").map_err(corrupt)?),
+        kind: TokenKind::from_str(&kind).map_err(corrupt)?,
+        digest: TokenDigest::from_slice(&digest)
+            .ok_or_else(|| corrupt("digest is not 32 bytes"))?,
+        user_id: UserId(row.try_get("user_id").map_err(corrupt)?),
+        name: row.try_get("name").map_err(corrupt)?,
+        hint: row.try_get("hint").map_err(corrupt)?,
+        family: family.map(FamilyId::new),
+        scopes: scopes.as_deref().map(parse_list).transpose()?,
+        created_at: from_micros(row.try_get("created_at").map_err(corrupt)?),
+        expires_at: time("expires_at")?,
+        revoked_at: time("revoked_at")?,
+        revoke_reason: reason
+            .as_deref()
+            .map(RevokeReason::from_str)
+            .transpose()
+            .map_err(corrupt)?,
+        last_used_at: time("last_used_at")?,
+    })
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://path/to/file.db`) and
+    /// applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(StoreError::unavailable)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Self::from_pool(pool).await
+    }
+
+    /// Uses an existing pool (e.g. the application's own) and applies pending migrations.
+    /// The pool should enable foreign keys and a busy timeout, as [`connect`](Self::connect) does.
+    pub async fn from_pool(pool: SqlitePool) -> Result<Self, StoreError> {
+        let mut migrator = sqlx::migrate!("src/store/sqlite/migrations");
+        migrator.dangerous_set_table_name("_portcullis_migrations");
+        migrator.run(&pool).await.map_err(StoreError::unavailable)?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool, for the application's own tables.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn immediate(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(store_error)
+    }
+}
+
+async fn find_token(
+    tx: &mut Transaction<'static, Sqlite>,
+    kind: TokenKind,
+    digest: &TokenDigest,
+) -> Result<Option<TokenRecord>, StoreError> {
+    sqlx::query(concat!(
+        "SELECT ",
+        token_columns!(),
+        " FROM portcullis_tokens WHERE kind = ? AND digest = ?"
+    ))
+    .bind(kind.as_str())
+    .bind(digest.as_bytes().as_slice())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(store_error)?
+    .as_ref()
+    .map(token_from_row)
+    .transpose()
+}
+
+async fn insert_token(
+    tx: &mut Transaction<'static, Sqlite>,
+    token: NewToken,
+) -> Result<TokenRecord, StoreError> {
+    if let Some(limit) = token.max_active {
+        let active: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM portcullis_tokens WHERE user_id = ? AND kind = ? \
+             AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)",
+        )
+        .bind(token.user_id.0)
+        .bind(token.kind.as_str())
+        .bind(to_micros(token.created_at))
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(store_error)?;
+        if active >= i64::from(limit) {
+            return Err(StoreError::LimitReached { limit });
+        }
+    }
+    let scopes = token.scopes.as_deref().map(json_list).transpose()?;
+    let row = sqlx::query(concat!(
+        "INSERT INTO portcullis_tokens \
+         (kind, digest, user_id, name, hint, family, scopes, created_at, expires_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
+        token_columns!()
+    ))
+    .bind(token.kind.as_str())
+    .bind(token.digest.as_bytes().as_slice())
+    .bind(token.user_id.0)
+    .bind(token.name)
+    .bind(token.hint)
+    .bind(token.family.as_ref().map(FamilyId::as_str))
+    .bind(scopes)
+    .bind(to_micros(token.created_at))
+    .bind(token.expires_at.map(to_micros))
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(store_error)?;
+    token_from_row(&row)
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn create_user(&self, user: NewUser, now: OffsetDateTime) -> Result<User, StoreError> {
+        let mut tx = self.immediate().await?;
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM portcullis_users)")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let roles = json_list(&user.effective_roles(!exists))?;
+        let row = sqlx::query(concat!(
+            "INSERT INTO portcullis_users \
+             (username, email, full_name, password_hash, roles, is_active, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
+            user_columns!()
+        ))
+        .bind(&user.username)
+        .bind(&user.email)
+        .bind(&user.full_name)
+        .bind(&user.password_hash)
+        .bind(roles)
+        .bind(user.is_active)
+        .bind(to_micros(now))
+        .bind(to_micros(now))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let created = user_from_row(&row)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(created)
+    }
+
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM portcullis_users WHERE id = ?"
+        ))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()
+    }
+
+    async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM portcullis_users WHERE username = ?"
+        ))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM portcullis_users WHERE email = ?"
+        ))
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()
+    }
+
+    async fn update_user(
+        &self,
+        id: UserId,
+        update: UserUpdate,
+        now: OffsetDateTime,
+    ) -> Result<Option<User>, StoreError> {
+        let roles = update.roles.as_deref().map(json_list).transpose()?;
+        // Each optional column keeps its value unless the matching flag is set.
+        let row = sqlx::query(concat!(
+            "UPDATE portcullis_users SET \
+               email = CASE WHEN ? THEN ? ELSE email END, \
+               full_name = CASE WHEN ? THEN ? ELSE full_name END, \
+               password_hash = CASE WHEN ? THEN ? ELSE password_hash END, \
+               roles = COALESCE(?, roles), \
+               is_active = COALESCE(?, is_active), \
+               last_login = COALESCE(?, last_login), \
+               updated_at = ? \
+             WHERE id = ? RETURNING ",
+            user_columns!()
+        ))
+        .bind(update.email.is_some())
+        .bind(update.email.flatten())
+        .bind(update.full_name.is_some())
+        .bind(update.full_name.flatten())
+        .bind(update.password_hash.is_some())
+        .bind(update.password_hash.flatten())
+        .bind(roles)
+        .bind(update.is_active)
+        .bind(update.last_login.map(to_micros))
+        .bind(to_micros(now))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn insert_token(&self, token: NewToken) -> Result<TokenRecord, StoreError> {
+        let mut tx = self.immediate().await?;
+        let record = insert_token(&mut tx, token).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(record)
+    }
+
+    async fn token_by_digest(
+        &self,
+        kind: TokenKind,
+        digest: &TokenDigest,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM portcullis_tokens WHERE kind = ? AND digest = ?"
+        ))
+        .bind(kind.as_str())
+        .bind(digest.as_bytes().as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?
+        .as_ref()
+        .map(token_from_row)
+        .transpose()
+    }
+
+    async fn tokens_of_user(
+        &self,
+        user: UserId,
+        kind: TokenKind,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM portcullis_tokens WHERE user_id = ? AND kind = ? ORDER BY id"
+        ))
+        .bind(user.0)
+        .bind(kind.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?
+        .iter()
+        .map(token_from_row)
+        .collect()
+    }
+
+    async fn rotate_token(
+        &self,
+        kind: TokenKind,
+        presented: &TokenDigest,
+        replacement: NewToken,
+        now: OffsetDateTime,
+    ) -> Result<Rotation, StoreError> {
+        // BEGIN IMMEDIATE takes the write lock first, so concurrent rotations of one token
+        // queue here and every one after the first sees it revoked.
+        let mut tx = self.immediate().await?;
+        let Some(current) = find_token(&mut tx, kind, presented).await? else {
+            return Ok(Rotation::Rejected(None));
+        };
+        if !current.is_active(now) {
+            return Ok(Rotation::Rejected(Some(Box::new(current))));
+        }
+        let row = sqlx::query(concat!(
+            "UPDATE portcullis_tokens SET revoked_at = ?, revoke_reason = ? WHERE id = ? RETURNING ",
+            token_columns!()
+        ))
+        .bind(to_micros(now))
+        .bind(RevokeReason::Rotated.as_str())
+        .bind(current.id.0)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let previous = token_from_row(&row)?;
+        let replacement = insert_token(&mut tx, replacement).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(Rotation::Rotated {
+            previous: Box::new(previous),
+            replacement: Box::new(replacement),
+        })
+    }
+
+    async fn revoke_tokens(
+        &self,
+        selector: TokenSelector,
+        reason: RevokeReason,
+        now: OffsetDateTime,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        macro_rules! revoke {
+            ($condition:literal) => {
+                sqlx::query(concat!(
+                    "UPDATE portcullis_tokens SET revoked_at = ?, revoke_reason = ? \
+                     WHERE revoked_at IS NULL AND ",
+                    $condition,
+                    " RETURNING ",
+                    token_columns!()
+                ))
+                .bind(to_micros(now))
+                .bind(reason.as_str())
+            };
+        }
+        let query = match &selector {
+            TokenSelector::Owned { id, owner } => {
+                revoke!("id = ? AND user_id = ?").bind(id.0).bind(owner.0)
+            }
+            TokenSelector::Digest { kind, digest } => revoke!("kind = ? AND digest = ?")
+                .bind(kind.as_str())
+                .bind(digest.as_bytes().to_vec()),
+            TokenSelector::Family(family) => revoke!("family = ?").bind(family.as_str().to_owned()),
+            TokenSelector::User { user, kind: None } => revoke!("user_id = ?").bind(user.0),
+            TokenSelector::User {
+                user,
+                kind: Some(kind),
+            } => revoke!("user_id = ? AND kind = ?")
+                .bind(user.0)
+                .bind(kind.as_str()),
+        };
+        query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(token_from_row)
+            .collect()
+    }
+
+    async fn family_is_active(
+        &self,
+        family: &FamilyId,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM portcullis_tokens WHERE family = ? \
+             AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?))",
+        )
+        .bind(family.as_str())
+        .bind(to_micros(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)
+    }
+
+    async fn record_token_use(&self, uses: &[TokenUse]) -> Result<(), StoreError> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        for usage in uses {
+            sqlx::query(
+                "UPDATE portcullis_tokens SET last_used_at = ?1 \
+                 WHERE id = ?2 AND (last_used_at IS NULL OR last_used_at < ?1)",
+            )
+            .bind(to_micros(usage.at))
+            .bind(usage.id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        }
+        tx.commit().await.map_err(store_error)
+    }
+}

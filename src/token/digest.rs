@@ -1,0 +1,145 @@
+//! SHA-256 digests of secrets: the only form in which a secret is stored or cached.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq;
+
+/// The SHA-256 digest of a secret token.
+///
+/// Stores keep this instead of the token (DESIGN §2): a leaked database does not leak usable
+/// credentials, and 256 bits of token entropy make a digest lookup safe without a slow hash.
+/// Equality is constant time; `Debug` shows only the first four bytes.
+///
+/// ```
+/// use portcullis::token::TokenDigest;
+///
+/// let a = TokenDigest::of("pc_secret");
+/// assert_eq!(a, TokenDigest::of("pc_secret"));
+/// assert_ne!(a, TokenDigest::of("pc_Secret"));
+/// assert_eq!(TokenDigest::from_hex(&a.to_hex()), Some(a));
+/// ```
+#[derive(Clone, Copy, Eq)]
+pub struct TokenDigest([u8; 32]);
+
+impl TokenDigest {
+    /// Digests a presented secret.
+    pub fn of(secret: &str) -> Self {
+        Self(Sha256::digest(secret.as_bytes()).into())
+    }
+
+    /// Wraps a digest read back from a store.
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// Wraps a digest read back from a store as a byte slice; `None` unless it is 32 bytes long.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        <[u8; 32]>::try_from(bytes).ok().map(Self)
+    }
+
+    /// The raw digest.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lower-case hexadecimal, for stores that keep digests as text.
+    pub fn to_hex(&self) -> String {
+        use fmt::Write;
+        self.0
+            .iter()
+            .fold(String::with_capacity(64), |mut out, byte| {
+                let _ = write!(out, "{byte:02x}");
+                out
+            })
+    }
+
+    /// Parses [`to_hex`](Self::to_hex) output (either case); `None` for anything else.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        let bytes = hex.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (slot, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            *slot = (hex_value(pair[0])? << 4) | hex_value(pair[1])?;
+        }
+        Some(Self(out))
+    }
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
+}
+
+impl PartialEq for TokenDigest {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Hash for TokenDigest {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "TokenDigest({:02x}{:02x}{:02x}{:02x}…)",
+            self.0[0], self.0[1], self.0[2], self.0[3]
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn digest_matches_the_fips_180_2_test_vector() {
+        assert_eq!(
+            TokenDigest::of("abc").to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn debug_output_does_not_reveal_the_whole_digest() {
+        let digest = TokenDigest::of("abc");
+        let shown = format!("{digest:?}");
+        assert_eq!(shown, "TokenDigest(ba7816bf…)");
+    }
+
+    #[test]
+    fn malformed_hex_is_rejected() {
+        assert!(TokenDigest::from_hex("").is_none());
+        assert!(TokenDigest::from_hex(&"g".repeat(64)).is_none());
+        assert!(TokenDigest::from_hex(&"a".repeat(63)).is_none());
+        assert!(TokenDigest::from_slice(&[0; 31]).is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn hex_round_trips(bytes in any::<[u8; 32]>()) {
+            let digest = TokenDigest::from_bytes(bytes);
+            prop_assert_eq!(TokenDigest::from_hex(&digest.to_hex()), Some(digest));
+            prop_assert_eq!(TokenDigest::from_hex(&digest.to_hex().to_uppercase()), Some(digest));
+        }
+
+        #[test]
+        fn distinct_secrets_have_distinct_digests(a in ".{0,64}", b in ".{0,64}") {
+            prop_assume!(a != b);
+            prop_assert_ne!(TokenDigest::of(&a), TokenDigest::of(&b));
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! Signing and verification keys, selected by `kid`.
+
+use std::fmt;
+
+use jsonwebtoken::jwk::{Jwk, KeyOperations, PublicKeyUse};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, EncodingKey};
+
+use super::jws::{self, VerifiedJws};
+use crate::error::InvalidToken;
+
+/// One JWT key: its algorithm, optional `kid`, a verification key and, for the signing key, the
+/// private half.
+///
+/// Constructors enforce key sizes (RFC 7518 §3.2: an HMAC key at least as long as the hash,
+/// RSA at least 2048 bits) and check that the key actually works with its algorithm, so a
+/// mismatched curve or a truncated secret fails at start-up rather than at the first request.
+///
+/// ```
+/// use portcullis::token::jwt::JwtKey;
+///
+/// let key = JwtKey::hs256(&[7u8; 32])?.with_kid("2026-11");
+/// assert_eq!(key.kid(), Some("2026-11"));
+/// assert!(JwtKey::hs256(b"too short").is_err());
+/// # Ok::<(), portcullis::token::jwt::KeyError>(())
+/// ```
+#[derive(Clone)]
+pub struct JwtKey {
+    kid: Option<String>,
+    alg: Algorithm,
+    verify: DecodingKey,
+    sign: Option<EncodingKey>,
+}
+
+impl fmt::Debug for JwtKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("can_sign", &self.sign.is_some())
+            .finish()
+    }
+}
+
+/// Why a key could not be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// An HMAC secret shorter than its hash output (RFC 7518 §3.2).
+    #[error("{alg:?} needs a secret of at least {min} bytes, got {got}")]
+    SecretTooShort {
+        /// The algorithm.
+        alg: Algorithm,
+        /// Its minimum secret length.
+        min: usize,
+        /// The length given.
+        got: usize,
+    },
+    /// An RSA modulus shorter than 2048 bits.
+    #[error("RSA keys must have at least 2048 bits, got {0}")]
+    RsaTooSmall(usize),
+    /// The algorithm does not fit the key type, or is not supported.
+    #[error("algorithm {0:?} does not fit this key")]
+    WrongAlgorithm(Algorithm),
+    /// The key material could not be parsed or did not sign and verify a probe.
+    #[error("invalid key: {0}")]
+    Invalid(String),
+    /// A JWK that is not meant for signatures (`use: enc`, `key_ops` without `verify`) or has
+    /// no usable `alg`.
+    #[error("JWK is not a signature verification key: {0}")]
+    NotForSignatures(&'static str),
+    /// Two keys share a `kid`, or several keys are configured and one has none.
+    #[error("ambiguous key ids: {0}")]
+    AmbiguousKid(&'static str),
+    /// A key set with no signing key was asked to sign.
+    #[error("no signing key configured")]
+    NoSigningKey,
+}
+
+fn invalid(error: impl fmt::Display) -> KeyError {
+    KeyError::Invalid(error.to_string())
+}
+
+fn min_hmac_len(alg: Algorithm) -> Option<usize> {
+    match alg {
+        Algorithm::HS256 => Some(32),
+        Algorithm::HS384 => Some(48),
+        Algorithm::HS512 => Some(64),
+        _ => None,
+    }
+}
+
+impl JwtKey {
+    /// An HMAC key (`HS256`, `HS384`, `HS512`) used for both signing and verification.
+    pub fn hmac(alg: Algorithm, secret: &[u8]) -> Result<Self, KeyError> {
+        let min = min_hmac_len(alg).ok_or(KeyError::WrongAlgorithm(alg))?;
+        if secret.len() < min {
+            return Err(KeyError::SecretTooShort {
+                alg,
+                min,
+                got: secret.len(),
+            });
+        }
+        Ok(Self {
+            kid: None,
+            alg,
+            verify: DecodingKey::from_secret(secret),
+            sign: Some(EncodingKey::from_secret(secret)),
+        })
+    }
+
+    /// An HS256 key; the secret must be at least 32 bytes.
+    pub fn hs256(secret: &[u8]) -> Result<Self, KeyError> {
+        Self::hmac(Algorithm::HS256, secret)
+    }
+
+    /// A signing key from a PKCS#8 PEM private key: `EdDSA` (Ed25519), `ES256`/`ES384`
+    /// (P-256/P-384) or `RS*`/`PS*` (RSA ≥ 2048 bits). The public half is derived from it.
+    pub fn private_pem(alg: Algorithm, pem: &[u8]) -> Result<Self, KeyError> {
+        let sign = match alg.family() {
+            AlgorithmFamily::Ed => EncodingKey::from_ed_pem(pem),
+            AlgorithmFamily::Ec => EncodingKey::from_ec_pem(pem),
+            AlgorithmFamily::Rsa => EncodingKey::from_rsa_pem(pem),
+            AlgorithmFamily::Hmac => return Err(KeyError::WrongAlgorithm(alg)),
+        }
+        .map_err(invalid)?;
+        let public = Jwk::from_encoding_key(&sign, alg).map_err(invalid)?;
+        check_rsa_size(&public)?;
+        let verify = DecodingKey::from_jwk(&public).map_err(invalid)?;
+        let key = Self {
+            kid: None,
+            alg,
+            verify,
+            sign: Some(sign),
+        };
+        key.probe()?;
+        Ok(key)
+    }
+
+    /// A verification-only key from a PEM public key (SPKI), for tokens another party signs.
+    pub fn public_pem(alg: Algorithm, pem: &[u8]) -> Result<Self, KeyError> {
+        let verify = match alg.family() {
+            AlgorithmFamily::Ed => DecodingKey::from_ed_pem(pem),
+            AlgorithmFamily::Ec => DecodingKey::from_ec_pem(pem),
+            AlgorithmFamily::Rsa => DecodingKey::from_rsa_pem(pem),
+            AlgorithmFamily::Hmac => return Err(KeyError::WrongAlgorithm(alg)),
+        }
+        .map_err(invalid)?;
+        if alg.family() == AlgorithmFamily::Rsa {
+            check_rsa_size(&Jwk::from_decoding_key(&verify, Some(alg)).map_err(invalid)?)?;
+        }
+        Ok(Self {
+            kid: None,
+            alg,
+            verify,
+            sign: None,
+        })
+    }
+
+    /// A verification key from a JSON Web Key (RFC 7517). The JWK must name its `alg`, must
+    /// not be an encryption key, and its `kid` (if any) is kept.
+    pub fn from_jwk(jwk: &str) -> Result<Self, KeyError> {
+        let jwk: Jwk = serde_json::from_str(jwk).map_err(invalid)?;
+        let common = &jwk.common;
+        if common
+            .public_key_use
+            .as_ref()
+            .is_some_and(|u| *u != PublicKeyUse::Signature)
+        {
+            return Err(KeyError::NotForSignatures("use is not \"sig\""));
+        }
+        if let Some(ops) = &common.key_operations
+            && !ops.contains(&KeyOperations::Verify)
+        {
+            return Err(KeyError::NotForSignatures("key_ops lacks \"verify\""));
+        }
+        let alg = Algorithm::try_from(
+            common
+                .key_algorithm
+                .ok_or(KeyError::NotForSignatures("no alg"))?,
+        )
+        .map_err(|_| KeyError::NotForSignatures("alg is not a supported signature algorithm"))?;
+        let verify = DecodingKey::from_jwk(&jwk).map_err(invalid)?;
+        if verify.family() != alg.family() {
+            return Err(KeyError::WrongAlgorithm(alg));
+        }
+        if let Some(min) = min_hmac_len(alg) {
+            let got = verify.try_get_as_bytes().map_err(invalid)?.len();
+            if got < min {
+                return Err(KeyError::SecretTooShort { alg, min, got });
+            }
+        }
+        check_rsa_size(&jwk)?;
+        Ok(Self {
+            kid: common.key_id.clone(),
+            alg,
+            verify,
+            sign: None,
+        })
+    }
+
+    /// Sets the key id, written into the header of tokens this key signs and used to select
+    /// it when verifying.
+    #[must_use]
+    pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
+        self.kid = Some(kid.into());
+        self
+    }
+
+    /// The key id.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// Whether this key holds a private half.
+    pub fn can_sign(&self) -> bool {
+        self.sign.is_some()
+    }
+
+    fn probe(&self) -> Result<(), KeyError> {
+        let Some(sign) = &self.sign else {
+            return Ok(());
+        };
+        let message = b"portcullis key probe";
+        let signature = jsonwebtoken::crypto::sign(message, sign, self.alg).map_err(invalid)?;
+        match jsonwebtoken::crypto::verify(&signature, message, &self.verify, self.alg) {
+            Ok(true) => Ok(()),
+            _ => Err(KeyError::WrongAlgorithm(self.alg)),
+        }
+    }
+
+    pub(super) fn decoding(&self) -> &DecodingKey {
+        &self.verify
+    }
+
+    pub(crate) fn encoding(&self) -> Option<&EncodingKey> {
+        self.sign.as_ref()
+    }
+}
+
+fn check_rsa_size(jwk: &Jwk) -> Result<(), KeyError> {
+    use base64::Engine as _;
+    if let jsonwebtoken::jwk::AlgorithmParameters::RSA(params) = &jwk.algorithm {
+        let modulus = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&params.n)
+            .map_err(invalid)?;
+        let leading_zero_bits = modulus
+            .iter()
+            .position(|&b| b != 0)
+            .map_or(0, |i| i * 8 + modulus[i].leading_zeros() as usize);
+        let bits = (modulus.len() * 8).saturating_sub(leading_zero_bits);
+        if bits < 2048 {
+            return Err(KeyError::RsaTooSmall(bits));
+        }
+    }
+    Ok(())
+}
+
+/// The keys an application signs and verifies with: one signing key and any number of older
+/// or foreign verification keys (key rotation).
+///
+/// With more than one key every key needs a distinct `kid`, and a token is verified only by
+/// the key its `kid` names. A single key may have no `kid`; then tokens must carry none either.
+///
+/// ```
+/// use portcullis::token::jwt::{JwtKey, JwtKeys};
+///
+/// let current = JwtKey::hs256(&[1u8; 32])?.with_kid("2026-11");
+/// let previous = JwtKey::hs256(&[2u8; 32])?.with_kid("2026-10");
+/// let keys = JwtKeys::new(current)?.also_verify(previous)?;
+/// assert_eq!(keys.len(), 2);
+/// # Ok::<(), portcullis::token::jwt::KeyError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct JwtKeys {
+    keys: Vec<JwtKey>,
+    signing: Option<usize>,
+}
+
+impl JwtKeys {
+    /// A key set that signs with `signing` (which must hold a private half).
+    pub fn new(signing: JwtKey) -> Result<Self, KeyError> {
+        if !signing.can_sign() {
+            return Err(KeyError::NoSigningKey);
+        }
+        Ok(Self {
+            keys: vec![signing],
+            signing: Some(0),
+        })
+    }
+
+    /// A key set that only verifies (tokens are signed elsewhere).
+    pub fn verify_only(key: JwtKey) -> Self {
+        Self {
+            keys: vec![key],
+            signing: None,
+        }
+    }
+
+    /// Adds a verification key, e.g. the previous signing key during a rotation.
+    pub fn also_verify(mut self, key: JwtKey) -> Result<Self, KeyError> {
+        if key.kid.is_none() || self.keys.iter().any(|k| k.kid.is_none()) {
+            return Err(KeyError::AmbiguousKid(
+                "every key of a multi-key set needs a kid",
+            ));
+        }
+        if self.keys.iter().any(|k| k.kid == key.kid) {
+            return Err(KeyError::AmbiguousKid("two keys share a kid"));
+        }
+        self.keys.push(key);
+        Ok(self)
+    }
+
+    /// How many keys the set holds.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the set is empty (never true for a constructed set).
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub(crate) fn signing_key(&self) -> Result<&JwtKey, KeyError> {
+        self.signing
+            .and_then(|i| self.keys.get(i))
+            .ok_or(KeyError::NoSigningKey)
+    }
+
+    pub(super) fn find(&self, kid: Option<&str>) -> Option<&JwtKey> {
+        self.keys.iter().find(|key| key.kid.as_deref() == kid)
+    }
+
+    /// Verifies a compact JWS against these keys and returns its payload, without looking at
+    /// any claim: the signature layer on its own (for test vectors and foreign tokens).
+    ///
+    /// Rejects: more than `max_len` bytes, anything but three base64url parts, a malformed or
+    /// `crit`-bearing header, an unknown `kid`, an `alg` other than the selected key's, and a
+    /// signature that does not verify.
+    pub fn verify_signature(&self, token: &str, max_len: usize) -> Result<Vec<u8>, InvalidToken> {
+        self.verify_jws(token, max_len).map(|jws| jws.payload)
+    }
+
+    pub(crate) fn verify_jws(
+        &self,
+        token: &str,
+        max_len: usize,
+    ) -> Result<VerifiedJws, InvalidToken> {
+        jws::verify(token, max_len, |kid| self.find(kid))
+    }
+}
