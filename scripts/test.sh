@@ -14,6 +14,9 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "example servers (the process-level tests start them)"
+cargo build --all-features --examples
+
 step "unit, property, integration and example tests"
 cargo test --all-features --lib --tests --examples --benches
 

@@ -1,0 +1,185 @@
+//! The API's error shape (`{"detail": ...}`, as FastAPI answers) and a JSON extractor whose
+//! every rejection is a clear 4xx in that shape.
+
+use axum::extract::{FromRequest, Request};
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use portcullis::store::StoreError;
+use portcullis::{AuthError, JsonErrors, json_detail};
+use serde::de::DeserializeOwned;
+
+/// Request bodies larger than this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// An error response: a status and a detail message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    detail: String,
+    auth: Option<AuthError>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: detail.into(),
+            auth: None,
+        }
+    }
+
+    /// 401 with a Bearer challenge and a detail of the caller's choosing.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            detail: detail.into(),
+            auth: Some(AuthError::MissingCredentials),
+        }
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, format!("{what} not found"))
+    }
+
+    pub fn unprocessable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        use portcullis::ErrorRenderer;
+        let mut response = json_detail(self.status, &self.detail);
+        // Authentication failures keep their RFC 6750 challenge and headers.
+        if let Some(error) = self.auth {
+            let rendered = JsonErrors::new("semantik").render(&error);
+            response.headers_mut().extend(
+                rendered
+                    .headers()
+                    .iter()
+                    .filter(|(name, _)| *name != http::header::CONTENT_TYPE)
+                    .map(|(name, value)| (name.clone(), value.clone())),
+            );
+        }
+        response
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        if let AuthError::Unavailable(cause) = &error {
+            tracing::error!(error = %cause, "credential store unavailable");
+        }
+        Self {
+            status: error.status(),
+            detail: error.detail().to_owned(),
+            auth: Some(error),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        AuthError::from(error).into()
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::unavailable(error).into()
+    }
+}
+
+/// A JSON object body whose every rejection is a `{"detail"}` response: 415 without a JSON
+/// content type, 413 when larger than [`MAX_BODY_BYTES`], 400 for malformed JSON, 422 for
+/// anything but an object of the expected shape.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(is_json);
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Expected request with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = read_body(request).await?;
+        parse_object(&bytes).map(Self)
+    }
+}
+
+/// `application/json` or an `application/*+json` type, parameters ignored.
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+async fn read_body(request: Request) -> Result<axum::body::Bytes, ApiError> {
+    axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Request body is larger than {MAX_BODY_BYTES} bytes"),
+            )
+        })
+}
+
+/// Parses a JSON object into `T`. serde would also fill a struct from an array, positionally;
+/// an API that documents objects must not accept that.
+fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "Request body is not valid JSON"))?;
+    if !value.is_object() {
+        return Err(ApiError::unprocessable(
+            "Invalid request body: expected a JSON object",
+        ));
+    }
+    serde_json::from_value(value)
+        .map_err(|error| ApiError::unprocessable(format!("Invalid request body: {error}")))
+}
+
+/// Parses an optional JSON object body: an empty body is `T::default()`.
+pub async fn optional_json<T: DeserializeOwned + Default>(request: Request) -> Result<T, ApiError> {
+    let bytes = read_body(request).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    parse_object(&bytes)
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "Not Found")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+}
+
+/// Checks a string field's length in characters.
+pub fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
+    let len = value.chars().count();
+    if len < min || len > max {
+        return Err(ApiError::unprocessable(format!(
+            "{field} must be between {min} and {max} characters long"
+        )));
+    }
+    Ok(())
+}

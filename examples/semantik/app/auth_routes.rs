@@ -1,0 +1,235 @@
+//! `/api/auth/*`: register, login, refresh, logout, me.
+
+use axum::Json;
+use axum::extract::{Request, State};
+use http::StatusCode;
+use portcullis::flows::{LoginError, RegisterError, Registration};
+use portcullis::store::{SUPERUSER_ROLE, User};
+use portcullis::{AuthError, CurrentUser};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::AppState;
+use super::api::{ApiError, ApiJson, check_len, optional_json};
+
+/// Semantik's `User` response.
+#[derive(Debug, Serialize)]
+pub struct UserOut {
+    pub id: i64,
+    pub username: String,
+    pub email: Option<String>,
+    pub full_name: Option<String>,
+    pub is_active: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<&User> for UserOut {
+    fn from(user: &User) -> Self {
+        Self {
+            id: user.id.0,
+            username: user.username.clone(),
+            email: user.email.clone(),
+            full_name: user.full_name.clone(),
+            is_active: user.is_active,
+            created_at: user.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UserCreate {
+    username: String,
+    email: String,
+    password: String,
+    #[serde(default)]
+    full_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UserLogin {
+    username: String,
+    password: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RefreshRequest {
+    refresh_token: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct LogoutRequest {
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+/// Semantik's `Token` response.
+#[derive(Debug, Serialize)]
+pub struct TokenOut {
+    access_token: String,
+    refresh_token: String,
+    token_type: &'static str,
+}
+
+fn validate_username(username: &str) -> Result<(), ApiError> {
+    check_len("username", username, 3, 50)?;
+    if !username
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(ApiError::unprocessable(
+            "username may contain only ASCII letters, digits, '_' and '-'",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_email(email: &str) -> Result<(), ApiError> {
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::unprocessable(
+            "email is not a valid email address",
+        ))
+    }
+}
+
+pub async fn register(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<UserCreate>,
+) -> Result<Json<UserOut>, ApiError> {
+    let email = body.email.trim();
+    validate_username(&body.username)?;
+    validate_email(email)?;
+    if let Some(name) = &body.full_name {
+        check_len("full_name", name, 0, 255)?;
+    }
+    let registration = Registration::new(&body.username, &body.password)
+        .email(email)
+        .full_name(body.full_name)
+        .first_user_roles([SUPERUSER_ROLE]);
+    match state.login.register(registration).await {
+        Ok(user) => Ok(Json(UserOut::from(&user))),
+        Err(RegisterError::Policy(violation)) => {
+            Err(ApiError::unprocessable(capitalise(&violation.to_string())))
+        }
+        Err(RegisterError::Taken("email")) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "Email already registered",
+        )),
+        Err(RegisterError::Taken(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "Username already exists",
+        )),
+        Err(RegisterError::Store(error)) => Err(error.into()),
+        Err(error) => {
+            tracing::error!(%error, "registration failed");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Registration is temporarily unavailable",
+            ))
+        }
+    }
+}
+
+fn capitalise(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<UserLogin>,
+) -> Result<Json<TokenOut>, ApiError> {
+    let user = match state.login.login(&body.username, &body.password).await {
+        Ok(user) => user,
+        Err(LoginError::InvalidCredentials) => {
+            return Err(ApiError::unauthorized("Incorrect username or password"));
+        }
+        Err(LoginError::Inactive) => return Err(AuthError::InactiveUser.into()),
+        Err(LoginError::Store(error)) => return Err(error.into()),
+        Err(error) => {
+            tracing::error!(%error, "login failed");
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Login is temporarily unavailable",
+            ));
+        }
+    };
+    issue_pair(&state, &user).await.map(Json)
+}
+
+async fn issue_pair(state: &AppState, user: &User) -> Result<TokenOut, ApiError> {
+    let refresh = state.refresh.issue(user).await.map_err(AuthError::from)?;
+    pair(state, user, refresh)
+}
+
+fn pair(
+    state: &AppState,
+    user: &User,
+    refresh: portcullis::IssuedRefreshToken,
+) -> Result<TokenOut, ApiError> {
+    let access = state
+        .access
+        .issue(user, Some(&refresh.family))
+        .map_err(|error| {
+            tracing::error!(%error, "could not sign an access token");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Token issuing is temporarily unavailable",
+            )
+        })?;
+    Ok(TokenOut {
+        access_token: access.token.into_exposed(),
+        refresh_token: refresh.secret.into_exposed(),
+        token_type: "bearer",
+    })
+}
+
+pub async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> Result<Json<TokenOut>, ApiError> {
+    let refreshed = state.refresh.rotate(&body.refresh_token).await?;
+    pair(&state, &refreshed.user, refreshed.issued).map(Json)
+}
+
+#[derive(Debug, Serialize)]
+pub struct Message {
+    message: &'static str,
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    request: Request,
+) -> Result<Json<Message>, ApiError> {
+    let body: LogoutRequest = optional_json(request).await?;
+    match body.refresh_token {
+        Some(token) => {
+            state.refresh.revoke(&token, user.id).await?;
+        }
+        None => {
+            state.refresh.revoke_all(user.id).await?;
+        }
+    }
+    Ok(Json(Message {
+        message: "Logged out successfully",
+    }))
+}
+
+pub async fn me(user: CurrentUser) -> Json<UserOut> {
+    Json(UserOut::from(user.user()))
+}

@@ -1,0 +1,213 @@
+//! Configuration from the environment (DESIGN §9), with Semantik's secret handling: in
+//! development the JWT secret and internal key are generated once into `DATA_DIR` (mode 0600);
+//! with `ENVIRONMENT=production` they must be given.
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use portcullis::token::jwt::KeyError;
+
+/// The service configuration.
+#[derive(Clone)]
+pub struct Config {
+    pub bind: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub jwt_secret: String,
+    pub internal_api_key: String,
+    pub access_token_ttl: Duration,
+    pub cors_origins: Vec<String>,
+    pub production: bool,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url)
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("cors_origins", &self.cors_origins)
+            .field("production", &self.production)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the service cannot start.
+#[derive(Debug)]
+pub enum ConfigError {
+    MissingSecret(&'static str),
+    WeakSecret(&'static str),
+    SecretFile(PathBuf, String),
+    Invalid(&'static str, String),
+    Database(String),
+    Key(KeyError),
+    InternalKeyTooShort,
+    Bind(String, String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingSecret(name) => write!(
+                f,
+                "{name} must be set when ENVIRONMENT=production (generate one with: openssl rand -hex 32)"
+            ),
+            Self::WeakSecret(name) => write!(f, "{name} must be at least 32 bytes long"),
+            Self::SecretFile(path, why) => write!(f, "secret file {}: {why}", path.display()),
+            Self::Invalid(name, why) => write!(f, "invalid {name}: {why}"),
+            Self::Database(why) => write!(f, "cannot open the database: {why}"),
+            Self::Key(error) => write!(f, "invalid JWT key: {error}"),
+            Self::InternalKeyTooShort => {
+                f.write_str("INTERNAL_API_KEY must be at least 16 bytes long")
+            }
+            Self::Bind(address, why) => write!(f, "cannot listen on {address}: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads the configuration through `env` (the process environment, or a map in tests).
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &str| env(name).filter(|value| !value.trim().is_empty());
+        let production = var("ENVIRONMENT").is_some_and(|e| e.eq_ignore_ascii_case("production"));
+        let data_dir = PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "./data/semantik".into()));
+        let database_url = match var("DATABASE_URL") {
+            Some(url) if url.starts_with("sqlite:") => url,
+            Some(_) => {
+                return Err(ConfigError::Invalid(
+                    "DATABASE_URL",
+                    "this build supports sqlite:// URLs only".into(),
+                ));
+            }
+            None => {
+                create_private_dir(&data_dir)?;
+                format!("sqlite://{}", data_dir.join("semantik.db").display())
+            }
+        };
+        let jwt_secret = secret(
+            var("JWT_SECRET").or_else(|| var("JWT_SECRET_KEY")),
+            "JWT_SECRET",
+            32,
+            production,
+            &data_dir.join(".jwt_secret"),
+        )?;
+        let internal_api_key = secret(
+            var("INTERNAL_API_KEY"),
+            "INTERNAL_API_KEY",
+            16,
+            production,
+            &data_dir.join(".internal_api_key"),
+        )?;
+        let minutes = match var("ACCESS_TOKEN_EXPIRE_MINUTES") {
+            None => 24 * 60,
+            Some(text) => text
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|m| (1..=366 * 24 * 60).contains(m))
+                .ok_or_else(|| {
+                    ConfigError::Invalid(
+                        "ACCESS_TOKEN_EXPIRE_MINUTES",
+                        format!("{text:?} is not 1..=527040"),
+                    )
+                })?,
+        };
+        let cors_origins = var("CORS_ORIGINS")
+            .unwrap_or_else(|| "http://localhost:5173".into())
+            .split(',')
+            .map(|origin| origin.trim().to_owned())
+            .filter(|origin| !origin.is_empty())
+            .collect();
+        Ok(Self {
+            bind: var("BIND").unwrap_or_else(|| "127.0.0.1:8000".into()),
+            data_dir,
+            database_url,
+            jwt_secret,
+            internal_api_key,
+            access_token_ttl: Duration::from_secs(minutes * 60),
+            cors_origins,
+            production,
+        })
+    }
+}
+
+/// A configured secret, or in development one generated once into `file` with mode 0600.
+fn secret(
+    given: Option<String>,
+    name: &'static str,
+    min_len: usize,
+    production: bool,
+    file: &Path,
+) -> Result<String, ConfigError> {
+    if let Some(value) = given {
+        return if value.len() >= min_len {
+            Ok(value)
+        } else {
+            Err(ConfigError::WeakSecret(name))
+        };
+    }
+    if production {
+        return Err(ConfigError::MissingSecret(name));
+    }
+    let fail = |why: String| ConfigError::SecretFile(file.to_owned(), why);
+    if let Some(dir) = file.parent() {
+        create_private_dir(dir)?;
+    }
+    match fs::metadata(file) {
+        Ok(metadata) => {
+            if metadata.permissions().mode() & 0o077 != 0 {
+                return Err(fail(format!(
+                    "is readable by other users (mode {:o}); run chmod 600",
+                    metadata.permissions().mode() & 0o777
+                )));
+            }
+            let value = fs::read_to_string(file).map_err(|e| fail(e.to_string()))?;
+            let value = value.trim().to_owned();
+            if value.len() < min_len {
+                return Err(fail(format!("holds fewer than {min_len} bytes")));
+            }
+            Ok(value)
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let value = random_hex()?;
+            let mut out = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(file)
+                .map_err(|e| fail(e.to_string()))?;
+            out.write_all(value.as_bytes())
+                .map_err(|e| fail(e.to_string()))?;
+            tracing::info!(file = %file.display(), "generated a development secret for {name}");
+            Ok(value)
+        }
+        Err(error) => Err(fail(error.to_string())),
+    }
+}
+
+fn random_hex() -> Result<String, ConfigError> {
+    use rand::TryRng;
+    let mut bytes = [0u8; 32];
+    rand::rngs::SysRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|error| ConfigError::Invalid("secret", error.to_string()))?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+/// Creates `dir` (and parents) readable by the owner only, since it holds the database and
+/// secrets; an existing directory is left as it is.
+fn create_private_dir(dir: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| ConfigError::SecretFile(dir.to_owned(), e.to_string()))
+}

@@ -1,0 +1,188 @@
+//! `/api/keys`: create (secret shown once), list, revoke.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use http::StatusCode;
+use portcullis::store::{TokenId, TokenRecord};
+use portcullis::{ApiKeyError, CurrentUser, NewApiKey, Scopes};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::api::{ApiError, ApiJson, check_len};
+use super::{AppState, PERMISSIONS};
+
+/// Semantik allows at most this many active keys per user.
+pub const MAX_ACTIVE_KEYS: u32 = 20;
+const DEFAULT_EXPIRY_DAYS: u32 = 365;
+const MAX_EXPIRY_DAYS: u32 = 3650;
+
+#[derive(Debug, Deserialize)]
+pub struct ApiKeyCreate {
+    name: String,
+    #[serde(default)]
+    expires_in_days: Option<u32>,
+    #[serde(default)]
+    permissions: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ApiKeyCreated {
+    id: i64,
+    name: String,
+    api_key: String,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    expires_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ApiKeyOut {
+    id: i64,
+    name: String,
+    key_hint: String,
+    permissions: Option<Vec<String>>,
+    is_active: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    expires_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    last_used_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    revoked_at: Option<OffsetDateTime>,
+}
+
+impl ApiKeyOut {
+    fn new(record: TokenRecord, now: OffsetDateTime) -> Self {
+        Self {
+            id: record.id.0,
+            is_active: record.is_active(now),
+            name: record.name.unwrap_or_default(),
+            key_hint: record.hint,
+            permissions: record.scopes,
+            created_at: record.created_at,
+            expires_at: record.expires_at,
+            last_used_at: record.last_used_at,
+            revoked_at: record.revoked_at,
+        }
+    }
+}
+
+/// The permissions the new key gets: those asked for, which must be known and, when the
+/// caller's own credential is limited, among its permissions (a limited key cannot mint a
+/// stronger one).
+fn permissions(
+    requested: Option<Vec<String>>,
+    caller: &Scopes,
+) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(requested) = requested else {
+        return Ok(match caller {
+            Scopes::Unrestricted => None,
+            Scopes::Only(held) => Some(held.iter().cloned().collect()),
+        });
+    };
+    if requested.is_empty() {
+        return Err(ApiError::unprocessable(
+            "permissions must not be empty; omit the field for full access",
+        ));
+    }
+    if let Some(unknown) = requested
+        .iter()
+        .find(|p| !PERMISSIONS.contains(&p.as_str()))
+    {
+        return Err(ApiError::unprocessable(format!(
+            "unknown permission {unknown:?}; allowed: {}",
+            PERMISSIONS.join(", ")
+        )));
+    }
+    if let Some(beyond) = requested.iter().find(|p| !caller.allows(p)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("cannot grant {beyond:?}: the current credential does not hold it"),
+        ));
+    }
+    let mut requested = requested;
+    requested.sort();
+    requested.dedup();
+    Ok(Some(requested))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    ApiJson(body): ApiJson<ApiKeyCreate>,
+) -> Result<(StatusCode, Json<ApiKeyCreated>), ApiError> {
+    check_len("name", body.name.trim(), 1, portcullis::MAX_KEY_NAME_LEN)?;
+    let days = body.expires_in_days.unwrap_or(DEFAULT_EXPIRY_DAYS);
+    if !(1..=MAX_EXPIRY_DAYS).contains(&days) {
+        return Err(ApiError::unprocessable(format!(
+            "expires_in_days must be between 1 and {MAX_EXPIRY_DAYS}"
+        )));
+    }
+    let scopes = permissions(body.permissions, user.identity().scopes())?;
+    let key = NewApiKey {
+        name: body.name,
+        expires_in: Some(Duration::from_secs(u64::from(days) * 86_400)),
+        scopes,
+    };
+    let created = state
+        .api_keys
+        .create(user.user(), key)
+        .await
+        .map_err(|error| match error {
+            ApiKeyError::LimitReached { limit } => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("Maximum number of active API keys ({limit}) reached; revoke one first"),
+            ),
+            ApiKeyError::InvalidName => {
+                ApiError::unprocessable("name must be between 1 and 100 characters long")
+            }
+            ApiKeyError::Store(error) => error.into(),
+            other => {
+                tracing::error!(error = %other, "could not create an API key");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "API key creation is temporarily unavailable",
+                )
+            }
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ApiKeyCreated {
+            id: created.record.id.0,
+            name: created.record.name.unwrap_or_default(),
+            api_key: created.secret.into_exposed(),
+            created_at: created.record.created_at,
+            expires_at: created.record.expires_at,
+        }),
+    ))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> Result<Json<Vec<ApiKeyOut>>, ApiError> {
+    let now = state.auth.now();
+    let keys = state.api_keys.list(user.id).await?;
+    Ok(Json(
+        keys.into_iter().map(|k| ApiKeyOut::new(k, now)).collect(),
+    ))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = id
+        .parse::<i64>()
+        .map_err(|_| ApiError::not_found("API key"))?;
+    if state.api_keys.revoke(user.id, TokenId(id)).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("API key"))
+    }
+}

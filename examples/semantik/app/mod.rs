@@ -1,0 +1,183 @@
+//! The Semantik service: configuration, state, routes.
+
+mod api;
+mod auth_routes;
+mod collections;
+mod config;
+mod internal;
+mod keys;
+mod ws;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post};
+use portcullis::flows::PasswordLogin;
+use portcullis::guard::{self, RequireLayer, RequireScope};
+use portcullis::source::{Bearer, InternalKey, QueryToken};
+use portcullis::store::SqliteStore;
+use portcullis::token::TokenFormat;
+use portcullis::token::jwt::{JwtKey, JwtKeys};
+use portcullis::{
+    AccessTokens, ApiKeys, Auth, AuthLayer, JsonErrors, JwtConfig, PasswordPolicy, Passwords,
+    RefreshTokens,
+};
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+pub use config::{Config, ConfigError};
+
+/// Permissions an API key may be limited to.
+pub const PERMISSIONS: [&str; 3] = ["collections:read", "collections:write", "keys:manage"];
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub auth: Auth,
+    pub login: PasswordLogin,
+    pub access: AccessTokens,
+    pub refresh: RefreshTokens,
+    pub api_keys: ApiKeys,
+    pub db: sqlx::SqlitePool,
+}
+
+/// Opens the database and builds the router.
+pub async fn build(config: &Config) -> Result<(Router, AppState), ConfigError> {
+    let store = SqliteStore::connect(&config.database_url)
+        .await
+        .map_err(|error| ConfigError::Database(error.to_string()))?;
+    collections::migrate(store.pool())
+        .await
+        .map_err(|error| ConfigError::Database(error.to_string()))?;
+    let db = store.pool().clone();
+    let auth = Auth::builder(store).build();
+
+    let passwords = Passwords::new(PasswordPolicy::default().min_length(8));
+    let login = PasswordLogin::new(&auth, &passwords);
+    let keys = JwtKeys::new(JwtKey::hs256(config.jwt_secret.as_bytes()).map_err(ConfigError::Key)?)
+        .map_err(ConfigError::Key)?;
+    let access = AccessTokens::new(
+        &auth,
+        keys,
+        JwtConfig::new("semantik", "semantik-api").ttl(config.access_token_ttl),
+    );
+    let refresh = RefreshTokens::new(&auth, format("smtr_"), Duration::from_secs(30 * 86_400));
+    let api_keys = ApiKeys::new(&auth, format("smtk_"))
+        .default_ttl(Some(Duration::from_secs(365 * 86_400)))
+        .max_active_per_user(keys::MAX_ACTIVE_KEYS);
+
+    let authentication = AuthLayer::builder()
+        .source(Bearer::new(api_keys.clone()))
+        .source(Bearer::new(access.clone()))
+        .source(QueryToken::new(access.clone(), "/ws/"))
+        .source(
+            InternalKey::new("semantik-internal", &config.internal_api_key)
+                .map_err(|_| ConfigError::InternalKeyTooShort)?,
+        )
+        .renderer(JsonErrors::new("semantik"))
+        .build();
+
+    let state = AppState {
+        auth,
+        login,
+        access,
+        refresh,
+        api_keys,
+        db,
+    };
+    let router = Router::new()
+        .route("/api/auth/register", post(auth_routes::register))
+        .route("/api/auth/login", post(auth_routes::login))
+        .route("/api/auth/refresh", post(auth_routes::refresh))
+        .route("/api/auth/logout", post(auth_routes::logout))
+        .route("/api/auth/me", get(auth_routes::me))
+        .route(
+            "/api/keys",
+            post(keys::create)
+                .get(keys::list)
+                .layer(RequireScope::new("keys:manage")),
+        )
+        .route(
+            "/api/keys/{id}",
+            delete(keys::revoke).layer(RequireScope::new("keys:manage")),
+        )
+        .route(
+            "/api/collections",
+            post(collections::create)
+                .layer(RequireScope::new("collections:write"))
+                .merge(get(collections::list).layer(RequireScope::new("collections:read"))),
+        )
+        .route(
+            "/api/collections/{id}",
+            get(collections::get_one).layer(RequireScope::new("collections:read")),
+        )
+        .nest(
+            "/api/internal",
+            internal::routes().layer(RequireLayer::new(guard::service())),
+        )
+        .route("/ws/operations", get(ws::operations))
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(DefaultBodyLimit::max(api::MAX_BODY_BYTES))
+        .layer(authentication)
+        .layer(cors(&config.cors_origins))
+        .with_state(state.clone());
+    Ok((router, state))
+}
+
+fn format(prefix: &'static str) -> TokenFormat {
+    match TokenFormat::new(prefix) {
+        Ok(format) => format,
+        Err(error) => unreachable!("constant prefix {prefix:?} is valid: {error}"),
+    }
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    use http::{Method, header};
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::PATCH])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(600));
+    if origins.iter().any(|origin| origin == "*") {
+        return layer.allow_origin(AllowOrigin::any());
+    }
+    let origins = origins.iter().filter_map(|origin| origin.parse().ok());
+    layer
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+}
+
+/// Serves on an already bound listener until the future completes (tests) or forever.
+pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+}
+
+async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Runs the server described by `config`.
+pub async fn run(config: Config) -> Result<(), ConfigError> {
+    let (router, state) = build(&config).await?;
+    let listener = TcpListener::bind(&config.bind)
+        .await
+        .map_err(|error| ConfigError::Bind(config.bind.clone(), error.to_string()))?;
+    let address = listener
+        .local_addr()
+        .map_err(|error| ConfigError::Bind(config.bind.clone(), error.to_string()))?;
+    println!("listening on http://{address}");
+    serve(listener, router)
+        .await
+        .map_err(|error| ConfigError::Bind(config.bind.clone(), error.to_string()))?;
+    if let Err(error) = state.auth.flush_last_used().await {
+        tracing::warn!(%error, "could not record the last API key uses on shutdown");
+    }
+    Ok(())
+}

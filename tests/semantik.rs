@@ -1,0 +1,1223 @@
+//! The Semantik example over real HTTP against a real SQLite file: every documented endpoint,
+//! success and failure paths.
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../examples/semantik/app/mod.rs"]
+mod app;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite;
+
+const INTERNAL_KEY: &str = "internal-test-key-0123456789abcdef";
+
+struct Server {
+    base: String,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let env: HashMap<&str, String> = HashMap::from([
+        ("DATA_DIR", dir.path().display().to_string()),
+        ("INTERNAL_API_KEY", INTERNAL_KEY.to_owned()),
+        (
+            "CORS_ORIGINS",
+            "http://localhost:5173, https://app.example".to_owned(),
+        ),
+    ]);
+    let config = app::Config::from_env(|name| env.get(name).cloned()).unwrap();
+    let (router, _state) = app::build(&config).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(app::serve(listener, router));
+    Server {
+        base,
+        client: reqwest::Client::new(),
+        _dir: dir,
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    body: Value,
+    headers: reqwest::header::HeaderMap,
+}
+
+impl Reply {
+    fn detail(&self) -> &str {
+        self.body["detail"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no detail in {}", self.body))
+    }
+}
+
+impl Server {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        assert!(status.as_u16() < 500, "{path}: {status} {body}");
+        Reply {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    async fn raw(&self, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Reply {
+        let mut request = self.client.post(format!("{}{path}", self.base)).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.json().await.unwrap_or(Value::Null);
+        Reply {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    async fn internal(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let mut request = self
+            .client
+            .request(method, format!("{}/api/internal{path}", self.base))
+            .header("x-internal-api-key", INTERNAL_KEY);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        Reply {
+            status,
+            body: response.json().await.unwrap_or(Value::Null),
+            headers,
+        }
+    }
+
+    async fn register(&self, username: &str) -> Value {
+        let reply = self
+            .post(
+                "/api/auth/register",
+                None,
+                json!({"username": username, "email": format!("{username}@example.com"), "password": "correct horse"}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        reply.body
+    }
+
+    async fn login(&self, username: &str) -> (String, String) {
+        let reply = self
+            .post(
+                "/api/auth/login",
+                None,
+                json!({"username": username, "password": "correct horse"}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        (
+            reply.body["access_token"].as_str().unwrap().to_owned(),
+            reply.body["refresh_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn api_key(&self, token: &str, body: Value) -> Reply {
+        self.post("/api/keys", Some(token), body).await
+    }
+}
+
+fn keys_of(value: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = value
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
+#[tokio::test]
+async fn register_returns_the_user_and_the_first_user_becomes_superuser() {
+    let server = start().await;
+    let ada = server
+        .post(
+            "/api/auth/register",
+            None,
+            json!({"username": "ada", "email": "ada@example.com", "password": "correct horse", "full_name": "Ada Lovelace"}),
+        )
+        .await;
+    assert_eq!(ada.status, StatusCode::OK);
+    assert_eq!(
+        keys_of(&ada.body),
+        [
+            "created_at",
+            "email",
+            "full_name",
+            "id",
+            "is_active",
+            "username"
+        ]
+    );
+    assert_eq!(ada.body["username"], "ada");
+    assert_eq!(ada.body["full_name"], "Ada Lovelace");
+    assert_eq!(ada.body["is_active"], true);
+    assert!(
+        time::OffsetDateTime::parse(
+            ada.body["created_at"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339
+        )
+        .is_ok()
+    );
+    let bob = server.register("bob").await;
+    assert_eq!(bob["full_name"], Value::Null);
+    let superuser = |id: &Value| format!("/users/{id}");
+    assert_eq!(
+        server
+            .internal(Method::GET, &superuser(&ada.body["id"]), None)
+            .await
+            .body["is_superuser"],
+        true
+    );
+    assert_eq!(
+        server
+            .internal(Method::GET, &superuser(&bob["id"]), None)
+            .await
+            .body["is_superuser"],
+        false
+    );
+}
+
+#[tokio::test]
+async fn register_rejects_bad_input_with_clear_details() {
+    let server = start().await;
+    server.register("ada").await;
+    let cases = [
+        (
+            json!({"username": "bob", "email": "bob@example.com", "password": "short"}),
+            422,
+            "at least 8",
+        ),
+        (
+            json!({"username": "ADA", "email": "x@example.com", "password": "correct horse"}),
+            409,
+            "Username already exists",
+        ),
+        (
+            json!({"username": "bob", "email": "ADA@example.com", "password": "correct horse"}),
+            409,
+            "Email already registered",
+        ),
+        (
+            json!({"username": "b", "email": "b@example.com", "password": "correct horse"}),
+            422,
+            "username",
+        ),
+        (
+            json!({"username": "ａｄｍｉｎ", "email": "c@example.com", "password": "correct horse"}),
+            422,
+            "ASCII",
+        ),
+        (
+            json!({"username": "bob'; --", "email": "d@example.com", "password": "correct horse"}),
+            422,
+            "username",
+        ),
+        (
+            json!({"username": "bob", "email": "not-an-email", "password": "correct horse"}),
+            422,
+            "email",
+        ),
+        (
+            json!({"username": "bob", "password": "correct horse"}),
+            422,
+            "missing field `email`",
+        ),
+        (
+            json!({"username": 5, "email": "e@example.com", "password": "correct horse"}),
+            422,
+            "invalid type",
+        ),
+        (
+            json!({"username": "bob", "email": "f@example.com", "password": "x".repeat(129)}),
+            422,
+            "at most 128",
+        ),
+        (json!(["not", "an", "object"]), 422, "Invalid request body"),
+    ];
+    for (body, status, detail) in cases {
+        let reply = server.post("/api/auth/register", None, body.clone()).await;
+        assert_eq!(reply.status.as_u16(), status, "{body}: {}", reply.body);
+        assert!(
+            reply.detail().contains(detail),
+            "{body}: {}",
+            reply.detail()
+        );
+    }
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_4xx_json_never_500() {
+    let server = start().await;
+    let json_type = Some("application/json");
+    for path in ["/api/auth/register", "/api/auth/login", "/api/auth/refresh"] {
+        let bad_json = server
+            .raw(path, json_type, b"{\"username\": ".to_vec())
+            .await;
+        assert_eq!(bad_json.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(bad_json.detail(), "Request body is not valid JSON");
+        let no_type = server.raw(path, None, b"{}".to_vec()).await;
+        assert_eq!(no_type.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{path}");
+        let huge = server.raw(path, json_type, vec![b' '; 1 << 20]).await;
+        assert_eq!(huge.status, StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+        assert!(huge.detail().contains("larger than"));
+        let invalid_utf8 = server
+            .raw(path, json_type, vec![b'"', 0xff, 0xfe, b'"'])
+            .await;
+        assert!(invalid_utf8.status.is_client_error(), "{path}");
+        let null = server.raw(path, json_type, b"null".to_vec()).await;
+        assert_eq!(null.status, StatusCode::UNPROCESSABLE_ENTITY, "{path}");
+    }
+    let not_found = server.get("/api/nope", None).await;
+    assert_eq!(
+        (not_found.status, not_found.detail()),
+        (StatusCode::NOT_FOUND, "Not Found")
+    );
+    let wrong_method = server
+        .call(Method::PUT, "/api/auth/login", None, None)
+        .await;
+    assert_eq!(
+        (wrong_method.status, wrong_method.detail()),
+        (StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+    );
+}
+
+#[tokio::test]
+async fn login_returns_a_bearer_pair_and_records_the_login() {
+    let server = start().await;
+    let ada = server.register("ada").await;
+    let before = server
+        .internal(Method::GET, &format!("/users/{}", ada["id"]), None)
+        .await;
+    assert_eq!(before.body["last_login"], Value::Null);
+    let reply = server
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"username": "ada", "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        keys_of(&reply.body),
+        ["access_token", "refresh_token", "token_type"]
+    );
+    assert_eq!(reply.body["token_type"], "bearer");
+    assert!(
+        reply.body["refresh_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("smtr_")
+    );
+    assert_eq!(
+        reply.body["access_token"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .count(),
+        3
+    );
+    let after = server
+        .internal(Method::GET, &format!("/users/{}", ada["id"]), None)
+        .await;
+    assert!(after.body["last_login"].is_string());
+    // Usernames are matched ignoring case, as at registration.
+    assert_eq!(
+        server
+            .post(
+                "/api/auth/login",
+                None,
+                json!({"username": "ADA", "password": "correct horse"})
+            )
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn wrong_username_and_wrong_password_are_indistinguishable() {
+    let server = start().await;
+    server.register("ada").await;
+    let wrong_password = server
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"username": "ada", "password": "wrong horse"}),
+        )
+        .await;
+    let unknown_user = server
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"username": "nobody", "password": "wrong horse"}),
+        )
+        .await;
+    for reply in [&wrong_password, &unknown_user] {
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            reply.body,
+            json!({"detail": "Incorrect username or password"})
+        );
+        assert_eq!(
+            reply.headers["www-authenticate"],
+            "Bearer realm=\"semantik\""
+        );
+    }
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_the_family() {
+    let server = start().await;
+    server.register("ada").await;
+    let (_, first_refresh) = server.login("ada").await;
+    let rotated = server
+        .post(
+            "/api/auth/refresh",
+            None,
+            json!({"refresh_token": first_refresh}),
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK);
+    assert_eq!(rotated.body["token_type"], "bearer");
+    let new_access = rotated.body["access_token"].as_str().unwrap().to_owned();
+    let new_refresh = rotated.body["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(new_refresh, first_refresh);
+    assert_eq!(
+        server.get("/api/auth/me", Some(&new_access)).await.status,
+        StatusCode::OK
+    );
+
+    // The old token was revoked by the rotation; presenting it again is reuse.
+    let reuse = server
+        .post(
+            "/api/auth/refresh",
+            None,
+            json!({"refresh_token": first_refresh}),
+        )
+        .await;
+    assert_eq!(reuse.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        reuse.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+    // The whole family is gone: the rotated pair stops working too.
+    assert_eq!(
+        server
+            .post(
+                "/api/auth/refresh",
+                None,
+                json!({"refresh_token": new_refresh})
+            )
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        server.get("/api/auth/me", Some(&new_access)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    for garbage in [
+        json!({"refresh_token": "smtr_x"}),
+        json!({"refresh_token": new_access}),
+        json!({"refresh_token": ""}),
+    ] {
+        assert_eq!(
+            server.post("/api/auth/refresh", None, garbage).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        server
+            .post("/api/auth/refresh", None, json!({}))
+            .await
+            .status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_token_is_not_an_access_token_and_vice_versa() {
+    let server = start().await;
+    server.register("ada").await;
+    let (access, refresh) = server.login("ada").await;
+    assert_eq!(
+        server.get("/api/auth/me", Some(&refresh)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        server
+            .post("/api/auth/refresh", None, json!({"refresh_token": access}))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn logout_revokes_one_session_or_all_of_them() {
+    let server = start().await;
+    server.register("ada").await;
+    let (access_a, refresh_a) = server.login("ada").await;
+    let (access_b, refresh_b) = server.login("ada").await;
+    let (access_c, _) = server.login("ada").await;
+
+    let one = server
+        .post(
+            "/api/auth/logout",
+            Some(&access_b),
+            json!({"refresh_token": refresh_a}),
+        )
+        .await;
+    assert_eq!(one.status, StatusCode::OK);
+    assert_eq!(one.body, json!({"message": "Logged out successfully"}));
+    assert_eq!(
+        server.get("/api/auth/me", Some(&access_a)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        server
+            .post(
+                "/api/auth/refresh",
+                None,
+                json!({"refresh_token": refresh_a})
+            )
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        server.get("/api/auth/me", Some(&access_b)).await.status,
+        StatusCode::OK
+    );
+
+    // Without a refresh token (and without a body at all), every session ends.
+    let response = server
+        .client
+        .post(format!("{}/api/auth/logout", server.base))
+        .bearer_auth(&access_b)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    for access in [&access_b, &access_c] {
+        assert_eq!(
+            server.get("/api/auth/me", Some(access)).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        server
+            .post(
+                "/api/auth/refresh",
+                None,
+                json!({"refresh_token": refresh_b})
+            )
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        server
+            .post("/api/auth/logout", None, json!({}))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn me_requires_a_valid_bearer_credential() {
+    let server = start().await;
+    let ada = server.register("ada").await;
+    let (access, _) = server.login("ada").await;
+    let me = server.get("/api/auth/me", Some(&access)).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.body, ada);
+    let anonymous = server.get("/api/auth/me", None).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        anonymous.headers["www-authenticate"],
+        "Bearer realm=\"semantik\""
+    );
+    let mut tampered = access.clone();
+    tampered.pop();
+    tampered.push(if access.ends_with('A') { 'B' } else { 'A' });
+    let bad = server.get("/api/auth/me", Some(&tampered)).await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(bad.detail(), "Could not validate credentials");
+}
+
+#[tokio::test]
+async fn a_deactivated_user_is_rejected_on_every_path_including_earlier_tokens() {
+    let server = start().await;
+    let ada = server.register("ada").await;
+    let (access, refresh) = server.login("ada").await;
+    let key = server
+        .api_key(&access, json!({"name": "laptop"}))
+        .await
+        .body["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        server.get("/api/collections", Some(&key)).await.status,
+        StatusCode::OK
+    );
+
+    let update = server
+        .internal(
+            Method::PATCH,
+            &format!("/users/{}", ada["id"]),
+            Some(json!({"is_active": false})),
+        )
+        .await;
+    assert_eq!(update.status, StatusCode::OK);
+    assert_eq!(update.body["is_active"], false);
+
+    for credential in [&access, &key] {
+        for path in ["/api/auth/me", "/api/collections", "/api/keys"] {
+            let reply = server.get(path, Some(credential)).await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path}");
+            assert_eq!(reply.detail(), "Inactive user");
+        }
+    }
+    assert_eq!(
+        server
+            .post("/api/auth/refresh", None, json!({"refresh_token": refresh}))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let login = server
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"username": "ada", "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(
+        (login.status, login.detail()),
+        (StatusCode::UNAUTHORIZED, "Inactive user")
+    );
+
+    server
+        .internal(
+            Method::PATCH,
+            &format!("/users/{}", ada["id"]),
+            Some(json!({"is_active": true})),
+        )
+        .await;
+    assert_eq!(
+        server.get("/api/auth/me", Some(&key)).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn api_keys_are_shown_once_listed_without_secrets_and_revoked_softly() {
+    let server = start().await;
+    server.register("ada").await;
+    let (access, _) = server.login("ada").await;
+    let created = server.api_key(&access, json!({"name": "laptop"})).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(
+        keys_of(&created.body),
+        ["api_key", "created_at", "expires_at", "id", "name"]
+    );
+    let secret = created.body["api_key"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("smtk_"));
+    let parse = |field: &str| {
+        time::OffsetDateTime::parse(
+            created.body[field].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        (parse("expires_at") - parse("created_at")).whole_days(),
+        365
+    );
+
+    // The key authenticates every protected endpoint as its owner.
+    assert_eq!(
+        server.get("/api/auth/me", Some(&secret)).await.body["username"],
+        "ada"
+    );
+    let listed = server.get("/api/keys", Some(&access)).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let entry = &listed.body[0];
+    assert_eq!(entry["name"], "laptop");
+    assert_eq!(entry["is_active"], true);
+    assert!(
+        !listed.body.to_string().contains(&secret),
+        "listing never shows the secret"
+    );
+    assert!(
+        entry["key_hint"]
+            .as_str()
+            .unwrap()
+            .ends_with(&secret[secret.len() - 4..])
+    );
+
+    let id = created.body["id"].as_i64().unwrap();
+    let deleted = server
+        .call(
+            Method::DELETE,
+            &format!("/api/keys/{id}"),
+            Some(&access),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        server.get("/api/auth/me", Some(&secret)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let after = server.get("/api/keys", Some(&access)).await;
+    assert_eq!(
+        after.body[0]["is_active"], false,
+        "the row stays, marked revoked"
+    );
+    assert!(after.body[0]["revoked_at"].is_string());
+    assert_eq!(
+        server
+            .call(
+                Method::DELETE,
+                &format!("/api/keys/{id}"),
+                Some(&access),
+                None
+            )
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        server
+            .call(
+                Method::DELETE,
+                "/api/keys/not-a-number",
+                Some(&access),
+                None
+            )
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn another_users_key_cannot_be_seen_or_revoked() {
+    let server = start().await;
+    server.register("ada").await;
+    server.register("bob").await;
+    let (ada, _) = server.login("ada").await;
+    let (bob, _) = server.login("bob").await;
+    let created = server.api_key(&ada, json!({"name": "adas"})).await;
+    let id = created.body["id"].as_i64().unwrap();
+    assert_eq!(
+        server
+            .call(Method::DELETE, &format!("/api/keys/{id}"), Some(&bob), None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(server.get("/api/keys", Some(&bob)).await.body, json!([]));
+    let secret = created.body["api_key"].as_str().unwrap();
+    assert_eq!(
+        server.get("/api/auth/me", Some(secret)).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn at_most_twenty_active_keys_per_user() {
+    let server = start().await;
+    server.register("ada").await;
+    let (access, _) = server.login("ada").await;
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let reply = server
+            .api_key(&access, json!({"name": format!("key {n}")}))
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED);
+        ids.push(reply.body["id"].as_i64().unwrap());
+    }
+    let extra = server.api_key(&access, json!({"name": "key 21"})).await;
+    assert_eq!(extra.status, StatusCode::BAD_REQUEST);
+    assert!(
+        extra
+            .detail()
+            .contains("Maximum number of active API keys (20)"),
+        "{}",
+        extra.detail()
+    );
+    server
+        .call(
+            Method::DELETE,
+            &format!("/api/keys/{}", ids[0]),
+            Some(&access),
+            None,
+        )
+        .await;
+    assert_eq!(
+        server
+            .api_key(&access, json!({"name": "key 21"}))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn api_key_permissions_limit_what_the_key_can_do() {
+    let server = start().await;
+    server.register("ada").await;
+    let (access, _) = server.login("ada").await;
+    let read_only = server
+        .api_key(
+            &access,
+            json!({"name": "ro", "permissions": ["collections:read"]}),
+        )
+        .await;
+    assert_eq!(read_only.status, StatusCode::CREATED);
+    let key = read_only.body["api_key"].as_str().unwrap();
+    assert_eq!(
+        server.get("/api/collections", Some(key)).await.status,
+        StatusCode::OK
+    );
+    let write = server
+        .post("/api/collections", Some(key), json!({"name": "docs"}))
+        .await;
+    assert_eq!(write.status, StatusCode::FORBIDDEN);
+    assert!(
+        write.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("scope=\"collections:write\"")
+    );
+    assert_eq!(
+        server.get("/api/keys", Some(key)).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    // A limited key with keys:manage cannot mint a stronger key.
+    let manager = server
+        .api_key(
+            &access,
+            json!({"name": "mgr", "permissions": ["keys:manage", "collections:read"]}),
+        )
+        .await;
+    let manager = manager.body["api_key"].as_str().unwrap();
+    let escalate = server
+        .api_key(
+            manager,
+            json!({"name": "x", "permissions": ["collections:write"]}),
+        )
+        .await;
+    assert_eq!(escalate.status, StatusCode::FORBIDDEN);
+    let inherited = server.api_key(manager, json!({"name": "y"})).await;
+    assert_eq!(inherited.status, StatusCode::CREATED);
+    let inherited = inherited.body["api_key"].as_str().unwrap();
+    assert_eq!(
+        server
+            .post("/api/collections", Some(inherited), json!({"name": "n"}))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+
+    for body in [
+        json!({"name": "x", "permissions": ["root"]}),
+        json!({"name": "x", "permissions": []}),
+        json!({"name": "x", "expires_in_days": 0}),
+        json!({"name": "x", "expires_in_days": 3651}),
+        json!({"name": "x", "expires_in_days": -1}),
+        json!({"name": ""}),
+        json!({"name": "x".repeat(101)}),
+        json!({"permissions": ["collections:read"]}),
+    ] {
+        let reply = server.api_key(&access, body.clone()).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            reply.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn collections_are_isolated_per_owner_and_visible_to_the_superuser() {
+    let server = start().await;
+    server.register("admin").await;
+    server.register("ada").await;
+    server.register("bob").await;
+    let (admin, _) = server.login("admin").await;
+    let (ada, _) = server.login("ada").await;
+    let (bob, _) = server.login("bob").await;
+    let created = server
+        .post(
+            "/api/collections",
+            Some(&ada),
+            json!({"name": "notes", "description": "mine"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(
+        keys_of(&created.body),
+        ["created_at", "description", "id", "name", "owner_id"]
+    );
+    let id = created.body["id"].as_str().unwrap();
+    assert_eq!(
+        server
+            .post("/api/collections", Some(&ada), json!({"name": "notes"}))
+            .await
+            .status,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        server
+            .post("/api/collections", Some(&bob), json!({"name": "notes"}))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+
+    assert_eq!(
+        server
+            .get(&format!("/api/collections/{id}"), Some(&ada))
+            .await
+            .body["name"],
+        "notes"
+    );
+    let foreign = server
+        .get(&format!("/api/collections/{id}"), Some(&bob))
+        .await;
+    assert_eq!(
+        (foreign.status, foreign.detail()),
+        (StatusCode::NOT_FOUND, "Collection not found")
+    );
+    assert_eq!(
+        server
+            .get(&format!("/api/collections/{id}"), Some(&admin))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        server
+            .get("/api/collections/does-not-exist", Some(&ada))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    assert_eq!(
+        server
+            .get("/api/collections", Some(&ada))
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        server
+            .get("/api/collections", Some(&admin))
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        server.get("/api/collections", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    for bad in [
+        json!({"name": ""}),
+        json!({"name": "   "}),
+        json!({"name": 3}),
+        json!({}),
+    ] {
+        assert_eq!(
+            server
+                .post("/api/collections", Some(&ada), bad)
+                .await
+                .status,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+    }
+    let hostile = server
+        .post(
+            "/api/collections",
+            Some(&ada),
+            json!({"name": "x'); DROP TABLE collections;--"}),
+        )
+        .await;
+    assert_eq!(hostile.status, StatusCode::CREATED);
+    assert_eq!(
+        server
+            .get("/api/collections", Some(&ada))
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn the_internal_api_needs_the_internal_key() {
+    let server = start().await;
+    let ada = server.register("ada").await;
+    let (access, _) = server.login("ada").await;
+    let path = format!("/api/internal/users/{}", ada["id"]);
+    assert_eq!(
+        server
+            .internal(Method::GET, &format!("/users/{}", ada["id"]), None)
+            .await
+            .body["username"],
+        "ada"
+    );
+    assert_eq!(
+        server.get(&path, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        server.get(&path, Some(&access)).await.status,
+        StatusCode::FORBIDDEN,
+        "users are not services"
+    );
+    let wrong = server
+        .client
+        .get(format!("{}{path}", server.base))
+        .header("x-internal-api-key", "wrong-key-wrong-key-wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        server
+            .internal(Method::GET, "/users/999", None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        server
+            .internal(Method::GET, "/users/abc", None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    // The internal key is not a user: user endpoints refuse it.
+    let as_user = server
+        .client
+        .get(format!("{}/api/auth/me", server.base))
+        .header("x-internal-api-key", INTERNAL_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_user.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_websocket_authenticates_before_the_upgrade() {
+    let server = start().await;
+    server.register("ada").await;
+    let (access, refresh) = server.login("ada").await;
+    let ws_base = server.base.replace("http://", "ws://");
+    let (mut socket, response) =
+        tokio_tungstenite::connect_async(format!("{ws_base}/ws/operations?token={access}"))
+            .await
+            .unwrap();
+    assert_eq!(response.status(), 101);
+    let hello: Value =
+        serde_json::from_str(socket.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+    assert_eq!(hello["type"], "connected");
+    assert_eq!(hello["username"], "ada");
+    socket
+        .send(tungstenite::Message::Text("ping".into()))
+        .await
+        .unwrap();
+    let pong: Value =
+        serde_json::from_str(socket.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
+    assert_eq!(pong["type"], "pong");
+    socket.close(None).await.unwrap();
+
+    for url in [
+        format!("{ws_base}/ws/operations"),
+        format!("{ws_base}/ws/operations?token={refresh}"),
+        format!("{ws_base}/ws/operations?token=a.b.c"),
+    ] {
+        match tokio_tungstenite::connect_async(&url).await {
+            Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401, "{url}"),
+            other => panic!(
+                "{url}: expected a 401 before the upgrade, got {:?}",
+                other.map(|(_, r)| r.status())
+            ),
+        }
+    }
+    // A plain GET is not an upgrade: a clear 4xx.
+    let plain = server
+        .get(&format!("/ws/operations?token={access}"), None)
+        .await;
+    assert!(plain.status.is_client_error());
+}
+
+#[tokio::test]
+async fn cors_allows_only_configured_origins() {
+    let server = start().await;
+    let preflight = |origin: &'static str| {
+        server
+            .client
+            .request(Method::OPTIONS, format!("{}/api/auth/login", server.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let allowed = preflight("https://app.example").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let denied = preflight("https://evil.example").await.unwrap();
+    assert!(
+        denied
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_over_http_succeed_exactly_once() {
+    let server = std::sync::Arc::new(start().await);
+    server.register("ada").await;
+    let (_, refresh) = server.login("ada").await;
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (server, refresh) = (server.clone(), refresh.clone());
+            tokio::spawn(async move {
+                server
+                    .post("/api/auth/refresh", None, json!({"refresh_token": refresh}))
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for task in tasks {
+        let status = task.await.unwrap();
+        assert!(
+            status == StatusCode::OK || status == StatusCode::UNAUTHORIZED,
+            "{status}"
+        );
+        ok += usize::from(status == StatusCode::OK);
+    }
+    assert_eq!(ok, 1);
+}
+
+#[tokio::test]
+async fn random_bodies_on_every_endpoint_never_produce_a_5xx() {
+    let server = start().await;
+    server.register("ada").await;
+    let (access, _) = server.login("ada").await;
+    let bodies = [
+        json!(null),
+        json!(0),
+        json!("x"),
+        json!([]),
+        json!({}),
+        json!({"name": null}),
+        json!({"username": [], "password": {}}),
+        json!({"refresh_token": 1}),
+        json!({"name": "\u{0000}"}),
+        json!({"name": "a", "expires_in_days": 1e40}),
+        json!({"name": "a", "permissions": "collections:read"}),
+        json!({"is_active": "yes"}),
+    ];
+    let endpoints = [
+        (Method::POST, "/api/auth/register"),
+        (Method::POST, "/api/auth/login"),
+        (Method::POST, "/api/auth/refresh"),
+        (Method::POST, "/api/auth/logout"),
+        (Method::POST, "/api/keys"),
+        (Method::POST, "/api/collections"),
+        (Method::DELETE, "/api/keys/1"),
+        (Method::GET, "/api/collections/x"),
+    ];
+    for (method, path) in endpoints {
+        for body in &bodies {
+            for token in [None, Some(access.as_str())] {
+                // `call` asserts the status is below 500.
+                server
+                    .call(method.clone(), path, token, Some(body.clone()))
+                    .await;
+            }
+        }
+    }
+    for body in &bodies {
+        server
+            .internal(Method::PATCH, "/users/1", Some(body.clone()))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}

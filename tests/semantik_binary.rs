@@ -1,0 +1,193 @@
+//! The Semantik example as a process: start-up line, secret handling, refusal to start in
+//! production without secrets.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The example binary cargo built next to this test (`target/<profile>/examples/semantik`).
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = profile_dir.join("examples").join("semantik");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build --example semantik` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+fn command(data_dir: &Path) -> Command {
+    let mut command = Command::new(binary());
+    command
+        .env_clear()
+        .env("DATA_DIR", data_dir)
+        .env("BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+struct Running {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(mut command: Command) -> Running {
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    Running { child, base }
+}
+
+fn refused(mut command: Command) -> String {
+    let started = Instant::now();
+    let output = command.output().unwrap();
+    assert!(!output.status.success(), "must refuse to start");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    String::from_utf8(output.stderr).unwrap()
+}
+
+async fn login_token(base: &str) -> String {
+    let client = reqwest::Client::new();
+    let body = serde_json::json!({"username": "ada", "email": "ada@example.com", "password": "correct horse"});
+    client
+        .post(format!("{base}/api/auth/register"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let reply: serde_json::Value = client
+        .post(format!("{base}/api/auth/login"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    reply["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn me_status(base: &str, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{base}/api/auth/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn development_start_generates_private_secrets_that_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let first = start(command(&data));
+    let token = login_token(&first.base).await;
+    assert_eq!(me_status(&first.base, &token).await, 200);
+    drop(first);
+
+    for file in [".jwt_secret", ".internal_api_key"] {
+        let metadata = std::fs::metadata(data.join(file)).unwrap();
+        assert_eq!(metadata.permissions().mode() & 0o777, 0o600, "{file}");
+        assert_eq!(std::fs::read_to_string(data.join(file)).unwrap().len(), 64);
+    }
+    assert_eq!(
+        std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+
+    // Same secret and same database after a restart: the earlier token still works.
+    let second = start(command(&data));
+    assert_eq!(me_status(&second.base, &token).await, 200);
+}
+
+#[tokio::test]
+async fn production_without_a_jwt_secret_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.env("ENVIRONMENT", "production")
+        .env("INTERNAL_API_KEY", "k".repeat(32));
+    let stderr = refused(cmd);
+    assert!(
+        stderr.contains("JWT_SECRET must be set when ENVIRONMENT=production"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join(".jwt_secret").exists(),
+        "no secret is generated in production"
+    );
+}
+
+#[tokio::test]
+async fn production_without_an_internal_key_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.env("ENVIRONMENT", "production")
+        .env("JWT_SECRET", "s".repeat(32));
+    let stderr = refused(cmd);
+    assert!(stderr.contains("INTERNAL_API_KEY must be set"), "{stderr}");
+}
+
+#[tokio::test]
+async fn production_with_secrets_starts_and_a_short_secret_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = command(dir.path());
+    cmd.env("ENVIRONMENT", "production")
+        .env("JWT_SECRET", "s".repeat(32))
+        .env("INTERNAL_API_KEY", "k".repeat(32));
+    let running = start(cmd);
+    assert_eq!(me_status(&running.base, "nothing").await, 401);
+
+    let mut weak = command(dir.path());
+    weak.env("JWT_SECRET", "too-short");
+    let stderr = refused(weak);
+    assert!(
+        stderr.contains("JWT_SECRET must be at least 32 bytes"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_secret_file_readable_by_others_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join(".jwt_secret");
+    std::fs::write(&secret, "x".repeat(64)).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let stderr = refused(command(dir.path()));
+    assert!(stderr.contains("readable by other users"), "{stderr}");
+}
+
+#[tokio::test]
+async fn invalid_settings_are_reported_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut minutes = command(dir.path());
+    minutes.env("ACCESS_TOKEN_EXPIRE_MINUTES", "soon");
+    assert!(refused(minutes).contains("ACCESS_TOKEN_EXPIRE_MINUTES"));
+    let mut bind = command(dir.path());
+    bind.env("BIND", "not-an-address");
+    assert!(refused(bind).contains("cannot listen on not-an-address"));
+    let mut database = command(dir.path());
+    database.env("DATABASE_URL", "mysql://localhost/x");
+    assert!(refused(database).contains("DATABASE_URL"));
+}
