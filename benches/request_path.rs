@@ -1,0 +1,100 @@
+//! One request through the bare service and through `AuthLayer` with each credential kind,
+//! measured in the same run so that the overhead can be read as a difference and a ratio.
+//!
+//! ```sh
+//! cargo bench --bench request_path
+//! ```
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::get;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::Request;
+use portcullis::source::Bearer;
+use portcullis::store::{MemoryStore, NewUser};
+use portcullis::token::jwt::{JwtKey, JwtKeys};
+use portcullis::token::{TokenDigest, TokenFormat};
+use portcullis::{AccessTokens, ApiKeys, Auth, AuthLayer, JwtConfig, NewApiKey};
+use tower::{Service, ServiceExt};
+
+struct Fixture {
+    bare: Router,
+    authenticated: Router,
+    api_key: String,
+    jwt: String,
+    access: AccessTokens,
+}
+
+async fn fixture() -> Fixture {
+    let auth = Auth::builder(MemoryStore::new()).build();
+    let api_keys = ApiKeys::new(&auth, TokenFormat::new("smtk_").unwrap());
+    let keys = JwtKeys::new(JwtKey::hs256(&[7; 32]).unwrap()).unwrap();
+    let access = AccessTokens::new(&auth, keys, JwtConfig::new("bench", "bench-api"));
+    let user = auth.store().create_user(NewUser::new("ada"), auth.now()).await.unwrap();
+    let api_key = api_keys.create(&user, NewApiKey::named("bench")).await.unwrap().secret.into_exposed();
+    let jwt = access.issue(&user, None).unwrap().token.into_exposed();
+    let bare = Router::new().route("/", get(|| async { "ok" }));
+    let authenticated = bare.clone().layer(
+        AuthLayer::builder()
+            .source(Bearer::new(api_keys))
+            .source(Bearer::new(access.clone()))
+            .build(),
+    );
+    Fixture { bare, authenticated, api_key, jwt, access }
+}
+
+fn request(bearer: Option<&str>) -> Request<Body> {
+    let mut request = Request::get("/");
+    if let Some(token) = bearer {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    request.body(Body::empty()).unwrap()
+}
+
+fn request_path(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let fixture = runtime.block_on(fixture());
+    let mut group = c.benchmark_group("request");
+    let cases: [(&str, &Router, Option<&str>); 4] = [
+        ("bare_axum", &fixture.bare, None),
+        ("auth_layer_anonymous", &fixture.authenticated, None),
+        ("api_key_cached", &fixture.authenticated, Some(&fixture.api_key)),
+        ("jwt_hs256_cached", &fixture.authenticated, Some(&fixture.jwt)),
+    ];
+    for (name, router, bearer) in cases {
+        let mut service = router.clone().into_service::<Body>();
+        // Warm the credential cache so that the loop measures the hot path.
+        let status = runtime.block_on(async { service.ready().await.unwrap().call(request(bearer)).await.unwrap().status() });
+        assert_eq!(status, 200, "{name}");
+        group.bench_function(name, |b| {
+            b.to_async(&runtime).iter(|| {
+                let mut service = service.clone();
+                let request = request(bearer);
+                async move { black_box(service.ready().await.unwrap().call(request).await.unwrap()) }
+            })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("uncached");
+    group.bench_function("jwt_hs256_verify", |b| b.iter(|| black_box(fixture.access.verify(black_box(&fixture.jwt)).unwrap())));
+    let format = TokenFormat::new("smtk_").unwrap();
+    group.bench_function("api_key_parse_and_digest", |b| {
+        b.iter(|| black_box(format.parse(black_box(&fixture.api_key)).unwrap().digest()))
+    });
+    group.bench_function("sha256_digest", |b| b.iter(|| black_box(TokenDigest::of(black_box(&fixture.api_key)))));
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .noise_threshold(0.05);
+    targets = request_path
+}
+criterion_main!(benches);
