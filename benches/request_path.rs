@@ -33,8 +33,17 @@ async fn fixture() -> Fixture {
     let api_keys = ApiKeys::new(&auth, TokenFormat::new("smtk_").unwrap());
     let keys = JwtKeys::new(JwtKey::hs256(&[7; 32]).unwrap()).unwrap();
     let access = AccessTokens::new(&auth, keys, JwtConfig::new("bench", "bench-api"));
-    let user = auth.store().create_user(NewUser::new("ada"), auth.now()).await.unwrap();
-    let api_key = api_keys.create(&user, NewApiKey::named("bench")).await.unwrap().secret.into_exposed();
+    let user = auth
+        .store()
+        .create_user(NewUser::new("ada"), auth.now())
+        .await
+        .unwrap();
+    let api_key = api_keys
+        .create(&user, NewApiKey::named("bench"))
+        .await
+        .unwrap()
+        .secret
+        .into_exposed();
     let jwt = access.issue(&user, None).unwrap().token.into_exposed();
     let bare = Router::new().route("/", get(|| async { "ok" }));
     let authenticated = bare.clone().layer(
@@ -43,7 +52,13 @@ async fn fixture() -> Fixture {
             .source(Bearer::new(access.clone()))
             .build(),
     );
-    Fixture { bare, authenticated, api_key, jwt, access }
+    Fixture {
+        bare,
+        authenticated,
+        api_key,
+        jwt,
+        access,
+    }
 }
 
 fn request(bearer: Option<&str>) -> Request<Body> {
@@ -55,19 +70,39 @@ fn request(bearer: Option<&str>) -> Request<Body> {
 }
 
 fn request_path(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let fixture = runtime.block_on(fixture());
     let mut group = c.benchmark_group("request");
     let cases: [(&str, &Router, Option<&str>); 4] = [
         ("bare_axum", &fixture.bare, None),
         ("auth_layer_anonymous", &fixture.authenticated, None),
-        ("api_key_cached", &fixture.authenticated, Some(&fixture.api_key)),
-        ("jwt_hs256_cached", &fixture.authenticated, Some(&fixture.jwt)),
+        (
+            "api_key_cached",
+            &fixture.authenticated,
+            Some(&fixture.api_key),
+        ),
+        (
+            "jwt_hs256_cached",
+            &fixture.authenticated,
+            Some(&fixture.jwt),
+        ),
     ];
     for (name, router, bearer) in cases {
         let mut service = router.clone().into_service::<Body>();
         // Warm the credential cache so that the loop measures the hot path.
-        let status = runtime.block_on(async { service.ready().await.unwrap().call(request(bearer)).await.unwrap().status() });
+        let status = runtime.block_on(async {
+            service
+                .ready()
+                .await
+                .unwrap()
+                .call(request(bearer))
+                .await
+                .unwrap()
+                .status()
+        });
         assert_eq!(status, 200, "{name}");
         group.bench_function(name, |b| {
             b.to_async(&runtime).iter(|| {
@@ -80,12 +115,16 @@ fn request_path(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("uncached");
-    group.bench_function("jwt_hs256_verify", |b| b.iter(|| black_box(fixture.access.verify(black_box(&fixture.jwt)).unwrap())));
+    group.bench_function("jwt_hs256_verify", |b| {
+        b.iter(|| black_box(fixture.access.verify(black_box(&fixture.jwt)).unwrap()))
+    });
     let format = TokenFormat::new("smtk_").unwrap();
     group.bench_function("api_key_parse_and_digest", |b| {
         b.iter(|| black_box(format.parse(black_box(&fixture.api_key)).unwrap().digest()))
     });
-    group.bench_function("sha256_digest", |b| b.iter(|| black_box(TokenDigest::of(black_box(&fixture.api_key)))));
+    group.bench_function("sha256_digest", |b| {
+        b.iter(|| black_box(TokenDigest::of(black_box(&fixture.api_key))))
+    });
     group.finish();
 }
 

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, AuditKind, EventSink, TracingEvents};
 use crate::cache::{CacheConfig, CacheKey, CredentialCache, Resolved};
-use crate::clock::{Clock, SystemClock, to_micros};
+use crate::clock::{Clock, SystemClock};
 use crate::error::AuthError;
 use crate::store::{FamilyId, StoreError, User, UserId, UserStore, UserUpdate};
 use crate::usage::{UsageConfig, UsageRecorder};
@@ -209,7 +209,7 @@ impl Auth {
     /// The request-path check every cached credential passes: not expired, owner active, and
     /// the use noted for write-behind.
     pub(crate) fn admit(&self, entry: &Resolved) -> Result<crate::Identity, AuthError> {
-        let now = to_micros(self.now());
+        let now = self.inner.clock.now_micros();
         if entry.expires_at <= now {
             return Err(crate::InvalidToken::Expired.into());
         }

@@ -16,6 +16,12 @@ use time::OffsetDateTime;
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// The current time, truncated to whole microseconds.
     fn now(&self) -> OffsetDateTime;
+
+    /// The current time in microseconds since the Unix epoch: what the request path compares
+    /// expiry against. Override it when the clock can answer more cheaply than [`now`](Self::now).
+    fn now_micros(&self) -> i64 {
+        to_micros(self.now())
+    }
 }
 
 /// The operating system's clock.
@@ -25,6 +31,14 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> OffsetDateTime {
         truncate(OffsetDateTime::now_utc())
+    }
+
+    fn now_micros(&self) -> i64 {
+        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(since) => i64::try_from(since.as_micros()).unwrap_or(i64::MAX),
+            // A clock before 1970 is broken; treating it as the epoch fails closed on expiry.
+            Err(_) => 0,
+        }
     }
 }
 
@@ -73,6 +87,10 @@ impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
         from_micros(self.micros.load(Ordering::SeqCst))
     }
+
+    fn now_micros(&self) -> i64 {
+        self.micros.load(Ordering::SeqCst)
+    }
 }
 
 /// Microseconds since the Unix epoch: the representation stores persist.
@@ -116,6 +134,14 @@ mod tests {
     fn absurd_micros_saturate_instead_of_panicking() {
         assert_eq!(from_micros(i64::MIN), OffsetDateTime::UNIX_EPOCH);
         assert!(from_micros(i64::MAX).year() >= 9999);
+    }
+
+    #[test]
+    fn system_clock_micros_agree_with_now() {
+        let before = to_micros(SystemClock.now());
+        let micros = SystemClock.now_micros();
+        let after = to_micros(SystemClock.now());
+        assert!(before <= micros && micros <= after);
     }
 
     #[test]

@@ -131,8 +131,18 @@ impl AuthLayerBuilder {
 }
 
 impl Config {
+    /// Whether authenticating `request` needs any asynchronous work at all; `false` for the
+    /// common anonymous request, which then passes through without an allocation.
+    fn needs_authentication(&self, request: &Parts) -> bool {
+        self.refuse_unrecognized && request.headers.contains_key(http::header::AUTHORIZATION)
+            || self.sources.iter().any(|source| source.applies(request))
+    }
+
     async fn authenticate(&self, request: &Parts) -> Result<Option<Identity>, AuthError> {
         for source in &self.sources {
+            if !source.applies(request) {
+                continue;
+            }
             if let Some(identity) = source.authenticate(request).await? {
                 return Ok(Some(identity));
             }

@@ -36,20 +36,23 @@ where
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Error>;
+    type Future = ResponseFuture<S::Future, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        let (mut parts, body) = request.into_parts();
+        parts.extensions.insert(self.config.renderer.clone());
+        if !self.config.needs_authentication(&parts) {
+            return ResponseFuture::direct(self.inner.call(Request::from_parts(parts, body)));
+        }
         // The service that was polled ready handles this request; its clone stays behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let config = Arc::clone(&self.config);
-        ResponseFuture::new(async move {
-            let (mut parts, body) = request.into_parts();
-            parts.extensions.insert(config.renderer.clone());
+        ResponseFuture::authenticating(async move {
             match config.authenticate(&parts).await {
                 Ok(Some(identity)) => {
                     parts.extensions.insert(identity);

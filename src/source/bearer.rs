@@ -34,6 +34,15 @@ impl<R: TokenResolver> Bearer<R> {
 
 #[async_trait]
 impl<R: TokenResolver> CredentialSource for Bearer<R> {
+    fn applies(&self, request: &Parts) -> bool {
+        match bearer_token(&request.headers) {
+            Ok(Some(token)) => self.resolver.recognizes(token),
+            Ok(None) => false,
+            // Malformed: let `authenticate` report it.
+            Err(_) => true,
+        }
+    }
+
     async fn authenticate(&self, request: &Parts) -> Result<Option<Identity>, AuthError> {
         match bearer_token(&request.headers)? {
             Some(token) if self.resolver.recognizes(token) => {

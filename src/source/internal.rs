@@ -66,6 +66,10 @@ impl InternalKey {
 
 #[async_trait]
 impl CredentialSource for InternalKey {
+    fn applies(&self, request: &Parts) -> bool {
+        request.headers.contains_key(&self.header)
+    }
+
     async fn authenticate(&self, request: &Parts) -> Result<Option<Identity>, AuthError> {
         let mut values = request.headers.get_all(&self.header).iter();
         let Some(value) = values.next() else {

@@ -49,6 +49,14 @@ use crate::identity::Identity;
 /// ```
 #[async_trait]
 pub trait CredentialSource: Send + Sync + 'static {
+    /// A cheap, synchronous look: could `request` carry this source's credential? When it
+    /// answers `false`, [`authenticate`](Self::authenticate) is not called, so a request
+    /// without credentials costs no allocation. Answer `true` when unsure (the default).
+    fn applies(&self, request: &Parts) -> bool {
+        let _ = request;
+        true
+    }
+
     /// Looks for this source's credential in `request`.
     async fn authenticate(&self, request: &Parts) -> Result<Option<Identity>, AuthError>;
 }

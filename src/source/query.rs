@@ -78,6 +78,10 @@ fn is_websocket_upgrade(request: &Parts) -> bool {
 
 #[async_trait]
 impl<R: TokenResolver> CredentialSource for QueryToken<R> {
+    fn applies(&self, request: &Parts) -> bool {
+        self.applies_to(request) && request.uri.query().is_some()
+    }
+
     async fn authenticate(&self, request: &Parts) -> Result<Option<Identity>, AuthError> {
         if !self.applies_to(request) {
             return Ok(None);

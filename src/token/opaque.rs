@@ -126,9 +126,7 @@ impl TokenFormat {
         }
         if self.checksum {
             let (signed, checksum) = raw.split_at(raw.len() - CHECKSUM_LEN);
-            let expected =
-                encode_base62::<CHECKSUM_LEN>(&crc32fast::hash(signed.as_bytes()).to_be_bytes());
-            if checksum.as_bytes() != expected.as_bytes() {
+            if decode_base62(checksum) != Some(u64::from(crc32fast::hash(signed.as_bytes()))) {
                 return Err(TokenFormatError::BadChecksum);
             }
         }
@@ -168,6 +166,20 @@ fn encode_base62<const N: usize>(bytes: &[u8]) -> String {
         "base62 width too small"
     );
     digits.iter().map(|&d| char::from(d)).collect()
+}
+
+/// The value of up to ten base62 digits (most significant first); `None` for any other
+/// character. Fixed-width encodings are unique, so comparing values compares encodings.
+fn decode_base62(digits: &str) -> Option<u64> {
+    digits.bytes().try_fold(0u64, |value, digit| {
+        let digit = match digit {
+            b'0'..=b'9' => digit - b'0',
+            b'A'..=b'Z' => digit - b'A' + 10,
+            b'a'..=b'z' => digit - b'a' + 36,
+            _ => return None,
+        };
+        Some(value * 62 + u64::from(digit))
+    })
 }
 
 /// A token that passed [`TokenFormat::parse`].
@@ -292,6 +304,15 @@ mod tests {
         let max = encode_base62::<43>(&[0xff; 32]);
         assert_eq!(max.len(), 43);
         assert_ne!(max.as_bytes()[0], b'0', "2^256-1 needs all 43 digits");
+    }
+
+    #[test]
+    fn base62_decoding_inverts_encoding() {
+        for value in [0u32, 1, 61, 62, 3844, 0xdead_beef, u32::MAX] {
+            let encoded = encode_base62::<6>(&value.to_be_bytes());
+            assert_eq!(decode_base62(&encoded), Some(u64::from(value)), "{encoded}");
+        }
+        assert_eq!(decode_base62("00-000"), None);
     }
 
     #[test]
