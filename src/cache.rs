@@ -352,7 +352,7 @@ impl CredentialCache {
 mod tests {
     use super::*;
     use crate::identity::{AuthMethod, Scopes};
-    use crate::store::User;
+    use crate::store::{TokenId, User};
     use std::sync::atomic::AtomicUsize;
 
     fn user(id: i64) -> User {
@@ -585,6 +585,93 @@ mod tests {
             4,
             "every failed load is retried"
         );
+    }
+
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::HashMap;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Get(u8),
+            InvalidateUser(i64),
+            InvalidateFamily(u8),
+            InvalidateKey(u8),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => (0u8..8).prop_map(Op::Get),
+                1 => (0i64..3).prop_map(Op::InvalidateUser),
+                1 => (0u8..2).prop_map(Op::InvalidateFamily),
+                1 => (0u8..8).prop_map(Op::InvalidateKey),
+            ]
+        }
+
+        // Key k belongs to user k % 3 and family k % 2.
+        fn owner(k: u8) -> i64 {
+            i64::from(k % 3)
+        }
+
+        fn family(k: u8) -> String {
+            format!("f{}", k % 2)
+        }
+
+        proptest! {
+            /// Against a model: a lookup reloads exactly when something concerning its key was
+            /// invalidated since the entry was loaded, and otherwise serves the cached entry.
+            #[test]
+            fn lookups_reload_exactly_after_a_relevant_invalidation(ops in proptest::collection::vec(op(), 1..60)) {
+                let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+                runtime.block_on(async {
+                    let cache = CredentialCache::new(&CacheConfig::default());
+                    let mut stale: HashMap<u8, bool> = HashMap::new();
+                    let mut loaded: HashMap<u8, i64> = HashMap::new();
+                    let mut stamp = 0i64;
+                    for op in ops {
+                        match op {
+                            Op::Get(k) => {
+                                let next = stamp + 1;
+                                let answer = cache
+                                    .get_or_load(key(k), |epoch| async move {
+                                        let identity = Identity::user(user(owner(k)), AuthMethod::Jwt { jti: None, sid: None }, Scopes::Unrestricted);
+                                        Ok(Cached::Found(Arc::new(Resolved::new(
+                                            identity, Some(FamilyId::new(family(k))), Some(TokenId(next)), i64::MAX, 0, epoch,
+                                        ))))
+                                    })
+                                    .await
+                                    .unwrap();
+                                let Cached::Found(entry) = answer else { unreachable!() };
+                                let got = entry.token_id.unwrap().0;
+                                let must_reload = stale.get(&k).copied().unwrap_or(true);
+                                if must_reload {
+                                    prop_assert_eq!(got, next, "key {} should have been reloaded", k);
+                                    stamp = next;
+                                } else {
+                                    prop_assert_eq!(Some(&got), loaded.get(&k), "key {} should have been a hit", k);
+                                }
+                                loaded.insert(k, got);
+                                stale.insert(k, false);
+                            }
+                            Op::InvalidateUser(u) => {
+                                cache.invalidate_user(UserId(u));
+                                for k in (0..8).filter(|k| owner(*k) == u) { stale.insert(k, true); }
+                            }
+                            Op::InvalidateFamily(f) => {
+                                cache.invalidate_family(&FamilyId::new(format!("f{f}")));
+                                for k in (0..8).filter(|k| k % 2 == f) { stale.insert(k, true); }
+                            }
+                            Op::InvalidateKey(k) => {
+                                cache.invalidate_key(key(k)).await;
+                                stale.insert(k, true);
+                            }
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+        }
     }
 
     #[tokio::test]

@@ -787,3 +787,74 @@ async fn memory_store_serves_the_same_request_path() {
         StatusCode::OK
     );
 }
+
+/// A replacement renderer answers for the layer, the guards and the extractors alike.
+#[tokio::test]
+async fn a_custom_renderer_is_used_by_the_layer_guards_and_extractors() {
+    use axum::response::IntoResponse;
+    use portcullis::{AuthError, ErrorRenderer};
+
+    struct RedirectToLogin;
+    impl ErrorRenderer for RedirectToLogin {
+        fn render(&self, error: &AuthError) -> axum::response::Response {
+            match error {
+                AuthError::MissingCredentials => {
+                    (StatusCode::SEE_OTHER, [("location", "/login")]).into_response()
+                }
+                other => (other.status(), format!("custom: {}", other.detail())).into_response(),
+            }
+        }
+    }
+
+    let auth = Auth::builder(MemoryStore::new()).build();
+    let api_keys = ApiKeys::new(&auth, TokenFormat::new("kk-").unwrap());
+    let router: Router = Router::new()
+        .route(
+            "/me",
+            get(|user: CurrentUser| async move { user.username.clone() }),
+        )
+        .route(
+            "/admin",
+            get(|| async { "admin" }).layer(RequireRole::any(["admin"])),
+        )
+        .layer(
+            AuthLayer::builder()
+                .source(Bearer::new(api_keys))
+                .renderer(RedirectToLogin)
+                .build(),
+        );
+    let send = |uri: &'static str, bearer: Option<&'static str>| {
+        let router = router.clone();
+        async move {
+            let mut request = Request::get(uri);
+            if let Some(token) = bearer {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            let response = router
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let status = response.status();
+            let location = response
+                .headers()
+                .get("location")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body = axum::body::to_bytes(response.into_body(), 1024)
+                .await
+                .unwrap();
+            (status, location, String::from_utf8(body.to_vec()).unwrap())
+        }
+    };
+    // The extractor and the guard both redirect anonymous requests.
+    assert_eq!(send("/me", None).await.1.as_deref(), Some("/login"));
+    assert_eq!(send("/admin", None).await.1.as_deref(), Some("/login"));
+    // The layer uses it for a bad credential.
+    let (status, _, body) = send("/me", Some("kk-bad")).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            StatusCode::UNAUTHORIZED,
+            "custom: Could not validate credentials"
+        )
+    );
+}

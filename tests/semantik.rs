@@ -59,20 +59,8 @@ impl Reply {
 }
 
 impl Server {
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> Reply {
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
+    /// Sends a request and reads the reply; every reply must be below 500.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
         let response = request.send().await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
@@ -82,12 +70,33 @@ impl Server {
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        assert!(status.as_u16() < 500, "{path}: {status} {body}");
+        assert!(status.as_u16() < 500, "{status} {body}");
         Reply {
             status,
             body,
             headers,
         }
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base))
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut request = self.request(method, path);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        self.send(request).await
     }
 
     async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Reply {
@@ -99,37 +108,21 @@ impl Server {
     }
 
     async fn raw(&self, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Reply {
-        let mut request = self.client.post(format!("{}{path}", self.base)).body(body);
+        let mut request = self.request(Method::POST, path).body(body);
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.json().await.unwrap_or(Value::Null);
-        Reply {
-            status,
-            body,
-            headers,
-        }
+        self.send(request).await
     }
 
     async fn internal(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
         let mut request = self
-            .client
-            .request(method, format!("{}/api/internal{path}", self.base))
+            .request(method, &format!("/api/internal{path}"))
             .header("x-internal-api-key", INTERNAL_KEY);
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        Reply {
-            status,
-            body: response.json().await.unwrap_or(Value::Null),
-            headers,
-        }
+        self.send(request).await
     }
 
     async fn register(&self, username: &str) -> Value {

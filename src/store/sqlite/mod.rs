@@ -176,8 +176,8 @@ impl SqliteStore {
     }
 }
 
-async fn find_token(
-    tx: &mut Transaction<'static, Sqlite>,
+async fn find_token<'c>(
+    executor: impl sqlx::SqliteExecutor<'c>,
     kind: TokenKind,
     digest: &TokenDigest,
 ) -> Result<Option<TokenRecord>, StoreError> {
@@ -188,12 +188,26 @@ async fn find_token(
     ))
     .bind(kind.as_str())
     .bind(digest.as_bytes().as_slice())
-    .fetch_optional(&mut **tx)
+    .fetch_optional(executor)
     .await
     .map_err(store_error)?
     .as_ref()
     .map(token_from_row)
     .transpose()
+}
+
+/// The user the query (selecting `user_columns!()`) finds, if any.
+async fn find_user(
+    pool: &SqlitePool,
+    query: sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
+) -> Result<Option<User>, StoreError> {
+    query
+        .fetch_optional(pool)
+        .await
+        .map_err(store_error)?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()
 }
 
 async fn insert_token(
@@ -269,48 +283,30 @@ impl UserStore for SqliteStore {
     }
 
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        sqlx::query(concat!(
+        let query = concat!(
             "SELECT ",
             user_columns!(),
             " FROM portcullis_users WHERE id = ?"
-        ))
-        .bind(id.0)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(store_error)?
-        .as_ref()
-        .map(user_from_row)
-        .transpose()
+        );
+        find_user(&self.pool, sqlx::query(query).bind(id.0)).await
     }
 
     async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
-        sqlx::query(concat!(
+        let query = concat!(
             "SELECT ",
             user_columns!(),
             " FROM portcullis_users WHERE username = ?"
-        ))
-        .bind(username)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(store_error)?
-        .as_ref()
-        .map(user_from_row)
-        .transpose()
+        );
+        find_user(&self.pool, sqlx::query(query).bind(username)).await
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        sqlx::query(concat!(
+        let query = concat!(
             "SELECT ",
             user_columns!(),
             " FROM portcullis_users WHERE email = ?"
-        ))
-        .bind(email)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(store_error)?
-        .as_ref()
-        .map(user_from_row)
-        .transpose()
+        );
+        find_user(&self.pool, sqlx::query(query).bind(email)).await
     }
 
     async fn update_user(
@@ -362,19 +358,7 @@ impl UserStore for SqliteStore {
         kind: TokenKind,
         digest: &TokenDigest,
     ) -> Result<Option<TokenRecord>, StoreError> {
-        sqlx::query(concat!(
-            "SELECT ",
-            token_columns!(),
-            " FROM portcullis_tokens WHERE kind = ? AND digest = ?"
-        ))
-        .bind(kind.as_str())
-        .bind(digest.as_bytes().as_slice())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(store_error)?
-        .as_ref()
-        .map(token_from_row)
-        .transpose()
+        find_token(&self.pool, kind, digest).await
     }
 
     async fn tokens_of_user(
@@ -407,7 +391,7 @@ impl UserStore for SqliteStore {
         // BEGIN IMMEDIATE takes the write lock first, so concurrent rotations of one token
         // queue here and every one after the first sees it revoked.
         let mut tx = self.immediate().await?;
-        let Some(current) = find_token(&mut tx, kind, presented).await? else {
+        let Some(current) = find_token(&mut *tx, kind, presented).await? else {
             return Ok(Rotation::Rejected(None));
         };
         if !current.is_active(now) {
