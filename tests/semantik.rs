@@ -19,12 +19,16 @@ const INTERNAL_KEY: &str = "internal-test-key-0123456789abcdef";
 struct Server {
     base: String,
     client: reqwest::Client,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 async fn start() -> Server {
+    start_with(&[]).await
+}
+
+async fn start_with(extra: &[(&'static str, &str)]) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let env: HashMap<&str, String> = HashMap::from([
+    let mut env: HashMap<&str, String> = HashMap::from([
         ("DATA_DIR", dir.path().display().to_string()),
         ("INTERNAL_API_KEY", INTERNAL_KEY.to_owned()),
         (
@@ -32,6 +36,11 @@ async fn start() -> Server {
             "http://localhost:5173, https://app.example".to_owned(),
         ),
     ]);
+    env.extend(
+        extra
+            .iter()
+            .map(|(name, value)| (*name, (*value).to_owned())),
+    );
     let config = app::Config::from_env(|name| env.get(name).cloned()).unwrap();
     let (router, _state) = app::build(&config).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -40,7 +49,7 @@ async fn start() -> Server {
     Server {
         base,
         client: reqwest::Client::new(),
-        _dir: dir,
+        dir,
     }
 }
 
@@ -1213,4 +1222,71 @@ async fn random_bodies_on_every_endpoint_never_produce_a_5xx() {
             .await;
     }
     tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+fn jwt_claims(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn access_tokens_live_24_hours_unless_configured_otherwise() {
+    let server = start().await;
+    server.register("ada").await;
+    let (access, _) = server.login("ada").await;
+    let claims = jwt_claims(&access);
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        24 * 3600
+    );
+    assert_eq!(claims["token_use"], "access");
+
+    let short = start_with(&[("ACCESS_TOKEN_EXPIRE_MINUTES", "15")]).await;
+    short.register("ada").await;
+    let (access, _) = short.login("ada").await;
+    let claims = jwt_claims(&access);
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        15 * 60
+    );
+}
+
+#[tokio::test]
+async fn refresh_tokens_api_keys_and_passwords_are_not_stored_in_plain_text() {
+    let server = start().await;
+    server.register("ada").await;
+    let (access, refresh) = server.login("ada").await;
+    let key = server
+        .api_key(&access, json!({"name": "laptop"}))
+        .await
+        .body["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut stored = Vec::new();
+    for entry in std::fs::read_dir(server.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("semantik.db")
+        {
+            stored.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    assert!(stored.len() > 4096, "the database files were read");
+    let contains = |needle: &str| stored.windows(needle.len()).any(|w| w == needle.as_bytes());
+    for secret in [refresh.as_str(), key.as_str(), "correct horse"] {
+        assert!(!contains(secret), "{secret} is stored in plain text");
+    }
+    // What is stored is the SHA-256 digest (raw bytes) of the secret.
+    let digest = portcullis::token::TokenDigest::of(&key);
+    assert!(stored.windows(32).any(|w| w == digest.as_bytes()));
 }
