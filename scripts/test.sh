@@ -14,6 +14,12 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "services"
+# shellcheck source=scripts/services.sh
+source scripts/services.sh
+require_service PostgreSQL start_postgres
+require_service Redis start_redis
+
 step "example servers (the process-level tests start them)"
 cargo build --all-features --examples
 

@@ -1,12 +1,16 @@
 //! [`Auth`]: the store, cache, clock and event sink that every portcullis service shares.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, AuditKind, EventSink, TracingEvents};
+use crate::bus::{
+    CredentialKey, Invalidation, InvalidationBus, Message, Subscriber, SubscriberSink, WhenBusDown,
+};
 use crate::cache::{CacheConfig, CacheKey, CredentialCache, Resolved};
 use crate::clock::{Clock, SystemClock};
 use crate::error::AuthError;
@@ -35,6 +39,22 @@ struct Inner {
     clock: Arc<dyn Clock>,
     events: Arc<dyn EventSink>,
     usage: UsageRecorder,
+    bus: Option<BusLink>,
+}
+
+/// This instance's connection to the invalidation bus.
+struct BusLink {
+    bus: Arc<dyn InvalidationBus>,
+    /// Identifies this instance's own messages when they come back.
+    origin: u64,
+    policy: WhenBusDown,
+    started: AtomicBool,
+    /// Set while a subscription is in place.
+    connected: AtomicBool,
+    /// Set while the bus is down, so that an outage is logged once.
+    outage: AtomicBool,
+    /// Dropped with the `Auth`, which stops the subscription task.
+    shutdown: tokio::sync::watch::Sender<()>,
 }
 
 impl fmt::Debug for Auth {
@@ -53,6 +73,8 @@ pub struct AuthBuilder {
     clock: Arc<dyn Clock>,
     events: Arc<dyn EventSink>,
     usage: UsageConfig,
+    bus: Option<Arc<dyn InvalidationBus>>,
+    when_bus_down: WhenBusDown,
 }
 
 impl fmt::Debug for AuthBuilder {
@@ -105,17 +127,61 @@ impl AuthBuilder {
         self
     }
 
-    /// Builds the [`Auth`].
+    /// Shares invalidations with the other instances of the application through `bus`
+    /// (see [`bus`](crate::bus)). Without a bus, a change made on one instance reaches the
+    /// others' caches only when their entries expire.
+    #[must_use]
+    pub fn invalidation_bus(mut self, bus: impl InvalidationBus) -> Self {
+        self.bus = Some(Arc::new(bus));
+        self
+    }
+
+    /// What to do with the cache while the bus is down (default: bypass it).
+    #[must_use]
+    pub fn when_bus_down(mut self, policy: WhenBusDown) -> Self {
+        self.when_bus_down = policy;
+        self
+    }
+
+    /// Builds the [`Auth`]. With a bus, the subscription starts at once inside a tokio runtime,
+    /// otherwise on first use.
     pub fn build(self) -> Auth {
-        Auth {
+        let cache = CredentialCache::new(&self.cache);
+        let bus = self.bus.map(|bus| {
+            // Until the first subscription is in place, missed messages cannot be ruled out.
+            cache.set_bypass(self.when_bus_down == WhenBusDown::BypassCache);
+            BusLink {
+                bus,
+                origin: random_origin(),
+                policy: self.when_bus_down,
+                started: AtomicBool::new(false),
+                connected: AtomicBool::new(false),
+                outage: AtomicBool::new(false),
+                shutdown: tokio::sync::watch::channel(()).0,
+            }
+        });
+        let auth = Auth {
             inner: Arc::new(Inner {
-                cache: CredentialCache::new(&self.cache),
+                cache,
                 usage: UsageRecorder::new(Arc::clone(&self.store), &self.usage),
                 store: self.store,
                 clock: self.clock,
                 events: self.events,
+                bus,
             }),
-        }
+        };
+        auth.start_bus();
+        auth
+    }
+}
+
+fn random_origin() -> u64 {
+    use rand::TryRng;
+    let mut bytes = [0u8; 8];
+    // Collisions only make an instance ignore another's messages; fall back to the clock.
+    match rand::rngs::SysRng.try_fill_bytes(&mut bytes) {
+        Ok(()) => u64::from_le_bytes(bytes),
+        Err(_) => SystemClock.now_micros().unsigned_abs(),
     }
 }
 
@@ -133,6 +199,8 @@ impl Auth {
             clock: Arc::new(SystemClock),
             events: Arc::new(TracingEvents),
             usage: UsageConfig::default(),
+            bus: None,
+            when_bus_down: WhenBusDown::default(),
         }
     }
 
@@ -171,21 +239,49 @@ impl Auth {
         let deactivated = update.is_active == Some(false);
         let updated = self.inner.store.update_user(id, update, self.now()).await?;
         if affects_credentials && updated.is_some() {
-            self.inner.cache.invalidate_user(id);
+            self.invalidate(Invalidation::User(id)).await;
             self.audit(AuditKind::UserUpdated { deactivated }, Some(id))
                 .await;
         }
         Ok(updated)
     }
 
-    /// Drops every cached credential of `user`.
-    pub fn invalidate_user(&self, user: UserId) {
-        self.inner.cache.invalidate_user(user);
+    /// Drops every cached credential of `user`, here and (through the bus) on every instance.
+    pub async fn invalidate_user(&self, user: UserId) {
+        self.invalidate(Invalidation::User(user)).await;
     }
 
-    /// Drops every cached credential of a session family.
-    pub fn invalidate_family(&self, family: &FamilyId) {
-        self.inner.cache.invalidate_family(family);
+    /// Drops every cached credential of a session family, here and on every instance.
+    pub async fn invalidate_family(&self, family: &FamilyId) {
+        self.invalidate(Invalidation::Session(family.clone())).await;
+    }
+
+    pub(crate) async fn invalidate_key(&self, key: CacheKey) {
+        self.invalidate(Invalidation::Credential(CredentialKey(key)))
+            .await;
+    }
+
+    /// Applies `invalidation` locally, then publishes it. A publishing failure is logged; the
+    /// other instances' cache TTL (or their fail-closed policy) bounds the damage.
+    async fn invalidate(&self, invalidation: Invalidation) {
+        apply(&self.inner.cache, &invalidation).await;
+        let Some(link) = &self.inner.bus else {
+            return;
+        };
+        let message = Message {
+            origin: link.origin,
+            invalidation,
+        };
+        if let Err(error) = link.bus.publish(&message.to_string()).await {
+            tracing::warn!(%error, "could not publish a cache invalidation to the other instances");
+        }
+    }
+
+    /// Whether the invalidation bus is subscribed: `None` without a bus. For health checks.
+    pub fn bus_connected(&self) -> Option<bool> {
+        self.start_bus();
+        let link = self.inner.bus.as_ref()?;
+        Some(link.connected.load(Ordering::Acquire))
     }
 
     /// Writes every queued `last_used_at` update now (call on graceful shutdown).
@@ -194,11 +290,30 @@ impl Auth {
     }
 
     pub(crate) fn cache(&self) -> &CredentialCache {
+        self.start_bus();
         &self.inner.cache
     }
 
-    pub(crate) async fn invalidate_key(&self, key: CacheKey) {
-        self.inner.cache.invalidate_key(key).await;
+    /// Starts the bus subscription task, once, when a tokio runtime is available.
+    fn start_bus(&self) {
+        let Some(link) = &self.inner.bus else {
+            return;
+        };
+        if link.started.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if link.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let shutdown = link.shutdown.subscribe();
+        runtime.spawn(subscribe(
+            Arc::downgrade(&self.inner),
+            Arc::clone(&link.bus),
+            shutdown,
+        ));
     }
 
     /// Loads a user for a credential; a missing user is reported as `None`.
@@ -222,5 +337,94 @@ impl Auth {
         }
         self.inner.usage.touch(entry, now);
         Ok(entry.identity.clone())
+    }
+}
+
+async fn apply(cache: &CredentialCache, invalidation: &Invalidation) {
+    match invalidation {
+        Invalidation::User(user) => cache.invalidate_user(*user),
+        Invalidation::Session(family) => cache.invalidate_family(family),
+        Invalidation::Credential(CredentialKey(key)) => cache.invalidate_key(*key).await,
+    }
+}
+
+/// Receives bus messages for one `Auth`.
+struct Sink {
+    auth: Weak<Inner>,
+}
+
+impl SubscriberSink for Sink {
+    fn connected(&self) {
+        let Some(inner) = self.auth.upgrade() else {
+            return;
+        };
+        let Some(link) = &inner.bus else { return };
+        // Whatever was published while this instance was not listening is lost: start over.
+        inner.cache.invalidate_everything();
+        inner.cache.set_bypass(false);
+        link.connected.store(true, Ordering::Release);
+        if link.outage.swap(false, Ordering::AcqRel) {
+            tracing::info!("cache invalidation bus is back; local cache emptied");
+        }
+    }
+
+    fn deliver(&self, text: &str) {
+        let Some(inner) = self.auth.upgrade() else {
+            return;
+        };
+        let Some(link) = &inner.bus else { return };
+        let Ok(message) = text.parse::<Message>() else {
+            tracing::warn!("ignoring a malformed cache invalidation message");
+            return;
+        };
+        if message.origin == link.origin {
+            return;
+        }
+        let cache = &inner.cache;
+        match &message.invalidation {
+            Invalidation::User(user) => cache.invalidate_user(*user),
+            Invalidation::Session(family) => cache.invalidate_family(family),
+            // The log entry makes the next lookup reload; the entry itself expires on its own.
+            Invalidation::Credential(CredentialKey(key)) => cache.invalidate_key_later(*key),
+        }
+    }
+}
+
+/// Keeps this instance subscribed to the bus for as long as the `Auth` lives, reconnecting
+/// with back-off (100 ms doubling to 5 s).
+async fn subscribe(
+    auth: Weak<Inner>,
+    bus: Arc<dyn InvalidationBus>,
+    mut shutdown: tokio::sync::watch::Receiver<()>,
+) {
+    let subscriber = Subscriber {
+        inner: Arc::new(Sink { auth: auth.clone() }),
+    };
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let result = tokio::select! {
+            result = bus.subscribe(&subscriber) => result,
+            _ = shutdown.changed() => return,
+        };
+        let Some(inner) = auth.upgrade() else { return };
+        let Some(link) = &inner.bus else { return };
+        link.connected.store(false, Ordering::Release);
+        if link.policy == WhenBusDown::BypassCache {
+            inner.cache.set_bypass(true);
+        }
+        // The first failure after a working subscription starts an outage: log it once and
+        // retry quickly; further failures back off.
+        if link.outage.swap(true, Ordering::AcqRel) {
+            delay = (delay * 2).min(Duration::from_secs(5));
+        } else {
+            delay = Duration::from_millis(100);
+            let error = result.err().map(|e| e.to_string()).unwrap_or_default();
+            tracing::warn!(%error, policy = ?link.policy, "cache invalidation bus is down; reconnecting");
+        }
+        drop(inner);
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return,
+        }
     }
 }

@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -109,6 +109,14 @@ impl CacheKey {
     pub(crate) fn new(domain: Domain, digest: TokenDigest) -> Self {
         Self { domain, digest }
     }
+
+    pub(crate) fn domain(&self) -> Domain {
+        self.domain
+    }
+
+    pub(crate) fn digest(&self) -> &TokenDigest {
+        &self.digest
+    }
 }
 
 /// What the cache remembers about a presented credential.
@@ -162,6 +170,7 @@ enum Target {
     Family(FamilyId),
     Key(CacheKey),
     Domain(Domain),
+    Everything,
 }
 
 impl Target {
@@ -171,6 +180,7 @@ impl Target {
             Self::Family(family) => entry.family.as_ref() == Some(family),
             Self::Key(k) => k == key,
             Self::Domain(domain) => key.domain == *domain,
+            Self::Everything => true,
         }
     }
 }
@@ -238,6 +248,9 @@ impl Expiry<CacheKey, Cached> for TtlPolicy {
 pub(crate) struct CredentialCache {
     entries: Cache<CacheKey, Cached>,
     log: InvalidationLog,
+    /// Set while cached answers must not be trusted (the invalidation bus is down and the
+    /// policy is to fail closed): every lookup loads from the store and nothing is cached.
+    bypass: AtomicBool,
 }
 
 impl std::fmt::Debug for CredentialCache {
@@ -265,7 +278,13 @@ impl CredentialCache {
                 recent: RwLock::new(VecDeque::new()),
                 capacity: config.invalidation_log.max(1),
             },
+            bypass: AtomicBool::new(false),
         }
+    }
+
+    /// Stops (or resumes) trusting and filling the cache.
+    pub(crate) fn set_bypass(&self, bypass: bool) {
+        self.bypass.store(bypass, Ordering::Release);
     }
 
     /// The current invalidation epoch; loaders pass it to [`Resolved::new`].
@@ -284,6 +303,9 @@ impl CredentialCache {
         F: Fn(u64) -> Fut,
         Fut: Future<Output = Result<Cached, AuthError>>,
     {
+        if self.bypass.load(Ordering::Acquire) {
+            return load(self.epoch()).await;
+        }
         if let Some(hit) = self.entries.get(&key).await {
             if self.is_current(&key, &hit) {
                 return Ok(hit);
@@ -334,6 +356,18 @@ impl CredentialCache {
     pub(crate) async fn invalidate_key(&self, key: CacheKey) {
         self.log.push(Target::Key(key));
         self.entries.invalidate(&key).await;
+    }
+
+    /// Like [`invalidate_key`](Self::invalidate_key), from synchronous code: the next lookup
+    /// reloads, and the stale entry is replaced then or expires.
+    pub(crate) fn invalidate_key_later(&self, key: CacheKey) {
+        self.log.push(Target::Key(key));
+    }
+
+    /// Drops everything (the invalidation bus reconnected: messages may have been missed).
+    pub(crate) fn invalidate_everything(&self) {
+        self.log.push(Target::Everything);
+        self.entries.invalidate_all();
     }
 
     /// Drops every entry of one resolver kind (a JWT key set was replaced).

@@ -60,6 +60,7 @@ mod access_token;
 mod api_key;
 pub mod audit;
 mod auth;
+pub mod bus;
 mod cache;
 pub mod clock;
 mod error;

@@ -268,7 +268,7 @@ impl RefreshTokens {
                 now,
             )
             .await;
-        auth.invalidate_family(&family);
+        auth.invalidate_family(&family).await;
         auth.audit(
             AuditKind::RefreshTokenReused { family },
             Some(record.user_id),
@@ -307,7 +307,7 @@ impl RefreshTokens {
                 auth.now(),
             )
             .await?;
-        auth.invalidate_family(&family);
+        auth.invalidate_family(&family).await;
         auth.audit(
             AuditKind::LoggedOut {
                 revoked: revoked.len(),
@@ -330,7 +330,7 @@ impl RefreshTokens {
             .revoke_tokens(selector, RevokeReason::Logout, auth.now())
             .await?;
         // One entry for all of the user's sessions keeps the invalidation log short.
-        auth.invalidate_user(user);
+        auth.invalidate_user(user).await;
         auth.audit(
             AuditKind::LoggedOut {
                 revoked: revoked.len(),

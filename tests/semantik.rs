@@ -4,6 +4,7 @@
 #[allow(dead_code, unreachable_pub)]
 #[path = "../examples/semantik/app/mod.rs"]
 mod app;
+mod common;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,18 +17,30 @@ use tokio_tungstenite::tungstenite;
 
 const INTERNAL_KEY: &str = "internal-test-key-0123456789abcdef";
 
+/// Where the server keeps its data: the same suite runs on both.
+#[derive(Clone, Debug)]
+enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
 struct Server {
     base: String,
     client: reqwest::Client,
     dir: tempfile::TempDir,
+    schema: Option<common::PgSchema>,
 }
 
-async fn start() -> Server {
-    start_with(&[]).await
+async fn start(backend: Backend) -> Server {
+    start_with(backend, &[]).await
 }
 
-async fn start_with(extra: &[(&'static str, &str)]) -> Server {
+async fn start_with(backend: Backend, extra: &[(&'static str, &str)]) -> Server {
     let dir = tempfile::tempdir().unwrap();
+    let schema = match &backend {
+        Backend::Sqlite => None,
+        Backend::Postgres(server) => Some(common::PgSchema::create(server).await),
+    };
     let mut env: HashMap<&str, String> = HashMap::from([
         ("DATA_DIR", dir.path().display().to_string()),
         ("INTERNAL_API_KEY", INTERNAL_KEY.to_owned()),
@@ -36,6 +49,9 @@ async fn start_with(extra: &[(&'static str, &str)]) -> Server {
             "http://localhost:5173, https://app.example".to_owned(),
         ),
     ]);
+    if let Some(schema) = &schema {
+        env.insert("DATABASE_URL", schema.url.clone());
+    }
     env.extend(
         extra
             .iter()
@@ -50,6 +66,7 @@ async fn start_with(extra: &[(&'static str, &str)]) -> Server {
         base,
         client: reqwest::Client::new(),
         dir,
+        schema,
     }
 }
 
@@ -134,6 +151,39 @@ impl Server {
         self.send(request).await
     }
 
+    /// Everything the database holds: the SQLite files, or a text dump of every table.
+    async fn stored_data(&self) -> Vec<u8> {
+        let Some(schema) = &self.schema else {
+            let mut stored = Vec::new();
+            for entry in std::fs::read_dir(self.dir.path()).unwrap() {
+                let path = entry.unwrap().path();
+                if path
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("semantik.db")
+                {
+                    stored.extend(std::fs::read(&path).unwrap());
+                }
+            }
+            return stored;
+        };
+        let pool = sqlx::PgPool::connect(&schema.url).await.unwrap();
+        let mut stored = Vec::new();
+        for table in ["portcullis_users", "portcullis_tokens", "collections"] {
+            let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT t::text FROM {}.{table} t",
+                schema.name
+            )))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            stored.extend(rows.join("\n").into_bytes());
+        }
+        pool.close().await;
+        stored
+    }
+
     async fn register(&self, username: &str) -> Value {
         let reply = self
             .post(
@@ -177,9 +227,8 @@ fn keys_of(value: &Value) -> Vec<&str> {
     keys
 }
 
-#[tokio::test]
-async fn register_returns_the_user_and_the_first_user_becomes_superuser() {
-    let server = start().await;
+async fn register_returns_the_user_and_the_first_user_becomes_superuser(backend: Backend) {
+    let server = start(backend.clone()).await;
     let ada = server
         .post(
             "/api/auth/register",
@@ -228,9 +277,8 @@ async fn register_returns_the_user_and_the_first_user_becomes_superuser() {
     );
 }
 
-#[tokio::test]
-async fn register_rejects_bad_input_with_clear_details() {
-    let server = start().await;
+async fn register_rejects_bad_input_with_clear_details(backend: Backend) {
+    let server = start(backend.clone()).await;
     server.register("ada").await;
     let cases = [
         (
@@ -296,9 +344,8 @@ async fn register_rejects_bad_input_with_clear_details() {
     }
 }
 
-#[tokio::test]
-async fn malformed_bodies_get_4xx_json_never_500() {
-    let server = start().await;
+async fn malformed_bodies_get_4xx_json_never_500(backend: Backend) {
+    let server = start(backend.clone()).await;
     let json_type = Some("application/json");
     for path in ["/api/auth/register", "/api/auth/login", "/api/auth/refresh"] {
         let bad_json = server
@@ -332,9 +379,8 @@ async fn malformed_bodies_get_4xx_json_never_500() {
     );
 }
 
-#[tokio::test]
-async fn login_returns_a_bearer_pair_and_records_the_login() {
-    let server = start().await;
+async fn login_returns_a_bearer_pair_and_records_the_login(backend: Backend) {
+    let server = start(backend.clone()).await;
     let ada = server.register("ada").await;
     let before = server
         .internal(Method::GET, &format!("/users/{}", ada["id"]), None)
@@ -385,9 +431,8 @@ async fn login_returns_a_bearer_pair_and_records_the_login() {
     );
 }
 
-#[tokio::test]
-async fn wrong_username_and_wrong_password_are_indistinguishable() {
-    let server = start().await;
+async fn wrong_username_and_wrong_password_are_indistinguishable(backend: Backend) {
+    let server = start(backend.clone()).await;
     server.register("ada").await;
     let wrong_password = server
         .post(
@@ -416,9 +461,8 @@ async fn wrong_username_and_wrong_password_are_indistinguishable() {
     }
 }
 
-#[tokio::test]
-async fn refresh_rotates_and_reuse_revokes_the_family() {
-    let server = start().await;
+async fn refresh_rotates_and_reuse_revokes_the_family(backend: Backend) {
+    let server = start(backend.clone()).await;
     server.register("ada").await;
     let (_, first_refresh) = server.login("ada").await;
     let rotated = server
@@ -489,9 +533,8 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     );
 }
 
-#[tokio::test]
-async fn a_refresh_token_is_not_an_access_token_and_vice_versa() {
-    let server = start().await;
+async fn a_refresh_token_is_not_an_access_token_and_vice_versa(backend: Backend) {
+    let server = start(backend.clone()).await;
     server.register("ada").await;
     let (access, refresh) = server.login("ada").await;
     assert_eq!(
@@ -507,9 +550,8 @@ async fn a_refresh_token_is_not_an_access_token_and_vice_versa() {
     );
 }
 
-#[tokio::test]
-async fn logout_revokes_one_session_or_all_of_them() {
-    let server = start().await;
+async fn logout_revokes_one_session_or_all_of_them(backend: Backend) {
+    let server = start(backend.clone()).await;
     server.register("ada").await;
     let (access_a, refresh_a) = server.login("ada").await;
     let (access_b, refresh_b) = server.login("ada").await;
@@ -579,9 +621,8 @@ async fn logout_revokes_one_session_or_all_of_them() {
     );
 }
 
-#[tokio::test]
-async fn me_requires_a_valid_bearer_credential() {
-    let server = start().await;
+async fn me_requires_a_valid_bearer_credential(backend: Backend) {
+    let server = start(backend.clone()).await;
     let ada = server.register("ada").await;
     let (access, _) = server.login("ada").await;
     let me = server.get("/api/auth/me", Some(&access)).await;
@@ -601,9 +642,8 @@ async fn me_requires_a_valid_bearer_credential() {
     assert_eq!(bad.detail(), "Could not validate credentials");
 }
 
-#[tokio::test]
-async fn a_deactivated_user_is_rejected_on_every_path_including_earlier_tokens() {
-    let server = start().await;
+async fn a_deactivated_user_is_rejected_on_every_path_including_earlier_tokens(backend: Backend) {
+    let server = start(backend.clone()).await;
     let ada = server.register("ada").await;
     let (access, refresh) = server.login("ada").await;
     let key = server
@@ -667,9 +707,8 @@ async fn a_deactivated_user_is_rejected_on_every_path_including_earlier_tokens()
     );
 }
 
-#[tokio::test]
-async fn api_keys_are_shown_once_listed_without_secrets_and_revoked_softly() {
-    let server = start().await;
+async fn api_keys_are_shown_once_listed_without_secrets_and_revoked_softly(backend: Backend) {
+    let server = start(backend.clone()).await;
     server.register("ada").await;
     let (access, _) = server.login("ada").await;
     let created = server.api_key(&access, json!({"name": "laptop"})).await;
@@ -759,9 +798,8 @@ async fn api_keys_are_shown_once_listed_without_secrets_and_revoked_softly() {
     );
 }
 
-#[tokio::test]
-async fn another_users_key_cannot_be_seen_or_revoked() {
-    let server = start().await;
+async fn another_users_key_cannot_be_seen_or_revoked(backend: Backend) {
+    let server = start(backend.clone()).await;
     server.register("ada").await;
     server.register("bob").await;
     let (ada, _) = server.login("ada").await;
@@ -783,9 +821,8 @@ async fn another_users_key_cannot_be_seen_or_revoked() {
     );
 }
 
-#[tokio::test]
-async fn at_most_twenty_active_keys_per_user() {
-    let server = start().await;
+async fn at_most_twenty_active_keys_per_user(backend: Backend) {
+    let server = start(backend.clone()).await;
     server.register("ada").await;
     let (access, _) = server.login("ada").await;
     let mut ids = Vec::new();
@@ -822,9 +859,8 @@ async fn at_most_twenty_active_keys_per_user() {
     );
 }
 
-#[tokio::test]
-async fn api_key_permissions_limit_what_the_key_can_do() {
-    let server = start().await;
+async fn api_key_permissions_limit_what_the_key_can_do(backend: Backend) {
+    let server = start(backend.clone()).await;
     server.register("ada").await;
     let (access, _) = server.login("ada").await;
     let read_only = server
@@ -900,9 +936,8 @@ async fn api_key_permissions_limit_what_the_key_can_do() {
     }
 }
 
-#[tokio::test]
-async fn collections_are_isolated_per_owner_and_visible_to_the_superuser() {
-    let server = start().await;
+async fn collections_are_isolated_per_owner_and_visible_to_the_superuser(backend: Backend) {
+    let server = start(backend.clone()).await;
     server.register("admin").await;
     server.register("ada").await;
     server.register("bob").await;
@@ -1024,9 +1059,8 @@ async fn collections_are_isolated_per_owner_and_visible_to_the_superuser() {
     );
 }
 
-#[tokio::test]
-async fn the_internal_api_needs_the_internal_key() {
-    let server = start().await;
+async fn the_internal_api_needs_the_internal_key(backend: Backend) {
+    let server = start(backend.clone()).await;
     let ada = server.register("ada").await;
     let (access, _) = server.login("ada").await;
     let path = format!("/api/internal/users/{}", ada["id"]);
@@ -1079,9 +1113,8 @@ async fn the_internal_api_needs_the_internal_key() {
     assert_eq!(as_user.status(), StatusCode::FORBIDDEN);
 }
 
-#[tokio::test]
-async fn the_websocket_authenticates_before_the_upgrade() {
-    let server = start().await;
+async fn the_websocket_authenticates_before_the_upgrade(backend: Backend) {
+    let server = start(backend.clone()).await;
     server.register("ada").await;
     let (access, refresh) = server.login("ada").await;
     let ws_base = server.base.replace("http://", "ws://");
@@ -1123,9 +1156,8 @@ async fn the_websocket_authenticates_before_the_upgrade() {
     assert!(plain.status.is_client_error());
 }
 
-#[tokio::test]
-async fn cors_allows_only_configured_origins() {
-    let server = start().await;
+async fn cors_allows_only_configured_origins(backend: Backend) {
+    let server = start(backend.clone()).await;
     let preflight = |origin: &'static str| {
         server
             .client
@@ -1149,9 +1181,8 @@ async fn cors_allows_only_configured_origins() {
     );
 }
 
-#[tokio::test]
-async fn concurrent_refreshes_over_http_succeed_exactly_once() {
-    let server = std::sync::Arc::new(start().await);
+async fn concurrent_refreshes_over_http_succeed_exactly_once(backend: Backend) {
+    let server = std::sync::Arc::new(start(backend.clone()).await);
     server.register("ada").await;
     let (_, refresh) = server.login("ada").await;
     let tasks: Vec<_> = (0..50)
@@ -1177,9 +1208,8 @@ async fn concurrent_refreshes_over_http_succeed_exactly_once() {
     assert_eq!(ok, 1);
 }
 
-#[tokio::test]
-async fn random_bodies_on_every_endpoint_never_produce_a_5xx() {
-    let server = start().await;
+async fn random_bodies_on_every_endpoint_never_produce_a_5xx(backend: Backend) {
+    let server = start(backend.clone()).await;
     server.register("ada").await;
     let (access, _) = server.login("ada").await;
     let bodies = [
@@ -1235,9 +1265,8 @@ fn jwt_claims(token: &str) -> Value {
     .unwrap()
 }
 
-#[tokio::test]
-async fn access_tokens_live_24_hours_unless_configured_otherwise() {
-    let server = start().await;
+async fn access_tokens_live_24_hours_unless_configured_otherwise(backend: Backend) {
+    let server = start(backend.clone()).await;
     server.register("ada").await;
     let (access, _) = server.login("ada").await;
     let claims = jwt_claims(&access);
@@ -1247,7 +1276,7 @@ async fn access_tokens_live_24_hours_unless_configured_otherwise() {
     );
     assert_eq!(claims["token_use"], "access");
 
-    let short = start_with(&[("ACCESS_TOKEN_EXPIRE_MINUTES", "15")]).await;
+    let short = start_with(backend.clone(), &[("ACCESS_TOKEN_EXPIRE_MINUTES", "15")]).await;
     short.register("ada").await;
     let (access, _) = short.login("ada").await;
     let claims = jwt_claims(&access);
@@ -1257,9 +1286,8 @@ async fn access_tokens_live_24_hours_unless_configured_otherwise() {
     );
 }
 
-#[tokio::test]
-async fn refresh_tokens_api_keys_and_passwords_are_not_stored_in_plain_text() {
-    let server = start().await;
+async fn refresh_tokens_api_keys_and_passwords_are_not_stored_in_plain_text(backend: Backend) {
+    let server = start(backend.clone()).await;
     server.register("ada").await;
     let (access, refresh) = server.login("ada").await;
     let key = server
@@ -1269,24 +1297,137 @@ async fn refresh_tokens_api_keys_and_passwords_are_not_stored_in_plain_text() {
         .as_str()
         .unwrap()
         .to_owned();
-    let mut stored = Vec::new();
-    for entry in std::fs::read_dir(server.dir.path()).unwrap() {
-        let path = entry.unwrap().path();
-        if path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("semantik.db")
-        {
-            stored.extend(std::fs::read(&path).unwrap());
-        }
-    }
-    assert!(stored.len() > 4096, "the database files were read");
-    let contains = |needle: &str| stored.windows(needle.len()).any(|w| w == needle.as_bytes());
+    let stored = server.stored_data().await;
+    assert!(stored.len() > 256, "the stored data was read");
+    let contains = |needle: &[u8]| stored.windows(needle.len()).any(|w| w == needle);
     for secret in [refresh.as_str(), key.as_str(), "correct horse"] {
-        assert!(!contains(secret), "{secret} is stored in plain text");
+        assert!(
+            !contains(secret.as_bytes()),
+            "{secret} is stored in plain text"
+        );
     }
-    // What is stored is the SHA-256 digest (raw bytes) of the secret.
+    // What is stored is the SHA-256 digest of the secret (raw in SQLite, hex in a dump).
     let digest = portcullis::token::TokenDigest::of(&key);
-    assert!(stored.windows(32).any(|w| w == digest.as_bytes()));
+    assert!(contains(digest.as_bytes()) || contains(digest.to_hex().as_bytes()));
+}
+
+macro_rules! on_every_backend {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(server) = super::common::postgres_url() else { return };
+                    super::$test(super::Backend::Postgres(server)).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    register_returns_the_user_and_the_first_user_becomes_superuser,
+    register_rejects_bad_input_with_clear_details,
+    malformed_bodies_get_4xx_json_never_500,
+    login_returns_a_bearer_pair_and_records_the_login,
+    wrong_username_and_wrong_password_are_indistinguishable,
+    refresh_rotates_and_reuse_revokes_the_family,
+    a_refresh_token_is_not_an_access_token_and_vice_versa,
+    logout_revokes_one_session_or_all_of_them,
+    me_requires_a_valid_bearer_credential,
+    a_deactivated_user_is_rejected_on_every_path_including_earlier_tokens,
+    api_keys_are_shown_once_listed_without_secrets_and_revoked_softly,
+    another_users_key_cannot_be_seen_or_revoked,
+    at_most_twenty_active_keys_per_user,
+    api_key_permissions_limit_what_the_key_can_do,
+    collections_are_isolated_per_owner_and_visible_to_the_superuser,
+    the_internal_api_needs_the_internal_key,
+    the_websocket_authenticates_before_the_upgrade,
+    cors_allows_only_configured_origins,
+    concurrent_refreshes_over_http_succeed_exactly_once,
+    random_bodies_on_every_endpoint_never_produce_a_5xx,
+    access_tokens_live_24_hours_unless_configured_otherwise,
+    refresh_tokens_api_keys_and_passwords_are_not_stored_in_plain_text,
+);
+
+/// Two Semantik instances behind a load balancer, on one PostgreSQL database: a key deleted
+/// through one stops working on the other within a second, over NOTIFY or over Redis.
+async fn two_instances_share_revocations(redis: Option<String>) {
+    let Some(server) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::create(&server).await;
+    // Instances of one deployment share the database and the JWT secret.
+    let mut settings = vec![
+        ("DATABASE_URL", schema.url.clone()),
+        (
+            "JWT_SECRET",
+            "a-shared-secret-of-at-least-32-bytes!".to_owned(),
+        ),
+    ];
+    if let Some(redis) = &redis {
+        settings.push(("REDIS_URL", redis.clone()));
+    }
+    let settings: Vec<(&'static str, &str)> =
+        settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a = start_with(Backend::Sqlite, &settings).await;
+    let b = start_with(Backend::Sqlite, &settings).await;
+    // Both instances subscribe asynchronously; give them a moment (the cache is bypassed
+    // until then, so correctness does not depend on it).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.register("ada").await;
+    let (access, _) = b.login("ada").await;
+    let created = b.api_key(&access, json!({"name": "shared"})).await;
+    let key = created.body["api_key"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        assert_eq!(
+            b.get("/api/auth/me", Some(&key)).await.status,
+            StatusCode::OK
+        );
+    }
+    let id = created.body["id"].as_i64().unwrap();
+    let deleted = a
+        .call(
+            Method::DELETE,
+            &format!("/api/keys/{id}"),
+            Some(&access),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let started = std::time::Instant::now();
+    while b.get("/api/auth/me", Some(&key)).await.status == StatusCode::OK {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "instance B still accepts the deleted key"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!(
+        "{} bus: deleted key refused by the other instance after {:?}",
+        if redis.is_some() { "Redis" } else { "NOTIFY" },
+        started.elapsed()
+    );
+    drop(schema);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_postgres_share_revocations_over_notify() {
+    two_instances_share_revocations(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_revocations_over_redis() {
+    let Some(redis) = common::redis_url() else {
+        return;
+    };
+    two_instances_share_revocations(Some(redis)).await;
 }

@@ -1,12 +1,14 @@
-//! One conformance suite, run against every `UserStore`: the in-memory store and SQLite on a
-//! real file. A third-party store passes the same functions in `suite`.
+//! One conformance suite, run against every `UserStore`: the in-memory store, SQLite on a real
+//! file, and a real PostgreSQL server. A third-party store passes the same functions in `suite`.
+
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis::store::{
-    FamilyId, MemoryStore, NewToken, NewUser, RevokeReason, Rotation, SqliteStore, StoreError,
-    TokenKind, TokenSelector, TokenUse, User, UserId, UserStore, UserUpdate,
+    FamilyId, MemoryStore, NewToken, NewUser, PostgresStore, RevokeReason, Rotation, SqliteStore,
+    StoreError, TokenKind, TokenSelector, TokenUse, User, UserId, UserStore, UserUpdate,
 };
 use portcullis::token::TokenDigest;
 use time::OffsetDateTime;
@@ -14,22 +16,42 @@ use time::OffsetDateTime;
 struct Fixture {
     store: Arc<dyn UserStore>,
     _dir: Option<tempfile::TempDir>,
+    schema: Option<common::PgSchema>,
 }
 
-async fn memory() -> Fixture {
-    Fixture {
+impl Fixture {
+    async fn finish(self) {
+        if let Some(schema) = self.schema {
+            schema.drop_schema().await;
+        }
+    }
+}
+
+async fn memory() -> Option<Fixture> {
+    Some(Fixture {
         store: Arc::new(MemoryStore::new()),
         _dir: None,
-    }
+        schema: None,
+    })
 }
 
-async fn sqlite() -> Fixture {
+async fn sqlite() -> Option<Fixture> {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("store.db").display());
-    Fixture {
+    Some(Fixture {
         store: Arc::new(SqliteStore::connect(&url).await.unwrap()),
         _dir: Some(dir),
-    }
+        schema: None,
+    })
+}
+
+async fn postgres() -> Option<Fixture> {
+    let schema = common::PgSchema::create(&common::postgres_url()?).await;
+    Some(Fixture {
+        store: Arc::new(PostgresStore::connect(&schema.url).await.unwrap()),
+        _dir: None,
+        schema: Some(schema),
+    })
 }
 
 macro_rules! conformance {
@@ -38,8 +60,9 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    let fixture = super::$store().await;
+                    let Some(fixture) = super::$store().await else { return };
                     super::suite::$test(fixture.store.clone()).await;
+                    fixture.finish().await;
                 }
             )*
         }
@@ -50,6 +73,7 @@ macro_rules! all_stores {
     ($($test:ident),* $(,)?) => {
         conformance!(memory: $($test),*);
         conformance!(sqlite: $($test),*);
+        conformance!(postgres: $($test),*);
     };
 }
 
@@ -71,6 +95,8 @@ all_stores!(
     last_use_only_moves_forward,
     timestamps_round_trip_at_microsecond_precision,
     unicode_sql_metacharacters_and_large_values_round_trip,
+    nul_bytes_are_refused_by_every_store,
+    tokens_of_unknown_users_are_refused,
 );
 
 fn at(seconds: i64) -> OffsetDateTime {
@@ -108,6 +134,45 @@ async fn user(store: &dyn UserStore, name: &str) -> User {
 
 mod suite {
     use super::*;
+
+    pub(super) async fn nul_bytes_are_refused_by_every_store(store: Arc<dyn UserStore>) {
+        let refused = store.create_user(NewUser::new("a\0b"), at(0)).await;
+        assert!(
+            matches!(refused, Err(StoreError::InvalidInput("username"))),
+            "{refused:?}"
+        );
+        let ada = user(&*store, "ada").await;
+        let mut named = token(TokenKind::ApiKey, ada.id, 1);
+        named.name = Some("x\0".into());
+        assert!(matches!(
+            store.insert_token(named).await,
+            Err(StoreError::InvalidInput("name"))
+        ));
+        let update = UserUpdate::default().full_name(Some("\0".into()));
+        assert!(matches!(
+            store.update_user(ada.id, update, at(1)).await,
+            Err(StoreError::InvalidInput(_))
+        ));
+        assert_eq!(
+            store.user_by_id(ada.id).await.unwrap().unwrap().full_name,
+            None,
+            "nothing written"
+        );
+    }
+
+    pub(super) async fn tokens_of_unknown_users_are_refused(store: Arc<dyn UserStore>) {
+        let orphan = store
+            .insert_token(token(TokenKind::ApiKey, UserId(424_242), 1))
+            .await;
+        assert!(matches!(orphan, Err(StoreError::Corrupt(_))), "{orphan:?}");
+        assert_eq!(
+            store
+                .token_by_digest(TokenKind::ApiKey, &digest(1))
+                .await
+                .unwrap(),
+            None
+        );
+    }
 
     pub(super) async fn users_are_found_by_id_username_and_email_ignoring_ascii_case(
         store: Arc<dyn UserStore>,

@@ -3,7 +3,9 @@
 use crate::audit::AuditKind;
 use crate::auth::Auth;
 use crate::password::{PasswordError, Passwords, PolicyViolation, Verification};
-use crate::store::{NewUser, StoreError, User, UserUpdate};
+use crate::store::{
+    NewUser, RevokeReason, StoreError, TokenKind, TokenSelector, User, UserId, UserUpdate,
+};
 
 /// Registers users and checks their passwords.
 ///
@@ -119,6 +121,27 @@ pub enum RegisterError {
     Store(StoreError),
 }
 
+/// Why a password change failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChangePasswordError {
+    /// The current password is wrong (or the account has none).
+    #[error("the current password is incorrect")]
+    WrongPassword,
+    /// The new password breaks the policy.
+    #[error(transparent)]
+    Policy(#[from] PolicyViolation),
+    /// No such user.
+    #[error("no such user")]
+    UnknownUser,
+    /// Hashing failed.
+    #[error(transparent)]
+    Hashing(#[from] PasswordError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Why a login failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -220,6 +243,51 @@ impl PasswordLogin {
         self.auth
             .audit(AuditKind::LoginSucceeded, Some(user.id))
             .await;
+        Ok(updated)
+    }
+
+    /// Changes a user's password after checking the current one, then ends every session of
+    /// the user (refresh tokens and session ids are revoked, so their access tokens stop
+    /// working on every instance); API keys stay valid. OWASP ASVS 5.0 V6.2.2/V7.4.3.
+    pub async fn change_password(
+        &self,
+        user: UserId,
+        current: &str,
+        new: &str,
+    ) -> Result<User, ChangePasswordError> {
+        let record = self
+            .auth
+            .store()
+            .user_by_id(user)
+            .await?
+            .ok_or(ChangePasswordError::UnknownUser)?;
+        let verification = match record.password_hash.as_deref() {
+            Some(stored) => self.passwords.verify(current, stored).await?,
+            None => self.passwords.verify_dummy(current).await?,
+        };
+        if !matches!(verification, Verification::Match { .. }) {
+            return Err(ChangePasswordError::WrongPassword);
+        }
+        self.passwords.policy().check(new)?;
+        let hash = self.passwords.hash(new).await?;
+        let updated = self
+            .auth
+            .update_user(user, UserUpdate::default().password_hash(hash))
+            .await?
+            .ok_or(ChangePasswordError::UnknownUser)?;
+        let now = self.auth.now();
+        for kind in [TokenKind::Refresh, TokenKind::Session] {
+            let selector = TokenSelector::User {
+                user,
+                kind: Some(kind),
+            };
+            self.auth
+                .store()
+                .revoke_tokens(selector, RevokeReason::PasswordChanged, now)
+                .await?;
+        }
+        // Revocation after the update: sessions must not outlive the old password.
+        self.auth.invalidate_user(user).await;
         Ok(updated)
     }
 }

@@ -3,4 +3,4 @@
 
 mod login;
 
-pub use login::{LoginError, PasswordLogin, RegisterError, Registration};
+pub use login::{ChangePasswordError, LoginError, PasswordLogin, RegisterError, Registration};

@@ -120,6 +120,7 @@ impl State {
 #[async_trait]
 impl UserStore for MemoryStore {
     async fn create_user(&self, new: NewUser, now: OffsetDateTime) -> Result<User, StoreError> {
+        super::validate::new_user(&new)?;
         let mut state = self.state();
         if state
             .users
@@ -175,6 +176,7 @@ impl UserStore for MemoryStore {
         update: UserUpdate,
         now: OffsetDateTime,
     ) -> Result<Option<User>, StoreError> {
+        super::validate::user_update(&update)?;
         let mut state = self.state();
         if let Some(Some(email)) = &update.email
             && state.email_taken(email, Some(id))
@@ -207,6 +209,7 @@ impl UserStore for MemoryStore {
     }
 
     async fn insert_token(&self, token: NewToken) -> Result<TokenRecord, StoreError> {
+        super::validate::new_token(&token)?;
         let mut state = self.state();
         if !state.users.contains_key(&token.user_id) {
             return Err(StoreError::Corrupt(format!(
@@ -249,6 +252,7 @@ impl UserStore for MemoryStore {
         replacement: NewToken,
         now: OffsetDateTime,
     ) -> Result<Rotation, StoreError> {
+        super::validate::new_token(&replacement)?;
         let mut state = self.state();
         let Some(id) = state.token_id(kind, presented) else {
             return Ok(Rotation::Rejected(None));

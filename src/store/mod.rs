@@ -9,16 +9,22 @@
 //! |---|---|
 //! | [`MemoryStore`] | always |
 //! | `SqliteStore` | `sqlite` |
+//! | `PostgresStore` | `postgres` |
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod records;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+pub mod validate;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 pub use records::{
     FamilyId, NewToken, NewUser, RevokeReason, Rotation, SUPERUSER_ROLE, TokenId, TokenKind,
     TokenRecord, TokenSelector, TokenUse, UnknownName, User, UserId, UserUpdate,
@@ -30,7 +36,8 @@ use crate::token::TokenDigest;
 
 /// Users and opaque tokens.
 ///
-/// Usernames and emails are unique and compared ignoring ASCII case. Timestamps are passed in
+/// Usernames and emails are unique and compared ignoring ASCII case. Text containing U+0000 is
+/// refused with [`StoreError::InvalidInput`] (see [`validate`]). Timestamps are passed in
 /// by the caller (from its [`Clock`](crate::clock::Clock)) so that a store never reads the time
 /// itself, and are kept to microsecond precision.
 ///
@@ -93,7 +100,8 @@ pub trait UserStore: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<Rotation, StoreError>;
 
-    /// Revokes the selected tokens that are not revoked yet and returns them as revoked.
+    /// Revokes the selected tokens that are not revoked yet and returns them as revoked, oldest
+    /// first.
     async fn revoke_tokens(
         &self,
         selector: TokenSelector,
@@ -126,6 +134,9 @@ pub enum StoreError {
         /// The limit that applied.
         limit: u32,
     },
+    /// A value the store refuses to keep (see [`validate`]); the string names the field.
+    #[error("invalid {0}")]
+    InvalidInput(&'static str),
     /// The store could not be reached or failed; the operation may be retried.
     #[error("store unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),

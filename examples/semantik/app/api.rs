@@ -173,12 +173,18 @@ pub async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
 }
 
-/// Checks a string field's length in characters.
+/// Checks a string field's length in characters, and that it holds no control characters
+/// (a NUL or an escape sequence in a name is an attack, never a name).
 pub fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
     let len = value.chars().count();
     if len < min || len > max {
         return Err(ApiError::unprocessable(format!(
             "{field} must be between {min} and {max} characters long"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable(format!(
+            "{field} must not contain control characters"
         )));
     }
     Ok(())

@@ -8,27 +8,39 @@ use http::StatusCode;
 use portcullis::CurrentUser;
 use portcullis::clock::{from_micros, to_micros};
 use serde::{Deserialize, Serialize};
-use sqlx::{Row, SqlitePool, sqlite::SqliteRow};
 use time::OffsetDateTime;
 
 use super::AppState;
 use super::api::{ApiError, ApiJson, check_len};
+use super::db::Database;
 
-pub async fn migrate(pool: &SqlitePool) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS collections (
-            id          TEXT    PRIMARY KEY,
-            owner_id    INTEGER NOT NULL REFERENCES portcullis_users (id) ON DELETE CASCADE,
-            name        TEXT    NOT NULL,
-            description TEXT,
-            created_at  INTEGER NOT NULL,
-            UNIQUE (owner_id, name)
-        )",
-    )
-    .execute(pool)
-    .await?;
-    Ok(())
+/// One statement per backend: the placeholders differ.
+macro_rules! sql {
+    ($database:expr, sqlite: $sqlite:literal, postgres: $postgres:literal) => {
+        match $database {
+            Database::Sqlite(_) => $sqlite,
+            Database::Postgres(_) => $postgres,
+        }
+    };
 }
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS collections (
+    id          TEXT    PRIMARY KEY,
+    owner_id    BIGINT  NOT NULL REFERENCES portcullis_users (id) ON DELETE CASCADE,
+    name        TEXT    NOT NULL,
+    description TEXT,
+    created_at  BIGINT  NOT NULL,
+    UNIQUE (owner_id, name)
+)";
+
+pub async fn migrate(database: &Database) -> Result<(), sqlx::Error> {
+    match database {
+        Database::Sqlite(pool) => sqlx::query(SCHEMA).execute(pool).await.map(drop),
+        Database::Postgres(pool) => sqlx::query(SCHEMA).execute(pool).await.map(drop),
+    }
+}
+
+type Row = (String, i64, String, Option<String>, i64);
 
 #[derive(Debug, Deserialize)]
 pub struct CollectionCreate {
@@ -47,14 +59,16 @@ pub struct CollectionOut {
     created_at: OffsetDateTime,
 }
 
-fn from_row(row: &SqliteRow) -> Result<CollectionOut, sqlx::Error> {
-    Ok(CollectionOut {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        owner_id: row.try_get("owner_id")?,
-        created_at: from_micros(row.try_get("created_at")?),
-    })
+impl From<Row> for CollectionOut {
+    fn from((id, owner_id, name, description, created_at): Row) -> Self {
+        Self {
+            id,
+            owner_id,
+            name,
+            description,
+            created_at: from_micros(created_at),
+        }
+    }
 }
 
 pub async fn create(
@@ -67,19 +81,37 @@ pub async fn create(
     if let Some(description) = &body.description {
         check_len("description", description, 0, 1000)?;
     }
-    let result = sqlx::query(
-        "INSERT INTO collections (id, owner_id, name, description, created_at)
-         VALUES (?, ?, ?, ?, ?) RETURNING id, owner_id, name, description, created_at",
-    )
-    .bind(uuid::Uuid::new_v4().to_string())
-    .bind(user.id.0)
-    .bind(name)
-    .bind(&body.description)
-    .bind(to_micros(state.auth.now()))
-    .fetch_one(&state.db)
-    .await;
+    let query = sql!(&state.db,
+        sqlite: "INSERT INTO collections (id, owner_id, name, description, created_at) VALUES (?, ?, ?, ?, ?)
+                 RETURNING id, owner_id, name, description, created_at",
+        postgres: "INSERT INTO collections (id, owner_id, name, description, created_at) VALUES ($1, $2, $3, $4, $5)
+                   RETURNING id, owner_id, name, description, created_at");
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = to_micros(state.auth.now());
+    let result = match &state.db {
+        Database::Sqlite(pool) => {
+            sqlx::query_as::<_, Row>(query)
+                .bind(&id)
+                .bind(user.id.0)
+                .bind(name)
+                .bind(&body.description)
+                .bind(now)
+                .fetch_one(pool)
+                .await
+        }
+        Database::Postgres(pool) => {
+            sqlx::query_as::<_, Row>(query)
+                .bind(&id)
+                .bind(user.id.0)
+                .bind(name)
+                .bind(&body.description)
+                .bind(now)
+                .fetch_one(pool)
+                .await
+        }
+    };
     match result {
-        Ok(row) => Ok((StatusCode::CREATED, Json(from_row(&row)?))),
+        Ok(row) => Ok((StatusCode::CREATED, Json(row.into()))),
         Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(ApiError::new(
             StatusCode::CONFLICT,
             "A collection with this name already exists",
@@ -92,16 +124,28 @@ pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> Result<Json<Vec<CollectionOut>>, ApiError> {
-    let rows = sqlx::query(
-        "SELECT id, owner_id, name, description, created_at FROM collections
-         WHERE owner_id = ? OR ? ORDER BY created_at, id",
-    )
-    .bind(user.id.0)
-    .bind(user.is_superuser())
-    .fetch_all(&state.db)
-    .await?;
-    let collections = rows.iter().map(from_row).collect::<Result<_, _>>()?;
-    Ok(Json(collections))
+    let query = sql!(&state.db,
+        sqlite: "SELECT id, owner_id, name, description, created_at FROM collections
+                 WHERE owner_id = ? OR ? ORDER BY created_at, id",
+        postgres: "SELECT id, owner_id, name, description, created_at FROM collections
+                   WHERE owner_id = $1 OR $2 ORDER BY created_at, id");
+    let rows = match &state.db {
+        Database::Sqlite(pool) => {
+            sqlx::query_as::<_, Row>(query)
+                .bind(user.id.0)
+                .bind(user.is_superuser())
+                .fetch_all(pool)
+                .await?
+        }
+        Database::Postgres(pool) => {
+            sqlx::query_as::<_, Row>(query)
+                .bind(user.id.0)
+                .bind(user.is_superuser())
+                .fetch_all(pool)
+                .await?
+        }
+    };
+    Ok(Json(rows.into_iter().map(Into::into).collect()))
 }
 
 pub async fn get_one(
@@ -109,15 +153,29 @@ pub async fn get_one(
     user: CurrentUser,
     Path(id): Path<String>,
 ) -> Result<Json<CollectionOut>, ApiError> {
-    let row = sqlx::query(
-        "SELECT id, owner_id, name, description, created_at FROM collections
-         WHERE id = ? AND (owner_id = ? OR ?)",
-    )
-    .bind(&id)
-    .bind(user.id.0)
-    .bind(user.is_superuser())
-    .fetch_optional(&state.db)
-    .await?
-    .ok_or_else(|| ApiError::not_found("Collection"))?;
-    Ok(Json(from_row(&row)?))
+    let query = sql!(&state.db,
+        sqlite: "SELECT id, owner_id, name, description, created_at FROM collections
+                 WHERE id = ? AND (owner_id = ? OR ?)",
+        postgres: "SELECT id, owner_id, name, description, created_at FROM collections
+                   WHERE id = $1 AND (owner_id = $2 OR $3)");
+    let row = match &state.db {
+        Database::Sqlite(pool) => {
+            sqlx::query_as::<_, Row>(query)
+                .bind(&id)
+                .bind(user.id.0)
+                .bind(user.is_superuser())
+                .fetch_optional(pool)
+                .await?
+        }
+        Database::Postgres(pool) => {
+            sqlx::query_as::<_, Row>(query)
+                .bind(&id)
+                .bind(user.id.0)
+                .bind(user.is_superuser())
+                .fetch_optional(pool)
+                .await?
+        }
+    };
+    row.map(|row| Json(row.into()))
+        .ok_or_else(|| ApiError::not_found("Collection"))
 }

@@ -17,6 +17,7 @@ pub struct Config {
     pub bind: String,
     pub data_dir: PathBuf,
     pub database_url: String,
+    pub redis_url: Option<String>,
     pub jwt_secret: String,
     pub internal_api_key: String,
     pub access_token_ttl: Duration,
@@ -29,7 +30,8 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("bind", &self.bind)
             .field("data_dir", &self.data_dir)
-            .field("database_url", &self.database_url)
+            .field("database_url", &"<hidden>")
+            .field("redis_url", &self.redis_url.is_some())
             .field("access_token_ttl", &self.access_token_ttl)
             .field("cors_origins", &self.cors_origins)
             .field("production", &self.production)
@@ -79,11 +81,17 @@ impl Config {
         let production = var("ENVIRONMENT").is_some_and(|e| e.eq_ignore_ascii_case("production"));
         let data_dir = PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "./data/semantik".into()));
         let database_url = match var("DATABASE_URL") {
-            Some(url) if url.starts_with("sqlite:") => url,
+            Some(url)
+                if ["sqlite:", "postgres:", "postgresql:"]
+                    .iter()
+                    .any(|scheme| url.starts_with(scheme)) =>
+            {
+                url
+            }
             Some(_) => {
                 return Err(ConfigError::Invalid(
                     "DATABASE_URL",
-                    "this build supports sqlite:// URLs only".into(),
+                    "use a sqlite:// or postgres:// URL".into(),
                 ));
             }
             None => {
@@ -129,6 +137,7 @@ impl Config {
             bind: var("BIND").unwrap_or_else(|| "127.0.0.1:8000".into()),
             data_dir,
             database_url,
+            redis_url: var("REDIS_URL"),
             jwt_secret,
             internal_api_key,
             access_token_ttl: Duration::from_secs(minutes * 60),

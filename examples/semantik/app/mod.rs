@@ -4,6 +4,7 @@ mod api;
 mod auth_routes;
 mod collections;
 mod config;
+mod db;
 mod internal;
 mod keys;
 mod ws;
@@ -17,7 +18,6 @@ use axum::routing::{delete, get, post};
 use portcullis::flows::PasswordLogin;
 use portcullis::guard::{self, RequireLayer, RequireScope};
 use portcullis::source::{Bearer, InternalKey, QueryToken};
-use portcullis::store::SqliteStore;
 use portcullis::token::TokenFormat;
 use portcullis::token::jwt::{JwtKey, JwtKeys};
 use portcullis::{
@@ -40,19 +40,18 @@ pub struct AppState {
     pub access: AccessTokens,
     pub refresh: RefreshTokens,
     pub api_keys: ApiKeys,
-    pub db: sqlx::SqlitePool,
+    pub db: db::Database,
 }
 
 /// Opens the database and builds the router.
 pub async fn build(config: &Config) -> Result<(Router, AppState), ConfigError> {
-    let store = SqliteStore::connect(&config.database_url)
-        .await
-        .map_err(|error| ConfigError::Database(error.to_string()))?;
-    collections::migrate(store.pool())
-        .await
-        .map_err(|error| ConfigError::Database(error.to_string()))?;
-    let db = store.pool().clone();
-    let auth = Auth::builder(store).build();
+    let connected = db::connect(&config.database_url, config.redis_url.as_deref()).await?;
+    let mut builder = Auth::builder_shared(connected.store);
+    if let Some(bus) = connected.bus {
+        builder = builder.invalidation_bus(bus);
+    }
+    let auth = builder.build();
+    let db = connected.database;
 
     let passwords = Passwords::new(PasswordPolicy::default().min_length(8));
     let login = PasswordLogin::new(&auth, &passwords);

@@ -254,6 +254,7 @@ async fn insert_token(
 #[async_trait]
 impl UserStore for SqliteStore {
     async fn create_user(&self, user: NewUser, now: OffsetDateTime) -> Result<User, StoreError> {
+        super::validate::new_user(&user)?;
         let mut tx = self.immediate().await?;
         let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM portcullis_users)")
             .fetch_one(&mut *tx)
@@ -315,6 +316,7 @@ impl UserStore for SqliteStore {
         update: UserUpdate,
         now: OffsetDateTime,
     ) -> Result<Option<User>, StoreError> {
+        super::validate::user_update(&update)?;
         let roles = update.roles.as_deref().map(json_list).transpose()?;
         // Each optional column keeps its value unless the matching flag is set.
         let row = sqlx::query(concat!(
@@ -347,6 +349,7 @@ impl UserStore for SqliteStore {
     }
 
     async fn insert_token(&self, token: NewToken) -> Result<TokenRecord, StoreError> {
+        super::validate::new_token(&token)?;
         let mut tx = self.immediate().await?;
         let record = insert_token(&mut tx, token).await?;
         tx.commit().await.map_err(store_error)?;
@@ -388,6 +391,7 @@ impl UserStore for SqliteStore {
         replacement: NewToken,
         now: OffsetDateTime,
     ) -> Result<Rotation, StoreError> {
+        super::validate::new_token(&replacement)?;
         // BEGIN IMMEDIATE takes the write lock first, so concurrent rotations of one token
         // queue here and every one after the first sees it revoked.
         let mut tx = self.immediate().await?;
@@ -451,13 +455,16 @@ impl UserStore for SqliteStore {
                 .bind(user.0)
                 .bind(kind.as_str()),
         };
-        query
+        let mut revoked = query
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?
             .iter()
             .map(token_from_row)
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        // RETURNING has no defined order; keep the stores' documented oldest-first order.
+        revoked.sort_by_key(|token| token.id);
+        Ok(revoked)
     }
 
     async fn family_is_active(

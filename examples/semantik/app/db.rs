@@ -1,0 +1,65 @@
+//! The database behind the service: SQLite (default) or PostgreSQL, from `DATABASE_URL`; and
+//! the invalidation bus that keeps several instances' caches honest (`REDIS_URL`, else
+//! PostgreSQL `NOTIFY` when on PostgreSQL, else none: one SQLite file means one instance).
+
+use std::sync::Arc;
+
+use portcullis::bus::{InvalidationBus, PostgresBus, RedisBus};
+use portcullis::store::{PostgresStore, SqliteStore, UserStore};
+
+use super::ConfigError;
+
+/// The application's own tables live next to portcullis's, in the same database.
+#[derive(Clone, Debug)]
+pub enum Database {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+pub struct Connected {
+    pub store: Arc<dyn UserStore>,
+    pub database: Database,
+    pub bus: Option<Box<dyn InvalidationBus>>,
+}
+
+fn database_error(error: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Database(error.to_string())
+}
+
+pub async fn connect(
+    database_url: &str,
+    redis_url: Option<&str>,
+) -> Result<Connected, ConfigError> {
+    let (store, database, bus): (Arc<dyn UserStore>, _, Option<Box<dyn InvalidationBus>>) =
+        if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
+            let store = PostgresStore::connect(database_url)
+                .await
+                .map_err(database_error)?;
+            let pool = store.pool().clone();
+            (
+                Arc::new(store),
+                Database::Postgres(pool.clone()),
+                Some(Box::new(PostgresBus::new(pool))),
+            )
+        } else {
+            let store = SqliteStore::connect(database_url)
+                .await
+                .map_err(database_error)?;
+            let pool = store.pool().clone();
+            (Arc::new(store), Database::Sqlite(pool), None)
+        };
+    let bus = match redis_url {
+        Some(url) => Some(Box::new(
+            RedisBus::open(url).map_err(|e| ConfigError::Invalid("REDIS_URL", e.to_string()))?,
+        ) as Box<dyn InvalidationBus>),
+        None => bus,
+    };
+    super::collections::migrate(&database)
+        .await
+        .map_err(database_error)?;
+    Ok(Connected {
+        store,
+        database,
+        bus,
+    })
+}

@@ -1,0 +1,94 @@
+# Starts the real services the test suite needs, when they are not already given, and stops
+# what it started when the calling shell exits. Sourced by scripts/test.sh.
+#
+# Exports PORTCULLIS_TEST_POSTGRES_URL and PORTCULLIS_TEST_REDIS_URL. Set either beforehand to
+# use a server of your own instead.
+
+services_dir="$(mktemp -d /tmp/portcullis-services.XXXXXX)"
+chmod 755 "$services_dir"
+services_cleanup=()
+
+services_stop() {
+    local i
+    for ((i = ${#services_cleanup[@]} - 1; i >= 0; i--)); do
+        eval "${services_cleanup[$i]}" >/dev/null 2>&1 || true
+    done
+    rm -rf "$services_dir"
+}
+trap services_stop EXIT
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+apt_updated=false
+apt_install() {
+    if ! command -v apt-get >/dev/null; then
+        echo "cannot install $*: no apt-get on this machine" >&2
+        return 1
+    fi
+    if [ "$apt_updated" = false ]; then
+        apt-get update -qq >/dev/null
+        apt_updated=true
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+pg_bin() {
+    ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+}
+
+start_postgres() {
+    if [ -n "${PORTCULLIS_TEST_POSTGRES_URL:-}" ]; then
+        return 0
+    fi
+    if [ -z "$(pg_bin)" ]; then
+        apt_install postgresql || return 1
+    fi
+    local bin port data
+    bin="$(pg_bin)"
+    port="$(free_port)"
+    data="$services_dir/postgres"
+    mkdir -p "$data" && chown postgres:postgres "$data"
+    runuser -u postgres -- "$bin/initdb" -D "$data" -A trust -U postgres --no-sync >"$services_dir/initdb.log" 2>&1 ||
+        { cat "$services_dir/initdb.log" >&2; return 1; }
+    runuser -u postgres -- "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w start \
+        -o "-p $port -k $data -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+        >/dev/null || { cat "$data/server.log" >&2; return 1; }
+    services_cleanup+=("runuser -u postgres -- '$bin/pg_ctl' -D '$data' -m immediate stop")
+    export PORTCULLIS_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+    echo "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on port $port"
+}
+
+start_redis() {
+    if [ -n "${PORTCULLIS_TEST_REDIS_URL:-}" ]; then
+        return 0
+    fi
+    if ! command -v redis-server >/dev/null; then
+        apt_install redis-server || return 1
+    fi
+    local port
+    port="$(free_port)"
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+        --pidfile "$services_dir/redis.pid" --logfile "$services_dir/redis.log" >/dev/null
+    for _ in $(seq 50); do
+        redis-cli -p "$port" ping >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    services_cleanup+=("redis-cli -p $port shutdown nosave")
+    export PORTCULLIS_TEST_REDIS_URL="redis://127.0.0.1:$port"
+    echo "Redis $(redis-server --version | awk '{print $3}') on port $port"
+}
+
+# A missing service fails the run in CI; elsewhere the tests that need it skip loudly.
+require_service() {
+    local name="$1"
+    shift
+    if ! "$@"; then
+        if [ "${CI:-}" = true ]; then
+            echo "could not start $name, and CI=true: failing" >&2
+            exit 1
+        fi
+        echo "WARNING: could not start $name; the tests that need it will be skipped" >&2
+    fi
+}

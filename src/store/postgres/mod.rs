@@ -1,0 +1,480 @@
+//! [`PostgresStore`]: the production store for several instances sharing one database.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use time::OffsetDateTime;
+
+use super::{
+    FamilyId, NewToken, NewUser, RevokeReason, Rotation, StoreError, TokenId, TokenKind,
+    TokenRecord, TokenSelector, TokenUse, User, UserId, UserStore, UserUpdate, validate,
+};
+use crate::token::TokenDigest;
+
+/// A [`UserStore`] in PostgreSQL (sqlx, embedded migrations).
+///
+/// Its tables are prefixed `portcullis_` and its migrations tracked in
+/// `_portcullis_migrations`, next to the application's own. Atomicity holds across processes:
+/// first-user creation takes a transaction-scoped advisory lock, the per-user token limit locks
+/// the owner's row, and a rotation is one conditional `UPDATE … RETURNING`, so that of any
+/// number of concurrent rotations of one token, on any number of instances, exactly one wins.
+///
+/// ```no_run
+/// use portcullis::store::PostgresStore;
+///
+/// # async fn run() -> Result<(), portcullis::store::StoreError> {
+/// let store = PostgresStore::connect("postgres://app@db/app").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+/// Serialises first-user decisions across processes (an arbitrary, fixed lock key).
+const FIRST_USER_LOCK: i64 = 0x706f_7274_6375_6c6c;
+
+macro_rules! user_columns {
+    () => {
+        "id, username, email, full_name, password_hash, roles, is_active, created_at, updated_at, last_login"
+    };
+}
+
+macro_rules! token_columns {
+    () => {
+        "id, kind, digest, user_id, name, hint, family, scopes, created_at, expires_at, revoked_at, revoke_reason, last_used_at"
+    };
+}
+
+fn store_error(error: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &error {
+        if db.is_unique_violation() {
+            return StoreError::Conflict(match db.constraint() {
+                Some("portcullis_users_username") => "username",
+                Some("portcullis_users_email") => "email",
+                _ => "digest",
+            });
+        }
+        if db.is_foreign_key_violation() {
+            return StoreError::Corrupt("token owner does not exist".into());
+        }
+    }
+    StoreError::unavailable(error)
+}
+
+fn corrupt(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(error.to_string())
+}
+
+fn user_from_row(row: &PgRow) -> Result<User, StoreError> {
+    Ok(User {
+        id: UserId(row.try_get("id").map_err(corrupt)?),
+        username: row.try_get("username").map_err(corrupt)?,
+        email: row.try_get("email").map_err(corrupt)?,
+        full_name: row.try_get("full_name").map_err(corrupt)?,
+        password_hash: row.try_get("password_hash").map_err(corrupt)?,
+        roles: row.try_get("roles").map_err(corrupt)?,
+        is_active: row.try_get("is_active").map_err(corrupt)?,
+        created_at: row.try_get("created_at").map_err(corrupt)?,
+        updated_at: row.try_get("updated_at").map_err(corrupt)?,
+        last_login: row.try_get("last_login").map_err(corrupt)?,
+    })
+}
+
+fn token_from_row(row: &PgRow) -> Result<TokenRecord, StoreError> {
+    let digest: Vec<u8> = row.try_get("digest").map_err(corrupt)?;
+    let kind: String = row.try_get("kind").map_err(corrupt)?;
+    let reason: Option<String> = row.try_get("revoke_reason").map_err(corrupt)?;
+    let family: Option<String> = row.try_get("family").map_err(corrupt)?;
+    Ok(TokenRecord {
+        id: TokenId(row.try_get("id").map_err(corrupt)?),
+        kind: TokenKind::from_str(&kind).map_err(corrupt)?,
+        digest: TokenDigest::from_slice(&digest)
+            .ok_or_else(|| corrupt("digest is not 32 bytes"))?,
+        user_id: UserId(row.try_get("user_id").map_err(corrupt)?),
+        name: row.try_get("name").map_err(corrupt)?,
+        hint: row.try_get("hint").map_err(corrupt)?,
+        family: family.map(FamilyId::new),
+        scopes: row.try_get("scopes").map_err(corrupt)?,
+        created_at: row.try_get("created_at").map_err(corrupt)?,
+        expires_at: row.try_get("expires_at").map_err(corrupt)?,
+        revoked_at: row.try_get("revoked_at").map_err(corrupt)?,
+        revoke_reason: reason
+            .as_deref()
+            .map(RevokeReason::from_str)
+            .transpose()
+            .map_err(corrupt)?,
+        last_used_at: row.try_get("last_used_at").map_err(corrupt)?,
+    })
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:password@host/database`) and applies pending
+    /// migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(StoreError::unavailable)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(StoreError::unavailable)?;
+        Self::from_pool(pool).await
+    }
+
+    /// Uses an existing pool (e.g. the application's own) and applies pending migrations.
+    pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
+        let mut migrator = sqlx::migrate!("src/store/postgres/migrations");
+        migrator.dangerous_set_table_name("_portcullis_migrations");
+        migrator.run(&pool).await.map_err(StoreError::unavailable)?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool, for the application's own tables.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.pool.begin().await.map_err(store_error)
+    }
+}
+
+async fn find_user(
+    pool: &PgPool,
+    query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+) -> Result<Option<User>, StoreError> {
+    query
+        .fetch_optional(pool)
+        .await
+        .map_err(store_error)?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()
+}
+
+async fn find_token<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
+    kind: TokenKind,
+    digest: &TokenDigest,
+) -> Result<Option<TokenRecord>, StoreError> {
+    sqlx::query(concat!(
+        "SELECT ",
+        token_columns!(),
+        " FROM portcullis_tokens WHERE kind = $1 AND digest = $2"
+    ))
+    .bind(kind.as_str())
+    .bind(digest.as_bytes().as_slice())
+    .fetch_optional(executor)
+    .await
+    .map_err(store_error)?
+    .as_ref()
+    .map(token_from_row)
+    .transpose()
+}
+
+async fn insert_token(
+    tx: &mut Transaction<'static, Postgres>,
+    token: NewToken,
+) -> Result<TokenRecord, StoreError> {
+    if let Some(limit) = token.max_active {
+        // Locking the owner's row serialises concurrent inserts for that owner.
+        sqlx::query("SELECT id FROM portcullis_users WHERE id = $1 FOR UPDATE")
+            .bind(token.user_id.0)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(store_error)?;
+        let active: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM portcullis_tokens WHERE user_id = $1 AND kind = $2 \
+             AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3)",
+        )
+        .bind(token.user_id.0)
+        .bind(token.kind.as_str())
+        .bind(token.created_at)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(store_error)?;
+        if active >= i64::from(limit) {
+            return Err(StoreError::LimitReached { limit });
+        }
+    }
+    let row = sqlx::query(concat!(
+        "INSERT INTO portcullis_tokens \
+         (kind, digest, user_id, name, hint, family, scopes, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ",
+        token_columns!()
+    ))
+    .bind(token.kind.as_str())
+    .bind(token.digest.as_bytes().as_slice())
+    .bind(token.user_id.0)
+    .bind(token.name)
+    .bind(token.hint)
+    .bind(token.family.as_ref().map(FamilyId::as_str))
+    .bind(token.scopes)
+    .bind(token.created_at)
+    .bind(token.expires_at)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(store_error)?;
+    token_from_row(&row)
+}
+
+#[async_trait]
+impl UserStore for PostgresStore {
+    async fn create_user(&self, user: NewUser, now: OffsetDateTime) -> Result<User, StoreError> {
+        validate::new_user(&user)?;
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(FIRST_USER_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM portcullis_users)")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let row = sqlx::query(concat!(
+            "INSERT INTO portcullis_users \
+             (username, email, full_name, password_hash, roles, is_active, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING ",
+            user_columns!()
+        ))
+        .bind(&user.username)
+        .bind(&user.email)
+        .bind(&user.full_name)
+        .bind(&user.password_hash)
+        .bind(user.effective_roles(!exists))
+        .bind(user.is_active)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let created = user_from_row(&row)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(created)
+    }
+
+    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        let query = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM portcullis_users WHERE id = $1"
+        );
+        find_user(&self.pool, sqlx::query(query).bind(id.0)).await
+    }
+
+    async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let query = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM portcullis_users WHERE lower(username COLLATE \"C\") = lower($1 COLLATE \"C\")"
+        );
+        find_user(&self.pool, sqlx::query(query).bind(username)).await
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let query = concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM portcullis_users WHERE lower(email COLLATE \"C\") = lower($1 COLLATE \"C\")"
+        );
+        find_user(&self.pool, sqlx::query(query).bind(email)).await
+    }
+
+    async fn update_user(
+        &self,
+        id: UserId,
+        update: UserUpdate,
+        now: OffsetDateTime,
+    ) -> Result<Option<User>, StoreError> {
+        validate::user_update(&update)?;
+        // Each optional column keeps its value unless the matching flag is set.
+        let row = sqlx::query(concat!(
+            "UPDATE portcullis_users SET \
+               email = CASE WHEN $1 THEN $2 ELSE email END, \
+               full_name = CASE WHEN $3 THEN $4 ELSE full_name END, \
+               password_hash = CASE WHEN $5 THEN $6 ELSE password_hash END, \
+               roles = COALESCE($7, roles), \
+               is_active = COALESCE($8, is_active), \
+               last_login = COALESCE($9, last_login), \
+               updated_at = $10 \
+             WHERE id = $11 RETURNING ",
+            user_columns!()
+        ))
+        .bind(update.email.is_some())
+        .bind(update.email.flatten())
+        .bind(update.full_name.is_some())
+        .bind(update.full_name.flatten())
+        .bind(update.password_hash.is_some())
+        .bind(update.password_hash.flatten())
+        .bind(update.roles)
+        .bind(update.is_active)
+        .bind(update.last_login)
+        .bind(now)
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn insert_token(&self, token: NewToken) -> Result<TokenRecord, StoreError> {
+        validate::new_token(&token)?;
+        let mut tx = self.begin().await?;
+        let record = insert_token(&mut tx, token).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(record)
+    }
+
+    async fn token_by_digest(
+        &self,
+        kind: TokenKind,
+        digest: &TokenDigest,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        find_token(&self.pool, kind, digest).await
+    }
+
+    async fn tokens_of_user(
+        &self,
+        user: UserId,
+        kind: TokenKind,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM portcullis_tokens WHERE user_id = $1 AND kind = $2 ORDER BY id"
+        ))
+        .bind(user.0)
+        .bind(kind.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?
+        .iter()
+        .map(token_from_row)
+        .collect()
+    }
+
+    async fn rotate_token(
+        &self,
+        kind: TokenKind,
+        presented: &TokenDigest,
+        replacement: NewToken,
+        now: OffsetDateTime,
+    ) -> Result<Rotation, StoreError> {
+        validate::new_token(&replacement)?;
+        let mut tx = self.begin().await?;
+        // A concurrent rotation of the same row waits for this one to commit, then re-checks
+        // `revoked_at IS NULL` against the committed row and updates nothing.
+        let rotated = sqlx::query(concat!(
+            "UPDATE portcullis_tokens SET revoked_at = $3, revoke_reason = $4 \
+             WHERE kind = $1 AND digest = $2 AND revoked_at IS NULL \
+               AND (expires_at IS NULL OR expires_at > $3) RETURNING ",
+            token_columns!()
+        ))
+        .bind(kind.as_str())
+        .bind(presented.as_bytes().as_slice())
+        .bind(now)
+        .bind(RevokeReason::Rotated.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let Some(previous) = rotated else {
+            let current = find_token(&mut *tx, kind, presented).await?;
+            return Ok(Rotation::Rejected(current.map(Box::new)));
+        };
+        let previous = token_from_row(&previous)?;
+        let replacement = insert_token(&mut tx, replacement).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(Rotation::Rotated {
+            previous: Box::new(previous),
+            replacement: Box::new(replacement),
+        })
+    }
+
+    async fn revoke_tokens(
+        &self,
+        selector: TokenSelector,
+        reason: RevokeReason,
+        now: OffsetDateTime,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        macro_rules! revoke {
+            ($condition:literal) => {
+                sqlx::query(concat!(
+                    "UPDATE portcullis_tokens SET revoked_at = $1, revoke_reason = $2 \
+                     WHERE revoked_at IS NULL AND ",
+                    $condition,
+                    " RETURNING ",
+                    token_columns!()
+                ))
+                .bind(now)
+                .bind(reason.as_str())
+            };
+        }
+        let query = match &selector {
+            TokenSelector::Owned { id, owner } => {
+                revoke!("id = $3 AND user_id = $4").bind(id.0).bind(owner.0)
+            }
+            TokenSelector::Digest { kind, digest } => revoke!("kind = $3 AND digest = $4")
+                .bind(kind.as_str())
+                .bind(digest.as_bytes().to_vec()),
+            TokenSelector::Family(family) => {
+                revoke!("family = $3").bind(family.as_str().to_owned())
+            }
+            TokenSelector::User { user, kind: None } => revoke!("user_id = $3").bind(user.0),
+            TokenSelector::User {
+                user,
+                kind: Some(kind),
+            } => revoke!("user_id = $3 AND kind = $4")
+                .bind(user.0)
+                .bind(kind.as_str()),
+        };
+        let mut revoked = query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?
+            .iter()
+            .map(token_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        // RETURNING has no defined order; keep the stores' documented oldest-first order.
+        revoked.sort_by_key(|token| token.id);
+        Ok(revoked)
+    }
+
+    async fn family_is_active(
+        &self,
+        family: &FamilyId,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM portcullis_tokens WHERE family = $1 \
+             AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2))",
+        )
+        .bind(family.as_str())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)
+    }
+
+    async fn record_token_use(&self, uses: &[TokenUse]) -> Result<(), StoreError> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = uses.iter().map(|usage| usage.id.0).collect();
+        let times: Vec<OffsetDateTime> = uses.iter().map(|usage| usage.at).collect();
+        sqlx::query(
+            "UPDATE portcullis_tokens AS t SET last_used_at = u.at \
+             FROM UNNEST($1::BIGINT[], $2::TIMESTAMPTZ[]) AS u(id, at) \
+             WHERE t.id = u.id AND (t.last_used_at IS NULL OR t.last_used_at < u.at)",
+        )
+        .bind(ids)
+        .bind(times)
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,69 @@
+//! Input checks every store applies, so that all stores accept and refuse the same values.
+//!
+//! The only rule today: no text may contain U+0000. PostgreSQL cannot store it, and a
+//! username or key name with a NUL in it is an attack, never a real name. Third-party stores
+//! should call these before writing.
+
+use super::{NewToken, NewUser, StoreError, UserUpdate};
+
+fn text(field: &'static str, value: &str) -> Result<(), StoreError> {
+    if value.contains('\0') {
+        Err(StoreError::InvalidInput(field))
+    } else {
+        Ok(())
+    }
+}
+
+fn texts<'a>(
+    field: &'static str,
+    values: impl IntoIterator<Item = &'a String>,
+) -> Result<(), StoreError> {
+    values.into_iter().try_for_each(|value| text(field, value))
+}
+
+/// Checks a user to create.
+pub fn new_user(user: &NewUser) -> Result<(), StoreError> {
+    text("username", &user.username)?;
+    texts("email", &user.email)?;
+    texts("full_name", &user.full_name)?;
+    texts("password_hash", &user.password_hash)?;
+    texts("roles", user.roles.iter().chain(&user.first_user_roles))
+}
+
+/// Checks a user update.
+pub fn user_update(update: &UserUpdate) -> Result<(), StoreError> {
+    texts("email", update.email.iter().flatten())?;
+    texts("full_name", update.full_name.iter().flatten())?;
+    texts("password_hash", update.password_hash.iter().flatten())?;
+    texts("roles", update.roles.iter().flatten())
+}
+
+/// Checks a token to store.
+pub fn new_token(token: &NewToken) -> Result<(), StoreError> {
+    texts("name", &token.name)?;
+    text("hint", &token.hint)?;
+    text("family", token.family.as_ref().map_or("", |f| f.as_str()))?;
+    texts("scopes", token.scopes.iter().flatten())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_bytes_are_refused_in_every_text_field() {
+        assert!(new_user(&NewUser::new("ada")).is_ok());
+        assert!(matches!(
+            new_user(&NewUser::new("a\0da")),
+            Err(StoreError::InvalidInput("username"))
+        ));
+        assert!(matches!(
+            new_user(&NewUser::new("ada").roles(["x\0"])),
+            Err(StoreError::InvalidInput("roles"))
+        ));
+        assert!(matches!(
+            user_update(&UserUpdate::default().full_name(Some("\0".into()))),
+            Err(StoreError::InvalidInput("full_name"))
+        ));
+    }
+}

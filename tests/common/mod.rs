@@ -1,0 +1,175 @@
+//! Shared helpers for tests that need real services.
+//!
+//! `scripts/test.sh` starts PostgreSQL and Redis and exports their URLs. Outside CI a test
+//! whose service is missing skips with a loud message; with `CI=true` it fails.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+fn service_url(variable: &str, service: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!(
+                "{variable} is not set and CI=true: a test that needs {service} must fail, not skip"
+            )
+        }
+        _ => {
+            eprintln!("SKIPPED: {variable} is not set; run ./scripts/test.sh to start {service}");
+            None
+        }
+    }
+}
+
+/// The PostgreSQL server to test against, if any.
+pub fn postgres_url() -> Option<String> {
+    service_url("PORTCULLIS_TEST_POSTGRES_URL", "PostgreSQL")
+}
+
+/// The Redis server to test against, if any.
+pub fn redis_url() -> Option<String> {
+    service_url("PORTCULLIS_TEST_REDIS_URL", "Redis")
+}
+
+/// A fresh, empty schema on the test server, so tests running at once never see each other.
+/// Dropped (with everything in it) when the value is.
+pub struct PgSchema {
+    pub url: String,
+    pub name: String,
+    server: String,
+}
+
+impl PgSchema {
+    pub async fn create(server: &str) -> PgSchema {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "t_{}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            time::OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000
+        );
+        let admin = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(server)
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let separator = if server.contains('?') { '&' } else { '?' };
+        let url = format!("{server}{separator}options=-c%20search_path%3D{name}");
+        PgSchema {
+            url,
+            name,
+            server: server.to_owned(),
+        }
+    }
+
+    /// Drops the schema now (also done on drop).
+    pub async fn drop_schema(self) {}
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        // Drop runs inside the test's runtime, which cannot be blocked on: use a thread with a
+        // runtime of its own.
+        let (server, name) = (self.server.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(admin) = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&server)
+                    .await
+                {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP SCHEMA IF EXISTS {name} CASCADE"
+                    )))
+                    .execute(&admin)
+                    .await;
+                    admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A TCP proxy in front of a real service, to cut and restore the network in a test.
+pub struct Proxy {
+    pub address: std::net::SocketAddr,
+    state: std::sync::Arc<ProxyState>,
+}
+
+struct ProxyState {
+    open: std::sync::atomic::AtomicBool,
+    connections: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Proxy {
+    /// Forwards a local port to `target` (`host:port`).
+    pub async fn start(target: String) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let state = std::sync::Arc::new(ProxyState {
+            open: std::sync::atomic::AtomicBool::new(true),
+            connections: std::sync::Mutex::new(Vec::new()),
+        });
+        let shared = state.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !shared.open.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                shared.connections.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Proxy { address, state }
+    }
+
+    /// Breaks every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.state.open.store(false, Ordering::SeqCst);
+        for connection in self.state.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&self) {
+        self.state.open.store(true, Ordering::SeqCst);
+    }
+
+    /// `url` with its `host:port` replaced by the proxy's.
+    pub fn url(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").unwrap();
+        let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+        let (credentials, _) = authority
+            .rsplit_once('@')
+            .map_or(("", authority), |(c, h)| (c, h));
+        let at = if credentials.is_empty() { "" } else { "@" };
+        format!("{scheme}://{credentials}{at}{}/{path}", self.address)
+    }
+}
+
+/// The `host:port` of a service URL.
+pub fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").unwrap().1;
+    let authority = rest.split('/').next().unwrap();
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, h)| h)
+        .to_owned()
+}
