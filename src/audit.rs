@@ -19,8 +19,9 @@ pub struct AuditEvent {
     pub user_id: Option<UserId>,
 }
 
-/// The kinds of [`AuditEvent`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The kinds of [`AuditEvent`]. Serialised (for stores) as `{"kind": "<snake_case>", ...}`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum AuditKind {
     /// A user registered.
@@ -63,6 +64,36 @@ pub enum AuditKind {
         /// The key.
         key_id: TokenId,
     },
+}
+
+impl AuditKind {
+    /// The stable snake-case name stores index events by.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::UserRegistered => "user_registered",
+            Self::UserUpdated { .. } => "user_updated",
+            Self::LoginSucceeded => "login_succeeded",
+            Self::LoginFailed => "login_failed",
+            Self::PasswordRehashed => "password_rehashed",
+            Self::TokenRefreshed { .. } => "token_refreshed",
+            Self::RefreshTokenReused { .. } => "refresh_token_reused",
+            Self::LoggedOut { .. } => "logged_out",
+            Self::ApiKeyCreated { .. } => "api_key_created",
+            Self::ApiKeyRevoked { .. } => "api_key_revoked",
+        }
+    }
+
+    /// The JSON a store keeps for this kind (its name and fields).
+    pub fn to_json(&self) -> String {
+        // Serialising plain enums of strings and integers cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|_| format!("{{\"kind\":\"{}\"}}", self.name()))
+    }
+
+    /// Reads back [`to_json`](Self::to_json) output.
+    pub fn from_json(json: &str) -> Result<Self, crate::store::StoreError> {
+        serde_json::from_str(json)
+            .map_err(|e| crate::store::StoreError::Corrupt(format!("audit event: {e}")))
+    }
 }
 
 impl fmt::Display for AuditKind {
@@ -110,6 +141,36 @@ impl EventSink for TracingEvents {
             _ => {
                 tracing::info!(target: "portcullis::audit", user, event = %event.kind, "security event")
             }
+        }
+    }
+}
+
+/// A sink that appends events to the store, for an admin event log
+/// ([`UserStore::events`](crate::store::UserStore::events) reads them back). A failed write
+/// is logged and never fails the operation that caused the event.
+#[derive(Clone)]
+pub struct StoredEvents {
+    store: Arc<dyn crate::store::UserStore>,
+}
+
+impl StoredEvents {
+    /// Events into `store` (typically the same store the `Auth` uses).
+    pub fn new(store: Arc<dyn crate::store::UserStore>) -> Self {
+        Self { store }
+    }
+}
+
+impl fmt::Debug for StoredEvents {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoredEvents(..)")
+    }
+}
+
+#[async_trait]
+impl EventSink for StoredEvents {
+    async fn record(&self, event: AuditEvent) {
+        if let Err(error) = self.store.record_event(&event).await {
+            tracing::error!(%error, event = %event.kind, "could not store an audit event");
         }
     }
 }

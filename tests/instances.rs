@@ -243,7 +243,6 @@ async fn revocations_reach_the_other_instance(kind: Bus) {
     assert!(b.refresh.rotate(session.secret.expose()).await.is_err());
 
     println!("{kind:?} bus propagation delays: {delays:?}");
-    setup.schema.drop_schema().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,7 +285,6 @@ async fn bus_down(policy: WhenBusDown) -> (Duration, bool) {
         b.api_keys.resolve(key.secret.expose()).await.is_err()
     })
     .await;
-    setup.schema.drop_schema().await;
     (delay, served_stale)
 }
 
@@ -366,7 +364,6 @@ async fn a_bus_that_comes_back_empties_the_cache_of_what_it_missed() {
         b.api_keys.resolve(key.secret.expose()).await.is_err(),
         "reconnection emptied the cache"
     );
-    setup.schema.drop_schema().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -394,5 +391,4 @@ async fn fifty_concurrent_refreshes_across_two_instances_succeed_exactly_once() 
         }
     }
     assert_eq!(successes, 1);
-    setup.schema.drop_schema().await;
 }

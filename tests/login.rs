@@ -184,3 +184,39 @@ async fn a_corrupt_stored_hash_fails_closed() {
         Err(LoginError::InvalidCredentials)
     ));
 }
+
+#[tokio::test]
+async fn stored_events_keep_an_admin_log_in_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn portcullis::store::UserStore> = std::sync::Arc::new(
+        SqliteStore::connect(&format!("sqlite://{}", dir.path().join("db").display()))
+            .await
+            .unwrap(),
+    );
+    let auth = Auth::builder_shared(store.clone())
+        .events(portcullis::audit::StoredEvents::new(store.clone()))
+        .build();
+    let login = PasswordLogin::new(&auth, &Passwords::new(PasswordPolicy::default()));
+    let ada = login
+        .register(Registration::new("ada", "correct horse"))
+        .await
+        .unwrap();
+    login.login("ada", "correct horse").await.unwrap();
+    let _ = login.login("ada", "wrong horse").await;
+    let kinds: Vec<AuditKind> = store
+        .events(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            AuditKind::LoginFailed,
+            AuditKind::LoginSucceeded,
+            AuditKind::UserRegistered
+        ]
+    );
+    assert_eq!(store.events(Some(ada.id), 10).await.unwrap().len(), 2);
+}

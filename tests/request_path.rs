@@ -103,6 +103,16 @@ impl<S: UserStore> UserStore for Counting<S> {
     async fn record_token_use(&self, uses: &[TokenUse]) -> Result<(), StoreError> {
         self.inner.record_token_use(uses).await
     }
+    async fn record_event(&self, event: &portcullis::audit::AuditEvent) -> Result<(), StoreError> {
+        self.inner.record_event(event).await
+    }
+    async fn events(
+        &self,
+        user: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<portcullis::audit::AuditEvent>, StoreError> {
+        self.inner.events(user, limit).await
+    }
 }
 
 const INTERNAL_KEY: &str = "internal-key-of-more-than-sixteen-bytes";

@@ -355,7 +355,9 @@ async fn malformed_bodies_get_4xx_json_never_500(backend: Backend) {
         assert_eq!(bad_json.detail(), "Request body is not valid JSON");
         let no_type = server.raw(path, None, b"{}".to_vec()).await;
         assert_eq!(no_type.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{path}");
-        let huge = server.raw(path, json_type, vec![b' '; 1 << 20]).await;
+        // Just over the 64 KiB limit. (With megabytes the server still answers 413 at once, but
+        // the client may fail writing the rest of its body before it reads that answer.)
+        let huge = server.raw(path, json_type, vec![b' '; 70_000]).await;
         assert_eq!(huge.status, StatusCode::PAYLOAD_TOO_LARGE, "{path}");
         assert!(huge.detail().contains("larger than"));
         let invalid_utf8 = server

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis::store::{
-    FamilyId, MemoryStore, NewToken, NewUser, PostgresStore, RevokeReason, Rotation, SqliteStore,
-    StoreError, TokenKind, TokenSelector, TokenUse, User, UserId, UserStore, UserUpdate,
+    FamilyId, MemoryStore, NewToken, NewUser, PostgresStore, RedisSessions, RevokeReason, Rotation,
+    SqliteStore, StoreError, TokenKind, TokenSelector, TokenUse, User, UserId, UserStore,
+    UserUpdate,
 };
 use portcullis::token::TokenDigest;
 use time::OffsetDateTime;
@@ -16,13 +17,15 @@ use time::OffsetDateTime;
 struct Fixture {
     store: Arc<dyn UserStore>,
     _dir: Option<tempfile::TempDir>,
-    schema: Option<common::PgSchema>,
+    _schema: Option<common::PgSchema>,
+    /// The Redis server and key prefix the test wrote under.
+    redis: Option<(String, String)>,
 }
 
 impl Fixture {
     async fn finish(self) {
-        if let Some(schema) = self.schema {
-            schema.drop_schema().await;
+        if let Some((url, prefix)) = &self.redis {
+            common::redis_delete_prefix(url, prefix).await;
         }
     }
 }
@@ -31,7 +34,8 @@ async fn memory() -> Option<Fixture> {
     Some(Fixture {
         store: Arc::new(MemoryStore::new()),
         _dir: None,
-        schema: None,
+        _schema: None,
+        redis: None,
     })
 }
 
@@ -41,7 +45,8 @@ async fn sqlite() -> Option<Fixture> {
     Some(Fixture {
         store: Arc::new(SqliteStore::connect(&url).await.unwrap()),
         _dir: Some(dir),
-        schema: None,
+        _schema: None,
+        redis: None,
     })
 }
 
@@ -50,57 +55,120 @@ async fn postgres() -> Option<Fixture> {
     Some(Fixture {
         store: Arc::new(PostgresStore::connect(&schema.url).await.unwrap()),
         _dir: None,
-        schema: Some(schema),
+        _schema: Some(schema),
+        redis: None,
     })
 }
 
+async fn redis_sessions() -> Option<Fixture> {
+    let (url, prefix) = (common::redis_url()?, common::redis_prefix());
+    Some(Fixture {
+        store: Arc::new(
+            RedisSessions::new(MemoryStore::new(), &url)
+                .unwrap()
+                .prefix(&prefix),
+        ),
+        _dir: None,
+        _schema: None,
+        redis: Some((url, prefix)),
+    })
+}
+
+/// The production pairing: sessions in Redis, everything else in PostgreSQL.
+async fn redis_sessions_on_postgres() -> Option<Fixture> {
+    let (url, prefix) = (common::redis_url()?, common::redis_prefix());
+    let schema = common::PgSchema::create(&common::postgres_url()?).await;
+    let postgres = PostgresStore::connect(&schema.url).await.unwrap();
+    Some(Fixture {
+        store: Arc::new(RedisSessions::new(postgres, &url).unwrap().prefix(&prefix)),
+        _dir: None,
+        _schema: Some(schema),
+        redis: Some((url, prefix)),
+    })
+}
+
+/// Tests that run once per store.
+macro_rules! once {
+    ($store:ident: $($test:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $test() {
+            let Some(fixture) = crate::$store().await else { return };
+            crate::suite::$test(fixture.store.clone()).await;
+            fixture.finish().await;
+        }
+    )*};
+}
+
+/// Token tests that run once per store and token kind.
+macro_rules! per_kind {
+    ($store:ident, $kind:expr) => {
+        per_kind!(@tests $store, $kind;
+            tokens_of_user_are_listed_oldest_first_by_kind,
+            active_token_limit_counts_only_active_tokens,
+            concurrent_inserts_never_exceed_the_active_limit,
+            rotation_replaces_an_active_token_once,
+            fifty_concurrent_rotations_of_one_token_succeed_exactly_once,
+            revocation_selectors_revoke_only_what_they_select,
+            families_live_while_a_token_is_active,
+            last_use_only_moves_forward,
+            timestamps_round_trip_at_microsecond_precision,
+        );
+    };
+    (@tests $store:ident, $kind:expr; $($test:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $test() {
+            let Some(fixture) = crate::$store().await else { return };
+            crate::suite::$test(fixture.store.clone(), $kind).await;
+            fixture.finish().await;
+        }
+    )*};
+}
+
 macro_rules! conformance {
-    ($store:ident: $($test:ident),* $(,)?) => {
+    ($store:ident) => {
         mod $store {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let Some(fixture) = super::$store().await else { return };
-                    super::suite::$test(fixture.store.clone()).await;
-                    fixture.finish().await;
-                }
-            )*
+            once!($store:
+                users_are_found_by_id_username_and_email_ignoring_ascii_case,
+                duplicate_usernames_and_emails_conflict_ignoring_case,
+                first_user_roles_are_granted_once,
+                concurrent_registrations_make_exactly_one_first_user,
+                updates_change_only_the_given_fields,
+                tokens_are_found_by_kind_and_digest,
+                duplicate_digests_conflict_within_a_kind,
+                unicode_sql_metacharacters_and_large_values_round_trip,
+                nul_bytes_are_refused_by_every_store,
+                tokens_of_unknown_users_are_refused,
+                audit_events_are_kept_newest_first_and_filtered_by_user,
+            );
+
+            mod refresh_tokens {
+                per_kind!($store, portcullis::store::TokenKind::Refresh);
+            }
+
+            mod sessions {
+                per_kind!($store, portcullis::store::TokenKind::Session);
+            }
         }
     };
 }
 
-macro_rules! all_stores {
-    ($($test:ident),* $(,)?) => {
-        conformance!(memory: $($test),*);
-        conformance!(sqlite: $($test),*);
-        conformance!(postgres: $($test),*);
-    };
-}
-
-all_stores!(
-    users_are_found_by_id_username_and_email_ignoring_ascii_case,
-    duplicate_usernames_and_emails_conflict_ignoring_case,
-    first_user_roles_are_granted_once,
-    concurrent_registrations_make_exactly_one_first_user,
-    updates_change_only_the_given_fields,
-    tokens_are_found_by_kind_and_digest,
-    duplicate_digests_conflict_within_a_kind,
-    tokens_of_user_are_listed_oldest_first_by_kind,
-    active_token_limit_counts_only_active_tokens,
-    concurrent_inserts_never_exceed_the_active_limit,
-    rotation_replaces_an_active_token_once,
-    fifty_concurrent_rotations_of_one_token_succeed_exactly_once,
-    revocation_selectors_revoke_only_what_they_select,
-    families_live_while_a_token_is_active,
-    last_use_only_moves_forward,
-    timestamps_round_trip_at_microsecond_precision,
-    unicode_sql_metacharacters_and_large_values_round_trip,
-    nul_bytes_are_refused_by_every_store,
-    tokens_of_unknown_users_are_refused,
-);
+conformance!(memory);
+conformance!(sqlite);
+conformance!(postgres);
+conformance!(redis_sessions);
+conformance!(redis_sessions_on_postgres);
 
 fn at(seconds: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_800_000_000 + seconds).unwrap()
+}
+
+/// A kind other than `kind`, for checks that kinds are kept apart.
+fn other(kind: TokenKind) -> TokenKind {
+    if kind == TokenKind::ApiKey {
+        TokenKind::Refresh
+    } else {
+        TokenKind::ApiKey
+    }
 }
 
 fn digest(n: u32) -> TokenDigest {
@@ -134,6 +202,75 @@ async fn user(store: &dyn UserStore, name: &str) -> User {
 
 mod suite {
     use super::*;
+
+    pub(super) async fn audit_events_are_kept_newest_first_and_filtered_by_user(
+        store: Arc<dyn UserStore>,
+    ) {
+        use portcullis::audit::{AuditEvent, AuditKind};
+        let ada = user(&*store, "ada").await;
+        let bob = user(&*store, "bob").await;
+        let kinds = [
+            (AuditKind::UserRegistered, Some(ada.id)),
+            (AuditKind::LoginFailed, None),
+            (AuditKind::UserUpdated { deactivated: true }, Some(bob.id)),
+            (
+                AuditKind::TokenRefreshed {
+                    family: FamilyId::new("f'; --"),
+                },
+                Some(ada.id),
+            ),
+            (
+                AuditKind::RefreshTokenReused {
+                    family: FamilyId::new("名前"),
+                },
+                Some(ada.id),
+            ),
+            (AuditKind::LoggedOut { revoked: 3 }, Some(bob.id)),
+            (
+                AuditKind::ApiKeyCreated {
+                    key_id: portcullis::store::TokenId(7),
+                },
+                Some(ada.id),
+            ),
+            (
+                AuditKind::ApiKeyRevoked {
+                    key_id: portcullis::store::TokenId(-7),
+                },
+                Some(ada.id),
+            ),
+            (AuditKind::PasswordRehashed, Some(ada.id)),
+            (AuditKind::LoginSucceeded, Some(bob.id)),
+        ];
+        let events: Vec<AuditEvent> = kinds
+            .iter()
+            .enumerate()
+            .map(|(n, (kind, user_id))| AuditEvent {
+                at: at(n as i64) + Duration::from_micros(n as u64),
+                kind: kind.clone(),
+                user_id: *user_id,
+            })
+            .collect();
+        for event in &events {
+            store.record_event(event).await.unwrap();
+        }
+        let newest_first: Vec<AuditEvent> = events.iter().rev().cloned().collect();
+        assert_eq!(store.events(None, 100).await.unwrap(), newest_first);
+        assert_eq!(
+            store.events(None, 3).await.unwrap(),
+            newest_first[..3].to_vec()
+        );
+        let bobs: Vec<AuditEvent> = newest_first
+            .iter()
+            .filter(|e| e.user_id == Some(bob.id))
+            .cloned()
+            .collect();
+        assert_eq!(store.events(Some(bob.id), 100).await.unwrap(), bobs);
+        assert_eq!(
+            store.events(Some(UserId(424_242)), 100).await.unwrap(),
+            vec![]
+        );
+        assert_eq!(store.events(None, 0).await.unwrap(), vec![]);
+    }
 
     pub(super) async fn nul_bytes_are_refused_by_every_store(store: Arc<dyn UserStore>) {
         let refused = store.create_user(NewUser::new("a\0b"), at(0)).await;
@@ -402,45 +539,38 @@ mod suite {
             .unwrap();
     }
 
-    pub(super) async fn tokens_of_user_are_listed_oldest_first_by_kind(store: Arc<dyn UserStore>) {
+    pub(super) async fn tokens_of_user_are_listed_oldest_first_by_kind(
+        store: Arc<dyn UserStore>,
+        kind: TokenKind,
+    ) {
         let ada = user(&*store, "ada").await;
         let bob = user(&*store, "bob").await;
         for n in 0..5 {
-            store
-                .insert_token(token(TokenKind::ApiKey, ada.id, n))
-                .await
-                .unwrap();
+            store.insert_token(token(kind, ada.id, n)).await.unwrap();
         }
         store
-            .insert_token(token(TokenKind::Refresh, ada.id, 10))
+            .insert_token(token(other(kind), ada.id, 10))
             .await
             .unwrap();
-        store
-            .insert_token(token(TokenKind::ApiKey, bob.id, 11))
-            .await
-            .unwrap();
-        let listed = store
-            .tokens_of_user(ada.id, TokenKind::ApiKey)
-            .await
-            .unwrap();
+        store.insert_token(token(kind, bob.id, 11)).await.unwrap();
+        let listed = store.tokens_of_user(ada.id, kind).await.unwrap();
         let digests: Vec<_> = listed.iter().map(|t| t.digest).collect();
         assert_eq!(digests, (0..5).map(digest).collect::<Vec<_>>());
-        assert!(listed.windows(2).all(|w| w[0].id < w[1].id));
         assert_eq!(
-            store
-                .tokens_of_user(bob.id, TokenKind::Refresh)
-                .await
-                .unwrap(),
+            store.tokens_of_user(bob.id, other(kind)).await.unwrap(),
             vec![]
         );
     }
 
-    pub(super) async fn active_token_limit_counts_only_active_tokens(store: Arc<dyn UserStore>) {
+    pub(super) async fn active_token_limit_counts_only_active_tokens(
+        store: Arc<dyn UserStore>,
+        kind: TokenKind,
+    ) {
         let ada = user(&*store, "ada").await;
         let limited = |n: u32, created: i64| NewToken {
             max_active: Some(2),
             created_at: at(created),
-            ..token(TokenKind::ApiKey, ada.id, n)
+            ..token(kind, ada.id, n)
         };
         let first = store.insert_token(limited(1, 0)).await.unwrap();
         store.insert_token(limited(2, 0)).await.unwrap();
@@ -468,7 +598,7 @@ mod suite {
         store
             .insert_token(NewToken {
                 max_active: Some(2),
-                ..token(TokenKind::Session, ada.id, 5)
+                ..token(other(kind), ada.id, 5)
             })
             .await
             .unwrap();
@@ -476,6 +606,7 @@ mod suite {
 
     pub(super) async fn concurrent_inserts_never_exceed_the_active_limit(
         store: Arc<dyn UserStore>,
+        kind: TokenKind,
     ) {
         let ada = user(&*store, "ada").await;
         let tasks: Vec<_> = (0..30)
@@ -485,7 +616,7 @@ mod suite {
                     store
                         .insert_token(NewToken {
                             max_active: Some(20),
-                            ..token(TokenKind::ApiKey, ada.id, n)
+                            ..token(kind, ada.id, n)
                         })
                         .await
                 })
@@ -502,26 +633,29 @@ mod suite {
         assert_eq!(created, 20);
     }
 
-    pub(super) async fn rotation_replaces_an_active_token_once(store: Arc<dyn UserStore>) {
+    pub(super) async fn rotation_replaces_an_active_token_once(
+        store: Arc<dyn UserStore>,
+        kind: TokenKind,
+    ) {
         let ada = user(&*store, "ada").await;
         let family = FamilyId::new("fam");
         let original = store
             .insert_token(NewToken {
                 family: Some(family.clone()),
-                ..token(TokenKind::Refresh, ada.id, 1)
+                ..token(kind, ada.id, 1)
             })
             .await
             .unwrap();
         let replacement = NewToken {
             family: Some(family.clone()),
             created_at: at(10),
-            ..token(TokenKind::Refresh, ada.id, 2)
+            ..token(kind, ada.id, 2)
         };
         let Rotation::Rotated {
             previous,
             replacement: stored,
         } = store
-            .rotate_token(TokenKind::Refresh, &digest(1), replacement.clone(), at(10))
+            .rotate_token(kind, &digest(1), replacement.clone(), at(10))
             .await
             .unwrap()
         else {
@@ -534,10 +668,10 @@ mod suite {
         assert_eq!(stored.family, Some(family));
         // Presenting the rotated token again changes nothing and shows why.
         let again = NewToken {
-            ..token(TokenKind::Refresh, ada.id, 3)
+            ..token(kind, ada.id, 3)
         };
         match store
-            .rotate_token(TokenKind::Refresh, &digest(1), again.clone(), at(11))
+            .rotate_token(kind, &digest(1), again.clone(), at(11))
             .await
             .unwrap()
         {
@@ -546,31 +680,25 @@ mod suite {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(
-            store
-                .token_by_digest(TokenKind::Refresh, &digest(3))
-                .await
-                .unwrap(),
-            None
-        );
+        assert_eq!(store.token_by_digest(kind, &digest(3)).await.unwrap(), None);
         // Unknown, expired, and wrong-kind tokens do not rotate.
         assert_eq!(
             store
-                .rotate_token(TokenKind::Refresh, &digest(99), again.clone(), at(11))
+                .rotate_token(kind, &digest(99), again.clone(), at(11))
                 .await
                 .unwrap(),
             Rotation::Rejected(None)
         );
         assert!(matches!(
             store
-                .rotate_token(TokenKind::Refresh, &digest(2), again.clone(), at(3600))
+                .rotate_token(kind, &digest(2), again.clone(), at(3600))
                 .await
                 .unwrap(),
             Rotation::Rejected(Some(_))
         ));
         assert_eq!(
             store
-                .rotate_token(TokenKind::ApiKey, &digest(2), again, at(11))
+                .rotate_token(other(kind), &digest(2), again, at(11))
                 .await
                 .unwrap(),
             Rotation::Rejected(None)
@@ -579,23 +707,16 @@ mod suite {
 
     pub(super) async fn fifty_concurrent_rotations_of_one_token_succeed_exactly_once(
         store: Arc<dyn UserStore>,
+        kind: TokenKind,
     ) {
         let ada = user(&*store, "ada").await;
-        store
-            .insert_token(token(TokenKind::Refresh, ada.id, 0))
-            .await
-            .unwrap();
+        store.insert_token(token(kind, ada.id, 0)).await.unwrap();
         let tasks: Vec<_> = (1..=50)
             .map(|n| {
                 let store = Arc::clone(&store);
                 tokio::spawn(async move {
                     store
-                        .rotate_token(
-                            TokenKind::Refresh,
-                            &digest(0),
-                            token(TokenKind::Refresh, ada.id, n),
-                            at(1),
-                        )
+                        .rotate_token(kind, &digest(0), token(kind, ada.id, n), at(1))
                         .await
                         .unwrap()
                 })
@@ -606,22 +727,17 @@ mod suite {
             rotated += usize::from(matches!(task.await.unwrap(), Rotation::Rotated { .. }));
         }
         assert_eq!(rotated, 1);
-        let active = store
-            .tokens_of_user(ada.id, TokenKind::Refresh)
-            .await
-            .unwrap();
+        let active = store.tokens_of_user(ada.id, kind).await.unwrap();
         assert_eq!(active.iter().filter(|t| t.is_active(at(1))).count(), 1);
     }
 
     pub(super) async fn revocation_selectors_revoke_only_what_they_select(
         store: Arc<dyn UserStore>,
+        kind: TokenKind,
     ) {
         let ada = user(&*store, "ada").await;
         let bob = user(&*store, "bob").await;
-        let key = store
-            .insert_token(token(TokenKind::ApiKey, ada.id, 1))
-            .await
-            .unwrap();
+        let key = store.insert_token(token(kind, ada.id, 1)).await.unwrap();
         let revoke = |selector| {
             let store = Arc::clone(&store);
             async move {
@@ -659,11 +775,11 @@ mod suite {
         );
 
         store
-            .insert_token(token(TokenKind::Session, ada.id, 2))
+            .insert_token(token(other(kind), ada.id, 2))
             .await
             .unwrap();
         let by_digest = revoke(TokenSelector::Digest {
-            kind: TokenKind::Session,
+            kind: other(kind),
             digest: digest(2),
         })
         .await;
@@ -671,7 +787,7 @@ mod suite {
 
         let fam = |n, family: &str, user: UserId| NewToken {
             family: Some(FamilyId::new(family)),
-            ..token(TokenKind::Refresh, user, n)
+            ..token(kind, user, n)
         };
         store.insert_token(fam(3, "a", ada.id)).await.unwrap();
         store.insert_token(fam(4, "a", ada.id)).await.unwrap();
@@ -684,12 +800,12 @@ mod suite {
             2
         );
         store
-            .insert_token(token(TokenKind::ApiKey, ada.id, 7))
+            .insert_token(token(other(kind), ada.id, 7))
             .await
             .unwrap();
         let refresh_only = revoke(TokenSelector::User {
             user: ada.id,
-            kind: Some(TokenKind::Refresh),
+            kind: Some(kind),
         })
         .await;
         assert_eq!(
@@ -705,21 +821,21 @@ mod suite {
             everything.iter().map(|t| t.digest).collect::<Vec<_>>(),
             vec![digest(7)]
         );
-        let bobs = store
-            .tokens_of_user(bob.id, TokenKind::Refresh)
-            .await
-            .unwrap();
+        let bobs = store.tokens_of_user(bob.id, kind).await.unwrap();
         assert_eq!(bobs[0].revoked_at, None, "other users untouched");
     }
 
-    pub(super) async fn families_live_while_a_token_is_active(store: Arc<dyn UserStore>) {
+    pub(super) async fn families_live_while_a_token_is_active(
+        store: Arc<dyn UserStore>,
+        kind: TokenKind,
+    ) {
         let ada = user(&*store, "ada").await;
         let family = FamilyId::new("session");
         assert!(!store.family_is_active(&family, at(0)).await.unwrap());
         store
             .insert_token(NewToken {
                 family: Some(family.clone()),
-                ..token(TokenKind::Refresh, ada.id, 1)
+                ..token(kind, ada.id, 1)
             })
             .await
             .unwrap();
@@ -742,12 +858,9 @@ mod suite {
         );
     }
 
-    pub(super) async fn last_use_only_moves_forward(store: Arc<dyn UserStore>) {
+    pub(super) async fn last_use_only_moves_forward(store: Arc<dyn UserStore>, kind: TokenKind) {
         let ada = user(&*store, "ada").await;
-        let key = store
-            .insert_token(token(TokenKind::ApiKey, ada.id, 1))
-            .await
-            .unwrap();
+        let key = store.insert_token(token(kind, ada.id, 1)).await.unwrap();
         store
             .record_token_use(&[TokenUse {
                 id: key.id,
@@ -764,7 +877,7 @@ mod suite {
             .unwrap();
         store.record_token_use(&[]).await.unwrap();
         let found = store
-            .token_by_digest(TokenKind::ApiKey, &digest(1))
+            .token_by_digest(kind, &digest(1))
             .await
             .unwrap()
             .unwrap();
@@ -772,14 +885,21 @@ mod suite {
         // Unknown ids are ignored.
         store
             .record_token_use(&[TokenUse {
-                id: portcullis::store::TokenId(999_999),
+                id: portcullis::store::TokenId(if kind == TokenKind::Session {
+                    -999_999
+                } else {
+                    999_999
+                }),
                 at: at(30),
             }])
             .await
             .unwrap();
     }
 
-    pub(super) async fn timestamps_round_trip_at_microsecond_precision(store: Arc<dyn UserStore>) {
+    pub(super) async fn timestamps_round_trip_at_microsecond_precision(
+        store: Arc<dyn UserStore>,
+        kind: TokenKind,
+    ) {
         let precise = OffsetDateTime::from_unix_timestamp_nanos(1_800_000_000_123_456_000).unwrap();
         let ada = store
             .create_user(NewUser::new("ada"), precise)
@@ -793,12 +913,12 @@ mod suite {
             .insert_token(NewToken {
                 created_at: precise,
                 expires_at: Some(precise + Duration::from_micros(1)),
-                ..token(TokenKind::ApiKey, ada.id, 1)
+                ..token(kind, ada.id, 1)
             })
             .await
             .unwrap();
         let found = store
-            .token_by_digest(TokenKind::ApiKey, &key.digest)
+            .token_by_digest(kind, &key.digest)
             .await
             .unwrap()
             .unwrap();

@@ -10,6 +10,7 @@ use super::{
     FamilyId, NewToken, NewUser, RevokeReason, Rotation, StoreError, TokenId, TokenKind,
     TokenRecord, TokenSelector, TokenUse, User, UserId, UserStore, UserUpdate,
 };
+use crate::audit::AuditEvent;
 use crate::token::TokenDigest;
 
 /// A [`UserStore`] in memory: fast, complete, and gone when the process exits.
@@ -41,6 +42,7 @@ struct State {
     users: BTreeMap<UserId, User>,
     tokens: BTreeMap<TokenId, TokenRecord>,
     by_digest: HashMap<(TokenKind, TokenDigest), TokenId>,
+    events: Vec<AuditEvent>,
     next_user: i64,
     next_token: i64,
 }
@@ -326,5 +328,26 @@ impl UserStore for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn record_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        self.state().events.push(event.clone());
+        Ok(())
+    }
+
+    async fn events(
+        &self,
+        user: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        Ok(self
+            .state()
+            .events
+            .iter()
+            .rev()
+            .filter(|event| user.is_none() || event.user_id == user)
+            .take(limit as usize)
+            .cloned()
+            .collect())
     }
 }

@@ -10,11 +10,14 @@
 //! | [`MemoryStore`] | always |
 //! | `SqliteStore` | `sqlite` |
 //! | `PostgresStore` | `postgres` |
+//! | `RedisSessions` (sessions in Redis, the rest in another store) | `redis` |
 
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod records;
+#[cfg(feature = "redis")]
+mod redis_sessions;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 pub mod validate;
@@ -29,9 +32,12 @@ pub use records::{
     FamilyId, NewToken, NewUser, RevokeReason, Rotation, SUPERUSER_ROLE, TokenId, TokenKind,
     TokenRecord, TokenSelector, TokenUse, UnknownName, User, UserId, UserUpdate,
 };
+#[cfg(feature = "redis")]
+pub use redis_sessions::RedisSessions;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
+use crate::audit::AuditEvent;
 use crate::token::TokenDigest;
 
 /// Users and opaque tokens.
@@ -119,6 +125,13 @@ pub trait UserStore: Send + Sync + 'static {
 
     /// Records token uses; a token's `last_used_at` only ever moves forward.
     async fn record_token_use(&self, uses: &[TokenUse]) -> Result<(), StoreError>;
+
+    /// Appends an audit event (see [`StoredEvents`](crate::audit::StoredEvents)).
+    async fn record_event(&self, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// The most recent `limit` audit events, newest first; only `user`'s when given.
+    async fn events(&self, user: Option<UserId>, limit: u32)
+    -> Result<Vec<AuditEvent>, StoreError>;
 }
 
 /// Why a store operation failed.

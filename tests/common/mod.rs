@@ -32,6 +32,42 @@ pub fn redis_url() -> Option<String> {
     service_url("PORTCULLIS_TEST_REDIS_URL", "Redis")
 }
 
+/// A key prefix no other test uses, in one hash slot.
+pub fn redis_prefix() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{{test-{}-{}-{}}}:",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        time::OffsetDateTime::now_utc().unix_timestamp_nanos() % 1_000_000_000
+    )
+}
+
+/// Deletes every key under `prefix` (a test's own keys) from the Redis server at `url`.
+pub async fn redis_delete_prefix(url: &str, prefix: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let pattern = format!(
+        "{}*",
+        prefix
+            .replace('[', "\\[")
+            .replace('{', "\\{")
+            .replace('}', "\\}")
+    );
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(&pattern)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: i64 = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+    }
+}
+
 /// A fresh, empty schema on the test server, so tests running at once never see each other.
 /// Dropped (with everything in it) when the value is.
 pub struct PgSchema {
@@ -67,9 +103,6 @@ impl PgSchema {
             server: server.to_owned(),
         }
     }
-
-    /// Drops the schema now (also done on drop).
-    pub async fn drop_schema(self) {}
 }
 
 impl Drop for PgSchema {

@@ -12,6 +12,7 @@ use super::{
     FamilyId, NewToken, NewUser, RevokeReason, Rotation, StoreError, TokenId, TokenKind,
     TokenRecord, TokenSelector, TokenUse, User, UserId, UserStore, UserUpdate, validate,
 };
+use crate::audit::{AuditEvent, AuditKind};
 use crate::token::TokenDigest;
 
 /// A [`UserStore`] in PostgreSQL (sqlx, embedded migrations).
@@ -476,5 +477,44 @@ impl UserStore for PostgresStore {
         .await
         .map_err(store_error)?;
         Ok(())
+    }
+
+    async fn record_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO portcullis_events (at, kind, user_id, data) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(event.at)
+        .bind(event.kind.name())
+        .bind(event.user_id.map(|id| id.0))
+        .bind(event.kind.to_json())
+        .execute(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn events(
+        &self,
+        user: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let rows: Vec<(OffsetDateTime, Option<i64>, String)> = sqlx::query_as(
+            "SELECT at, user_id, data FROM portcullis_events \
+             WHERE $1::BIGINT IS NULL OR user_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(user.map(|id| id.0))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter()
+            .map(|(at, user_id, data)| {
+                Ok(AuditEvent {
+                    at,
+                    kind: AuditKind::from_json(&data)?,
+                    user_id: user_id.map(UserId),
+                })
+            })
+            .collect()
     }
 }

@@ -15,6 +15,7 @@ use super::{
     FamilyId, NewToken, NewUser, RevokeReason, Rotation, StoreError, TokenId, TokenKind,
     TokenRecord, TokenSelector, TokenUse, User, UserId, UserStore, UserUpdate,
 };
+use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::{from_micros, to_micros};
 use crate::token::TokenDigest;
 
@@ -500,5 +501,42 @@ impl UserStore for SqliteStore {
             .map_err(store_error)?;
         }
         tx.commit().await.map_err(store_error)
+    }
+
+    async fn record_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO portcullis_events (at, kind, user_id, data) VALUES (?, ?, ?, ?)")
+            .bind(to_micros(event.at))
+            .bind(event.kind.name())
+            .bind(event.user_id.map(|id| id.0))
+            .bind(event.kind.to_json())
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn events(
+        &self,
+        user: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let rows: Vec<(i64, Option<i64>, String)> = sqlx::query_as(
+            "SELECT at, user_id, data FROM portcullis_events \
+             WHERE ?1 IS NULL OR user_id = ?1 ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(user.map(|id| id.0))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter()
+            .map(|(at, user_id, data)| {
+                Ok(AuditEvent {
+                    at: from_micros(at),
+                    kind: AuditKind::from_json(&data)?,
+                    user_id: user_id.map(UserId),
+                })
+            })
+            .collect()
     }
 }
