@@ -103,6 +103,18 @@ impl<S: UserStore> UserStore for Counting<S> {
     async fn record_token_use(&self, uses: &[TokenUse]) -> Result<(), StoreError> {
         self.inner.record_token_use(uses).await
     }
+    async fn consume(
+        &self,
+        key: &str,
+        window: OffsetDateTime,
+        amount: u64,
+        limit: u64,
+    ) -> Result<portcullis::store::Consumption, StoreError> {
+        self.inner.consume(key, window, amount, limit).await
+    }
+    async fn counter(&self, key: &str, window: OffsetDateTime) -> Result<u64, StoreError> {
+        self.inner.counter(key, window).await
+    }
     async fn record_event(&self, event: &portcullis::audit::AuditEvent) -> Result<(), StoreError> {
         self.inner.record_event(event).await
     }

@@ -139,6 +139,8 @@ macro_rules! conformance {
                 nul_bytes_are_refused_by_every_store,
                 tokens_of_unknown_users_are_refused,
                 audit_events_are_kept_newest_first_and_filtered_by_user,
+                counters_consume_within_a_limit_per_window,
+                concurrent_consumption_never_passes_the_limit,
             );
 
             mod refresh_tokens {
@@ -202,6 +204,100 @@ async fn user(store: &dyn UserStore, name: &str) -> User {
 
 mod suite {
     use super::*;
+
+    pub(super) async fn counters_consume_within_a_limit_per_window(store: Arc<dyn UserStore>) {
+        use portcullis::store::Consumption::{Allowed, Exceeded};
+        let day = |n: i64| at(n * 86_400);
+        let key = "quota:user:1:messages";
+        assert_eq!(store.counter(key, day(0)).await.unwrap(), 0);
+        assert_eq!(
+            store.consume(key, day(0), 3, 5).await.unwrap(),
+            Allowed { total: 3 }
+        );
+        assert_eq!(
+            store.consume(key, day(0), 2, 5).await.unwrap(),
+            Allowed { total: 5 }
+        );
+        assert_eq!(
+            store.consume(key, day(0), 1, 5).await.unwrap(),
+            Exceeded { total: 5 }
+        );
+        assert_eq!(
+            store.counter(key, day(0)).await.unwrap(),
+            5,
+            "a refusal adds nothing"
+        );
+        // Other keys count on their own.
+        assert_eq!(
+            store
+                .consume("quota:user:2:messages", day(0), 1, 5)
+                .await
+                .unwrap(),
+            Allowed { total: 1 }
+        );
+        // A new window starts from zero; the old one is gone.
+        assert_eq!(
+            store.consume(key, day(1), 1, 5).await.unwrap(),
+            Allowed { total: 1 }
+        );
+        assert_eq!(store.counter(key, day(1)).await.unwrap(), 1);
+        // A late caller still in the previous window counts in the newest one.
+        assert_eq!(
+            store.consume(key, day(0), 1, 5).await.unwrap(),
+            Allowed { total: 2 }
+        );
+        assert_eq!(
+            store.counter(key, day(2)).await.unwrap(),
+            0,
+            "nothing counted yet on day 2"
+        );
+        // Limits and amounts at the edges.
+        assert_eq!(
+            store.consume("edge", day(0), 0, 0).await.unwrap(),
+            Allowed { total: 0 }
+        );
+        // Counters saturate at i64::MAX, the largest value every store can hold.
+        let max = i64::MAX as u64;
+        assert_eq!(
+            store
+                .consume("edge", day(0), u64::MAX, u64::MAX)
+                .await
+                .unwrap(),
+            Allowed { total: max }
+        );
+        assert_eq!(
+            store.consume("edge", day(0), 1, u64::MAX).await.unwrap(),
+            Exceeded { total: max }
+        );
+        for bad in ["", "nul\0key"] {
+            assert!(matches!(
+                store.consume(bad, day(0), 1, 5).await,
+                Err(StoreError::InvalidInput(_))
+            ));
+        }
+        assert!(matches!(
+            store.consume(&"k".repeat(257), day(0), 1, 5).await,
+            Err(StoreError::InvalidInput(_))
+        ));
+    }
+
+    pub(super) async fn concurrent_consumption_never_passes_the_limit(store: Arc<dyn UserStore>) {
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move { store.consume("daily", at(0), 1, 20).await.unwrap() })
+            })
+            .collect();
+        let mut allowed = 0;
+        for task in tasks {
+            allowed += usize::from(matches!(
+                task.await.unwrap(),
+                portcullis::store::Consumption::Allowed { .. }
+            ));
+        }
+        assert_eq!(allowed, 20);
+        assert_eq!(store.counter("daily", at(0)).await.unwrap(), 20);
+    }
 
     pub(super) async fn audit_events_are_kept_newest_first_and_filtered_by_user(
         store: Arc<dyn UserStore>,

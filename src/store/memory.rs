@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{
-    FamilyId, NewToken, NewUser, RevokeReason, Rotation, StoreError, TokenId, TokenKind,
-    TokenRecord, TokenSelector, TokenUse, User, UserId, UserStore, UserUpdate,
+    Consumption, FamilyId, NewToken, NewUser, RevokeReason, Rotation, StoreError, TokenId,
+    TokenKind, TokenRecord, TokenSelector, TokenUse, User, UserId, UserStore, UserUpdate,
 };
 use crate::audit::AuditEvent;
 use crate::token::TokenDigest;
@@ -43,6 +43,7 @@ struct State {
     tokens: BTreeMap<TokenId, TokenRecord>,
     by_digest: HashMap<(TokenKind, TokenDigest), TokenId>,
     events: Vec<AuditEvent>,
+    counters: HashMap<String, (OffsetDateTime, u64)>,
     next_user: i64,
     next_token: i64,
 }
@@ -349,5 +350,35 @@ impl UserStore for MemoryStore {
             .take(limit as usize)
             .cloned()
             .collect())
+    }
+
+    async fn consume(
+        &self,
+        key: &str,
+        window: OffsetDateTime,
+        amount: u64,
+        limit: u64,
+    ) -> Result<Consumption, StoreError> {
+        super::validate::counter_key(key)?;
+        // Every store holds counters in a signed 64-bit integer.
+        let cap = |value: u64| value.min(i64::MAX.unsigned_abs());
+        let (amount, limit) = (cap(amount), cap(limit));
+        let mut state = self.state();
+        let entry = state.counters.entry(key.to_owned()).or_insert((window, 0));
+        if window > entry.0 {
+            *entry = (window, 0);
+        }
+        let Some(total) = entry.1.checked_add(amount).filter(|total| *total <= limit) else {
+            return Ok(Consumption::Exceeded { total: entry.1 });
+        };
+        entry.1 = total;
+        Ok(Consumption::Allowed { total })
+    }
+
+    async fn counter(&self, key: &str, window: OffsetDateTime) -> Result<u64, StoreError> {
+        Ok(match self.state().counters.get(key) {
+            Some((stored, value)) if *stored >= window => *value,
+            _ => 0,
+        })
     }
 }

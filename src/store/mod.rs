@@ -29,8 +29,8 @@ pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 pub use records::{
-    FamilyId, NewToken, NewUser, RevokeReason, Rotation, SUPERUSER_ROLE, TokenId, TokenKind,
-    TokenRecord, TokenSelector, TokenUse, UnknownName, User, UserId, UserUpdate,
+    Consumption, FamilyId, NewToken, NewUser, RevokeReason, Rotation, SUPERUSER_ROLE, TokenId,
+    TokenKind, TokenRecord, TokenSelector, TokenUse, UnknownName, User, UserId, UserUpdate,
 };
 #[cfg(feature = "redis")]
 pub use redis_sessions::RedisSessions;
@@ -125,6 +125,22 @@ pub trait UserStore: Send + Sync + 'static {
 
     /// Records token uses; a token's `last_used_at` only ever moves forward.
     async fn record_token_use(&self, uses: &[TokenUse]) -> Result<(), StoreError>;
+
+    /// Atomically adds `amount` to the counter `key` in the window that starts at `window`
+    /// unless that would take it past `limit`, for quotas that must survive restarts (e.g. a
+    /// daily message allowance). Each key keeps only its newest window: a newer `window`
+    /// starts again from zero, and an older one (a clock running behind) counts in the newer.
+    /// Counters saturate at `i64::MAX`.
+    async fn consume(
+        &self,
+        key: &str,
+        window: OffsetDateTime,
+        amount: u64,
+        limit: u64,
+    ) -> Result<Consumption, StoreError>;
+
+    /// The counter `key` in the window that starts at `window` (zero if it has none yet).
+    async fn counter(&self, key: &str, window: OffsetDateTime) -> Result<u64, StoreError>;
 
     /// Appends an audit event (see [`StoredEvents`](crate::audit::StoredEvents)).
     async fn record_event(&self, event: &AuditEvent) -> Result<(), StoreError>;

@@ -587,3 +587,18 @@ pub struct TokenUse {
     /// When it was used.
     pub at: OffsetDateTime,
 }
+
+/// The outcome of [`UserStore::consume`](super::UserStore::consume).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consumption {
+    /// The amount was added; the counter now holds `total`.
+    Allowed {
+        /// The counter after the addition.
+        total: u64,
+    },
+    /// The amount would have passed the limit; nothing was added and the counter holds `total`.
+    Exceeded {
+        /// The counter, unchanged.
+        total: u64,
+    },
+}

@@ -46,6 +46,14 @@ pub fn new_token(token: &NewToken) -> Result<(), StoreError> {
     texts("scopes", token.scopes.iter().flatten())
 }
 
+/// Checks a counter key: 1 to 256 bytes, no NUL.
+pub fn counter_key(key: &str) -> Result<(), StoreError> {
+    if key.is_empty() || key.len() > 256 {
+        return Err(StoreError::InvalidInput("counter key"));
+    }
+    text("counter key", key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,8 +9,8 @@ use sqlx::{Postgres, Row, Transaction};
 use time::OffsetDateTime;
 
 use super::{
-    FamilyId, NewToken, NewUser, RevokeReason, Rotation, StoreError, TokenId, TokenKind,
-    TokenRecord, TokenSelector, TokenUse, User, UserId, UserStore, UserUpdate, validate,
+    Consumption, FamilyId, NewToken, NewUser, RevokeReason, Rotation, StoreError, TokenId,
+    TokenKind, TokenRecord, TokenSelector, TokenUse, User, UserId, UserStore, UserUpdate, validate,
 };
 use crate::audit::{AuditEvent, AuditKind};
 use crate::token::TokenDigest;
@@ -517,4 +517,67 @@ impl UserStore for PostgresStore {
             })
             .collect()
     }
+
+    async fn consume(
+        &self,
+        key: &str,
+        window: OffsetDateTime,
+        amount: u64,
+        limit: u64,
+    ) -> Result<Consumption, StoreError> {
+        validate::counter_key(key)?;
+        let (amount, limit) = (saturate(amount), saturate(limit));
+        let mut tx = self.begin().await?;
+        // The upsert locks the row until commit, so concurrent consumers queue here.
+        let current: i64 = sqlx::query_scalar(
+            "INSERT INTO portcullis_counters (key, window_start, value) VALUES ($1, $2, 0) \
+             ON CONFLICT (key) DO UPDATE SET \
+               value = CASE WHEN $2 > portcullis_counters.window_start THEN 0 \
+                            ELSE portcullis_counters.value END, \
+               window_start = GREATEST(portcullis_counters.window_start, $2) \
+             RETURNING value",
+        )
+        .bind(key)
+        .bind(window)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let Some(total) = current.checked_add(amount).filter(|total| *total <= limit) else {
+            tx.commit().await.map_err(store_error)?;
+            return Ok(Consumption::Exceeded {
+                total: unsigned(current),
+            });
+        };
+        sqlx::query("UPDATE portcullis_counters SET value = $2 WHERE key = $1")
+            .bind(key)
+            .bind(total)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(Consumption::Allowed {
+            total: unsigned(total),
+        })
+    }
+
+    async fn counter(&self, key: &str, window: OffsetDateTime) -> Result<u64, StoreError> {
+        let value: Option<i64> = sqlx::query_scalar(
+            "SELECT value FROM portcullis_counters WHERE key = $1 AND window_start >= $2",
+        )
+        .bind(key)
+        .bind(window)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(value.map_or(0, unsigned))
+    }
+}
+
+/// Counters are `u64` in the API and `BIGINT` in the database.
+fn saturate(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn unsigned(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
 }

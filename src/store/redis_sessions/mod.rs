@@ -10,8 +10,8 @@ use redis::aio::ConnectionManager;
 use time::OffsetDateTime;
 
 use super::{
-    FamilyId, NewToken, NewUser, RevokeReason, Rotation, StoreError, TokenId, TokenKind,
-    TokenRecord, TokenSelector, TokenUse, User, UserId, UserStore, UserUpdate, validate,
+    Consumption, FamilyId, NewToken, NewUser, RevokeReason, Rotation, StoreError, TokenId,
+    TokenKind, TokenRecord, TokenSelector, TokenUse, User, UserId, UserStore, UserUpdate, validate,
 };
 use crate::audit::AuditEvent;
 use crate::clock::{from_micros, to_micros};
@@ -474,5 +474,19 @@ impl<S: UserStore> UserStore for RedisSessions<S> {
         limit: u32,
     ) -> Result<Vec<AuditEvent>, StoreError> {
         self.inner.events(user, limit).await
+    }
+
+    async fn consume(
+        &self,
+        key: &str,
+        window: OffsetDateTime,
+        amount: u64,
+        limit: u64,
+    ) -> Result<Consumption, StoreError> {
+        self.inner.consume(key, window, amount, limit).await
+    }
+
+    async fn counter(&self, key: &str, window: OffsetDateTime) -> Result<u64, StoreError> {
+        self.inner.counter(key, window).await
     }
 }

@@ -11,9 +11,10 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 use time::OffsetDateTime;
 
+use super::validate;
 use super::{
-    FamilyId, NewToken, NewUser, RevokeReason, Rotation, StoreError, TokenId, TokenKind,
-    TokenRecord, TokenSelector, TokenUse, User, UserId, UserStore, UserUpdate,
+    Consumption, FamilyId, NewToken, NewUser, RevokeReason, Rotation, StoreError, TokenId,
+    TokenKind, TokenRecord, TokenSelector, TokenUse, User, UserId, UserStore, UserUpdate,
 };
 use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::{from_micros, to_micros};
@@ -539,4 +540,66 @@ impl UserStore for SqliteStore {
             })
             .collect()
     }
+
+    async fn consume(
+        &self,
+        key: &str,
+        window: OffsetDateTime,
+        amount: u64,
+        limit: u64,
+    ) -> Result<Consumption, StoreError> {
+        validate::counter_key(key)?;
+        let (amount, limit) = (saturate(amount), saturate(limit));
+        let mut tx = self.immediate().await?;
+        // Move the key to the newest window, starting that window from zero.
+        let current: i64 = sqlx::query_scalar(
+            "INSERT INTO portcullis_counters (key, window_start, value) VALUES (?1, ?2, 0) \
+             ON CONFLICT (key) DO UPDATE SET \
+               value = CASE WHEN ?2 > window_start THEN 0 ELSE value END, \
+               window_start = MAX(window_start, ?2) \
+             RETURNING value",
+        )
+        .bind(key)
+        .bind(to_micros(window))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let Some(total) = current.checked_add(amount).filter(|total| *total <= limit) else {
+            tx.commit().await.map_err(store_error)?;
+            return Ok(Consumption::Exceeded {
+                total: unsigned(current),
+            });
+        };
+        sqlx::query("UPDATE portcullis_counters SET value = ?2 WHERE key = ?1")
+            .bind(key)
+            .bind(total)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(Consumption::Allowed {
+            total: unsigned(total),
+        })
+    }
+
+    async fn counter(&self, key: &str, window: OffsetDateTime) -> Result<u64, StoreError> {
+        let value: Option<i64> = sqlx::query_scalar(
+            "SELECT value FROM portcullis_counters WHERE key = ? AND window_start >= ?",
+        )
+        .bind(key)
+        .bind(to_micros(window))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(value.map_or(0, unsigned))
+    }
+}
+
+/// Counters are `u64` in the API and `BIGINT` in the database.
+fn saturate(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn unsigned(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
 }
