@@ -29,4 +29,7 @@ cargo test --all-features --lib --tests --examples --benches
 step "documentation examples"
 cargo test --all-features --doc
 
+step "peer comparison benchmarks (one pass each, as tests)"
+(cd peers && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/peers" cargo test --benches)
+
 step "all tests passed"

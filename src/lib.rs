@@ -70,6 +70,8 @@ pub mod guard;
 mod identity;
 mod layer;
 mod password;
+#[cfg(feature = "ratelimit")]
+pub mod ratelimit;
 mod refresh_token;
 pub mod source;
 pub mod store;

@@ -1375,8 +1375,10 @@ async fn two_instances_share_revocations(redis: Option<String>) {
             "a-shared-secret-of-at-least-32-bytes!".to_owned(),
         ),
     ];
+    let prefix = common::redis_prefix();
     if let Some(redis) = &redis {
         settings.push(("REDIS_URL", redis.clone()));
+        settings.push(("REDIS_PREFIX", prefix.clone()));
     }
     let settings: Vec<(&'static str, &str)> =
         settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -1418,6 +1420,9 @@ async fn two_instances_share_revocations(redis: Option<String>) {
         if redis.is_some() { "Redis" } else { "NOTIFY" },
         started.elapsed()
     );
+    if let Some(redis) = &redis {
+        common::redis_delete_prefix(redis, &prefix).await;
+    }
     drop(schema);
 }
 
@@ -1432,4 +1437,138 @@ async fn two_instances_share_revocations_over_redis() {
         return;
     };
     two_instances_share_revocations(Some(redis)).await;
+}
+
+async fn login_attempt(server: &Server, password: &str) -> Reply {
+    server
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"username": "ada", "password": password}),
+        )
+        .await
+}
+
+async fn login_is_rate_limited_per_address(backend: Backend) {
+    let server = start(backend).await;
+    server.register("ada").await;
+    for remaining in (0..10).rev() {
+        let reply = login_attempt(&server, "correct horse").await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.headers["ratelimit-policy"], "\"login\";q=10;w=60");
+        assert!(
+            reply.headers["ratelimit"]
+                .to_str()
+                .unwrap()
+                .starts_with(&format!("\"login\";r={remaining};"))
+        );
+    }
+    let refused = login_attempt(&server, "correct horse").await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.detail(), "Too many requests");
+    assert_eq!(refused.headers["retry-after"], "6");
+    // Other endpoints have their own budgets.
+    assert_eq!(server.register("bob").await["username"], "bob");
+}
+
+async fn failed_logins_back_off_per_account(backend: Backend) {
+    let server = start(backend).await;
+    server.register("ada").await;
+    server.register("bob").await;
+    for _ in 0..5 {
+        assert_eq!(
+            login_attempt(&server, "wrong horse").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Even the right password waits now: the throttle answers before the password is checked.
+    let throttled = login_attempt(&server, "correct horse").await;
+    assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        throttled.detail(),
+        "Too many failed login attempts; try again in 1 seconds"
+    );
+    assert_eq!(throttled.headers["retry-after"], "1");
+    // Another account is unaffected.
+    let bob = server
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"username": "bob", "password": "correct horse"}),
+        )
+        .await;
+    assert_eq!(bob.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        login_attempt(&server, "correct horse").await.status,
+        StatusCode::OK
+    );
+}
+
+async fn authenticated_requests_carry_the_per_user_limit(backend: Backend) {
+    let server = start(backend).await;
+    server.register("ada").await;
+    let (access, _) = server.login("ada").await;
+    let reply = server.get("/api/collections", Some(&access)).await;
+    assert_eq!(reply.headers["ratelimit-policy"], "\"api\";q=600;w=60");
+    let anonymous = server.get("/api/collections", None).await;
+    assert!(
+        anonymous.headers.get("ratelimit").is_none(),
+        "anonymous requests are not counted per user"
+    );
+}
+
+mod limits {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn login_is_rate_limited_per_address_on_sqlite() {
+        super::login_is_rate_limited_per_address(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failed_logins_back_off_per_account_on_sqlite() {
+        super::failed_logins_back_off_per_account(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn authenticated_requests_carry_the_per_user_limit_on_sqlite() {
+        super::authenticated_requests_carry_the_per_user_limit(Backend::Sqlite).await;
+    }
+
+    /// Two instances behind a load balancer share the login limit through Redis.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_instances_share_the_login_limit_through_redis() {
+        let (Some(postgres), Some(redis)) = (common::postgres_url(), common::redis_url()) else {
+            return;
+        };
+        let schema = common::PgSchema::create(&postgres).await;
+        let prefix = common::redis_prefix();
+        let settings = [
+            ("DATABASE_URL", schema.url.as_str()),
+            ("REDIS_URL", redis.as_str()),
+            ("REDIS_PREFIX", prefix.as_str()),
+            ("JWT_SECRET", "a-shared-secret-of-at-least-32-bytes!"),
+        ];
+        let a = start_with(Backend::Sqlite, &settings).await;
+        let b = start_with(Backend::Sqlite, &settings).await;
+        a.register("ada").await;
+        let mut statuses = Vec::new();
+        for n in 0..12 {
+            let server = if n % 2 == 0 { &a } else { &b };
+            statuses.push(login_attempt(server, "correct horse").await.status);
+        }
+        assert_eq!(
+            statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+            10,
+            "{statuses:?}"
+        );
+        assert!(
+            statuses[10..]
+                .iter()
+                .all(|s| *s == StatusCode::TOO_MANY_REQUESTS)
+        );
+        common::redis_delete_prefix(&redis, &prefix).await;
+        drop(schema);
+    }
 }

@@ -37,6 +37,8 @@ use crate::store::{
 pub struct PasswordLogin {
     auth: Auth,
     passwords: Passwords,
+    #[cfg(feature = "ratelimit")]
+    throttle: Option<std::sync::Arc<crate::ratelimit::LoginThrottle>>,
 }
 
 /// A registration request.
@@ -149,6 +151,13 @@ pub enum LoginError {
     /// Unknown username or wrong password; deliberately indistinguishable.
     #[error("incorrect username or password")]
     InvalidCredentials,
+    /// Too many recent failures for this account or address; try again later. Answered
+    /// before the password is checked (see [`LoginThrottle`](crate::ratelimit::LoginThrottle)).
+    #[error("too many failed login attempts")]
+    Throttled {
+        /// When the next attempt will be accepted.
+        retry_after: std::time::Duration,
+    },
     /// The password is right but the account is deactivated.
     #[error("the account is inactive")]
     Inactive,
@@ -166,7 +175,18 @@ impl PasswordLogin {
         Self {
             auth: auth.clone(),
             passwords: passwords.clone(),
+            #[cfg(feature = "ratelimit")]
+            throttle: None,
         }
+    }
+
+    /// Throttles failed logins per account and per client address (see
+    /// [`LoginThrottle`](crate::ratelimit::LoginThrottle)); use [`login_from`](Self::login_from).
+    #[cfg(feature = "ratelimit")]
+    #[must_use]
+    pub fn throttle(mut self, throttle: crate::ratelimit::LoginThrottle) -> Self {
+        self.throttle = Some(std::sync::Arc::new(throttle));
+        self
     }
 
     /// The password hasher.
@@ -199,7 +219,38 @@ impl PasswordLogin {
         Ok(user)
     }
 
-    /// Checks a username and password; records the login and upgrades a legacy hash.
+    /// Checks a username and password from the client at `address`, applying the throttle
+    /// when one is configured.
+    pub async fn login_from(
+        &self,
+        username: &str,
+        password: &str,
+        address: Option<std::net::IpAddr>,
+    ) -> Result<User, LoginError> {
+        #[cfg(feature = "ratelimit")]
+        if let Some(throttle) = &self.throttle {
+            throttle
+                .check(username, address)
+                .await
+                .map_err(|throttled| LoginError::Throttled {
+                    retry_after: throttled.retry_after,
+                })?;
+            let result = self.login(username, password).await;
+            match &result {
+                Ok(_) => throttle.succeeded(username, address).await,
+                Err(LoginError::InvalidCredentials | LoginError::Inactive) => {
+                    throttle.failed(username, address).await;
+                }
+                Err(_) => {}
+            }
+            return result;
+        }
+        let _ = address;
+        self.login(username, password).await
+    }
+
+    /// Checks a username and password; records the login and upgrades a legacy hash. Not
+    /// throttled: prefer [`login_from`](Self::login_from).
     pub async fn login(&self, username: &str, password: &str) -> Result<User, LoginError> {
         let user = self.auth.store().user_by_username(username).await?;
         let stored = user.as_ref().and_then(|user| user.password_hash.as_deref());

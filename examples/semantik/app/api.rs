@@ -17,6 +17,7 @@ pub struct ApiError {
     status: StatusCode,
     detail: String,
     auth: Option<AuthError>,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -25,7 +26,14 @@ impl ApiError {
             status,
             detail: detail.into(),
             auth: None,
+            retry_after: None,
         }
+    }
+
+    /// Adds `Retry-After: seconds`.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
     }
 
     /// 401 with a Bearer challenge and a detail of the caller's choosing.
@@ -34,6 +42,7 @@ impl ApiError {
             status: StatusCode::UNAUTHORIZED,
             detail: detail.into(),
             auth: Some(AuthError::MissingCredentials),
+            retry_after: None,
         }
     }
 
@@ -50,6 +59,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         use portcullis::ErrorRenderer;
         let mut response = json_detail(self.status, &self.detail);
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+        }
         // Authentication failures keep their RFC 6750 challenge and headers.
         if let Some(error) = self.auth {
             let rendered = JsonErrors::new("semantik").render(&error);
@@ -74,6 +88,7 @@ impl From<AuthError> for ApiError {
             status: error.status(),
             detail: error.detail().to_owned(),
             auth: Some(error),
+            retry_after: None,
         }
     }
 }

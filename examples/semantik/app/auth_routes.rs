@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use super::AppState;
 use super::api::{ApiError, ApiJson, check_len, optional_json};
+use super::limits::ClientAddress;
 
 /// Semantik's `User` response.
 #[derive(Debug, Serialize)]
@@ -151,12 +152,24 @@ fn capitalise(text: &str) -> String {
 
 pub async fn login(
     State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
     ApiJson(body): ApiJson<UserLogin>,
 ) -> Result<Json<TokenOut>, ApiError> {
-    let user = match state.login.login(&body.username, &body.password).await {
+    let attempt = state
+        .login
+        .login_from(&body.username, &body.password, address);
+    let user = match attempt.await {
         Ok(user) => user,
         Err(LoginError::InvalidCredentials) => {
             return Err(ApiError::unauthorized("Incorrect username or password"));
+        }
+        Err(LoginError::Throttled { retry_after }) => {
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("Too many failed login attempts; try again in {seconds} seconds"),
+            )
+            .retry_after(seconds));
         }
         Err(LoginError::Inactive) => return Err(AuthError::InactiveUser.into()),
         Err(LoginError::Store(error)) => return Err(error.into()),

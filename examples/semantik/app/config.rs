@@ -18,10 +18,14 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: String,
     pub redis_url: Option<String>,
+    /// Namespaces every Redis key and channel, for deployments sharing one Redis.
+    pub redis_prefix: String,
     pub jwt_secret: String,
     pub internal_api_key: String,
     pub access_token_ttl: Duration,
     pub cors_origins: Vec<String>,
+    pub trusted_proxies: Vec<String>,
+    pub when_redis_down: portcullis::ratelimit::WhenRedisDown,
     pub production: bool,
 }
 
@@ -138,10 +142,20 @@ impl Config {
             data_dir,
             database_url,
             redis_url: var("REDIS_URL"),
+            redis_prefix: var("REDIS_PREFIX").unwrap_or_else(|| "{semantik}:".to_owned()),
             jwt_secret,
             internal_api_key,
             access_token_ttl: Duration::from_secs(minutes * 60),
             cors_origins,
+            trusted_proxies: var("TRUSTED_PROXIES")
+                .map(|list| {
+                    list.split(',')
+                        .map(|proxy| proxy.trim().to_owned())
+                        .filter(|proxy| !proxy.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            when_redis_down: super::limits::when_redis_down(var("RATE_LIMIT_WHEN_REDIS_DOWN"))?,
             production,
         })
     }

@@ -29,6 +29,7 @@ fn database_error(error: impl std::fmt::Display) -> ConfigError {
 pub async fn connect(
     database_url: &str,
     redis_url: Option<&str>,
+    redis_prefix: &str,
 ) -> Result<Connected, ConfigError> {
     let (store, database, bus): (Arc<dyn UserStore>, _, Option<Box<dyn InvalidationBus>>) =
         if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
@@ -50,7 +51,9 @@ pub async fn connect(
         };
     let bus = match redis_url {
         Some(url) => Some(Box::new(
-            RedisBus::open(url).map_err(|e| ConfigError::Invalid("REDIS_URL", e.to_string()))?,
+            RedisBus::open(url)
+                .map_err(|e| ConfigError::Invalid("REDIS_URL", e.to_string()))?
+                .channel(format!("{redis_prefix}invalidation")),
         ) as Box<dyn InvalidationBus>),
         None => bus,
     };

@@ -7,6 +7,7 @@ mod config;
 mod db;
 mod internal;
 mod keys;
+mod limits;
 mod ws;
 
 use std::net::SocketAddr;
@@ -41,11 +42,17 @@ pub struct AppState {
     pub refresh: RefreshTokens,
     pub api_keys: ApiKeys,
     pub db: db::Database,
+    pub client_ip: portcullis::ratelimit::ClientIp,
 }
 
 /// Opens the database and builds the router.
 pub async fn build(config: &Config) -> Result<(Router, AppState), ConfigError> {
-    let connected = db::connect(&config.database_url, config.redis_url.as_deref()).await?;
+    let connected = db::connect(
+        &config.database_url,
+        config.redis_url.as_deref(),
+        &config.redis_prefix,
+    )
+    .await?;
     let mut builder = Auth::builder_shared(connected.store);
     if let Some(bus) = connected.bus {
         builder = builder.invalidation_bus(bus);
@@ -53,8 +60,9 @@ pub async fn build(config: &Config) -> Result<(Router, AppState), ConfigError> {
     let auth = builder.build();
     let db = connected.database;
 
+    let limits = limits::build(config)?;
     let passwords = Passwords::new(PasswordPolicy::default().min_length(8));
-    let login = PasswordLogin::new(&auth, &passwords);
+    let login = PasswordLogin::new(&auth, &passwords).throttle(limits.throttle);
     let keys = JwtKeys::new(JwtKey::hs256(config.jwt_secret.as_bytes()).map_err(ConfigError::Key)?)
         .map_err(ConfigError::Key)?;
     let access = AccessTokens::new(
@@ -85,11 +93,21 @@ pub async fn build(config: &Config) -> Result<(Router, AppState), ConfigError> {
         refresh,
         api_keys,
         db,
+        client_ip: limits.client_ip,
     };
     let router = Router::new()
-        .route("/api/auth/register", post(auth_routes::register))
-        .route("/api/auth/login", post(auth_routes::login))
-        .route("/api/auth/refresh", post(auth_routes::refresh))
+        .route(
+            "/api/auth/register",
+            post(auth_routes::register).layer(limits.register),
+        )
+        .route(
+            "/api/auth/login",
+            post(auth_routes::login).layer(limits.login),
+        )
+        .route(
+            "/api/auth/refresh",
+            post(auth_routes::refresh).layer(limits.refresh),
+        )
         .route("/api/auth/logout", post(auth_routes::logout))
         .route("/api/auth/me", get(auth_routes::me))
         .route(
@@ -120,6 +138,7 @@ pub async fn build(config: &Config) -> Result<(Router, AppState), ConfigError> {
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(api::MAX_BODY_BYTES))
+        .layer(limits.api)
         .layer(authentication)
         .layer(cors(&config.cors_origins))
         .with_state(state.clone());

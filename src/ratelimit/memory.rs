@@ -1,0 +1,193 @@
+//! The in-process backend: one [`governor`] keyed GCRA limiter per policy.
+//!
+//! Keys are hashed once with a per-process random key (SipHash) into a `u64`, so a bucket
+//! costs a fixed few dozen bytes whatever the key's length, and the hash map needs no second
+//! hash. Buckets that have fully refilled are indistinguishable from new ones and are dropped
+//! by a janitor every few seconds, which bounds memory by the keys seen within one window.
+
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use governor::clock::{Clock, QuantaClock, Reference};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::{Quota, RateLimiter};
+
+use super::policy::{Decision, Limit, Policy, RequestKey};
+
+/// The `u64` keys are already uniformly random (keyed SipHash): hash them as themselves.
+#[derive(Clone, Copy, Debug, Default)]
+struct PreHashed;
+
+#[derive(Default)]
+struct PreHashedHasher(u64);
+
+impl Hasher for PreHashedHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used for `u64` keys; fold anything else in for completeness.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+impl BuildHasher for PreHashed {
+    type Hasher = PreHashedHasher;
+
+    fn build_hasher(&self) -> PreHashedHasher {
+        PreHashedHasher::default()
+    }
+}
+
+/// One policy's limiter, whatever its clock.
+pub(crate) trait KeyedLimiter: Send + Sync {
+    fn check(&self, key: u64) -> Decision;
+    fn retain_recent(&self);
+    fn len(&self) -> usize;
+}
+
+struct Governed<C: Clock> {
+    limiter: RateLimiter<u64, DashMapStateStore<u64, PreHashed>, C, StateInformationMiddleware>,
+    limit: Limit,
+}
+
+impl<C> KeyedLimiter for Governed<C>
+where
+    C: Clock + Send + Sync,
+    C::Instant: Reference + Send + Sync,
+{
+    fn check(&self, key: u64) -> Decision {
+        let interval = self.limit.emission_interval();
+        let burst = self.limit.max_burst();
+        match self.limiter.check_key(&key) {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity().min(burst);
+                Decision {
+                    allowed: true,
+                    limit: burst,
+                    remaining,
+                    reset: interval * (burst - remaining),
+                    retry_after: Duration::ZERO,
+                }
+            }
+            Err(not_until) => {
+                let retry_after = not_until.wait_time_from(self.limiter.clock().now());
+                Decision {
+                    allowed: false,
+                    limit: burst,
+                    remaining: 0,
+                    reset: retry_after + interval * (burst - 1),
+                    retry_after,
+                }
+            }
+        }
+    }
+
+    fn retain_recent(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+
+    fn len(&self) -> usize {
+        self.limiter.len()
+    }
+}
+
+fn quota(limit: Limit) -> Quota {
+    // `with_period` only refuses a zero period, which `Limit` never has.
+    Quota::with_period(limit.emission_interval())
+        .unwrap_or_else(|| Quota::per_second(std::num::NonZeroU32::MIN))
+        .allow_burst(limit.burst_nonzero())
+}
+
+/// In-process limits for every policy of a layer.
+pub(crate) struct MemoryLimits {
+    limiters: Vec<Arc<dyn KeyedLimiter>>,
+    hasher: RandomState,
+    janitor: std::sync::Once,
+}
+
+impl MemoryLimits {
+    pub(crate) fn new(policies: &[Policy]) -> Self {
+        Self::with_clock(policies, QuantaClock::default())
+    }
+
+    pub(crate) fn with_clock<C>(policies: &[Policy], clock: C) -> Self
+    where
+        C: Clock + Clone + Send + Sync + 'static,
+        C::Instant: Reference + Send + Sync,
+    {
+        let limiters = policies
+            .iter()
+            .map(|policy| {
+                let limiter = RateLimiter::dashmap_with_clock_and_hasher(
+                    quota(policy.limit()),
+                    clock.clone(),
+                    PreHashed,
+                )
+                .with_middleware::<StateInformationMiddleware>();
+                Arc::new(Governed {
+                    limiter,
+                    limit: policy.limit(),
+                }) as Arc<dyn KeyedLimiter>
+            })
+            .collect();
+        Self {
+            limiters,
+            hasher: RandomState::new(),
+            janitor: std::sync::Once::new(),
+        }
+    }
+
+    pub(crate) fn check(&self, policy: usize, key: &RequestKey) -> Decision {
+        self.start_janitor();
+        let hashed = self.hasher.hash_one(key);
+        self.limiters[policy].check(hashed)
+    }
+
+    /// Buckets currently held (all policies).
+    pub(crate) fn len(&self) -> usize {
+        self.limiters.iter().map(|limiter| limiter.len()).sum()
+    }
+
+    /// Drops every bucket that has refilled completely.
+    pub(crate) fn retain_recent(&self) {
+        for limiter in &self.limiters {
+            limiter.retain_recent();
+        }
+    }
+
+    fn start_janitor(&self) {
+        self.janitor.call_once(|| {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            let limiters: Vec<Weak<dyn KeyedLimiter>> =
+                self.limiters.iter().map(Arc::downgrade).collect();
+            runtime.spawn(async move {
+                let mut ticks = tokio::time::interval(Duration::from_secs(5));
+                ticks.tick().await;
+                loop {
+                    ticks.tick().await;
+                    let mut alive = false;
+                    for limiter in limiters.iter().filter_map(Weak::upgrade) {
+                        alive = true;
+                        limiter.retain_recent();
+                    }
+                    if !alive {
+                        break;
+                    }
+                }
+            });
+        });
+    }
+}

@@ -1,0 +1,440 @@
+//! Rate limits against real Redis (shared by two instances), Redis outages, and memory under a
+//! flood of distinct keys.
+
+mod common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::response::Response;
+use http::{Request, StatusCode};
+use portcullis::ratelimit::{
+    ClientIp, KeyBy, Limit, Policy, RateLimitLayer, RedisLimits, WhenRedisDown,
+};
+use tower::{ServiceExt, service_fn};
+use tower_layer::Layer;
+
+fn client_ip() -> ClientIp {
+    ClientIp::new(|parts| parts.extensions.get::<SocketAddr>().copied())
+}
+
+fn redis_layer(
+    url: &str,
+    prefix: &str,
+    policy: Policy,
+    when_down: WhenRedisDown,
+) -> RateLimitLayer {
+    RateLimitLayer::builder()
+        .policy(policy)
+        .client_ip(client_ip())
+        .redis(RedisLimits::open(url, when_down).unwrap().prefix(prefix))
+        .build()
+        .unwrap()
+}
+
+async fn send(layer: &RateLimitLayer, peer: &str) -> Response {
+    let service = layer.layer(service_fn(|_: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::empty()))
+    }));
+    let mut request = Request::new(Body::empty());
+    request
+        .extensions_mut()
+        .insert(peer.parse::<SocketAddr>().unwrap());
+    service.oneshot(request).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_redis_admit_exactly_the_limit_under_concurrency() {
+    let Some(url) = common::redis_url() else {
+        return;
+    };
+    let prefix = common::redis_prefix();
+    let limit = 25;
+    let policy = || Policy::new("shared", Limit::per_hour(limit), KeyBy::Route).unwrap();
+    let a = Arc::new(redis_layer(
+        &url,
+        &prefix,
+        policy(),
+        WhenRedisDown::FailClosed,
+    ));
+    let b = Arc::new(redis_layer(
+        &url,
+        &prefix,
+        policy(),
+        WhenRedisDown::FailClosed,
+    ));
+    let tasks: Vec<_> = (0..200)
+        .map(|n| {
+            let layer = if n % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { send(&layer, "1.1.1.1:1").await.status() })
+        })
+        .collect();
+    let mut admitted = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            StatusCode::OK => admitted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(admitted, limit, "exactly the limit, across both instances");
+    common::redis_delete_prefix(&url, &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_limits_send_the_same_headers_and_refusals() {
+    let Some(url) = common::redis_url() else {
+        return;
+    };
+    let prefix = common::redis_prefix();
+    let layer = redis_layer(
+        &url,
+        &prefix,
+        Policy::new("login", Limit::per_minute(3), KeyBy::ClientIp).unwrap(),
+        WhenRedisDown::FailClosed,
+    );
+    let first = send(&layer, "1.1.1.1:1").await;
+    assert_eq!(first.headers()["ratelimit-policy"], "\"login\";q=3;w=60");
+    assert_eq!(first.headers()["ratelimit"], "\"login\";r=2;t=20");
+    send(&layer, "1.1.1.1:1").await;
+    send(&layer, "1.1.1.1:1").await;
+    let refused = send(&layer, "1.1.1.1:1").await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((19..=20).contains(&retry), "{retry}");
+    assert_eq!(
+        send(&layer, "2.2.2.2:1").await.status(),
+        StatusCode::OK,
+        "per client"
+    );
+    common::redis_delete_prefix(&url, &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_fails_open_or_closed_as_configured_and_recovers() {
+    let Some(url) = common::redis_url() else {
+        return;
+    };
+    let proxy = common::Proxy::start(common::host_port(&url)).await;
+    let prefix = common::redis_prefix();
+    let policy = || Policy::new("p", Limit::per_minute(100), KeyBy::ClientIp).unwrap();
+    let open = redis_layer(&proxy.url(&url), &prefix, policy(), WhenRedisDown::FailOpen);
+    let closed = redis_layer(
+        &proxy.url(&url),
+        &prefix,
+        policy(),
+        WhenRedisDown::FailClosed,
+    );
+    assert_eq!(send(&open, "1.1.1.1:1").await.status(), StatusCode::OK);
+    assert_eq!(send(&closed, "1.1.1.1:1").await.status(), StatusCode::OK);
+
+    proxy.cut();
+    let started = Instant::now();
+    let fail_open = send(&open, "1.1.1.1:1").await;
+    assert_eq!(
+        fail_open.status(),
+        StatusCode::OK,
+        "fail-open lets the request through"
+    );
+    assert!(
+        fail_open.headers().get("ratelimit").is_none(),
+        "but claims no limit state"
+    );
+    let fail_closed = send(&closed, "1.1.1.1:1").await;
+    assert_eq!(fail_closed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(fail_closed.headers()["retry-after"], "1");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "an outage never hangs a request"
+    );
+
+    proxy.restore();
+    let recovered = Instant::now();
+    while send(&closed, "1.1.1.1:1").await.status() != StatusCode::OK {
+        assert!(recovered.elapsed() < Duration::from_secs(10), "no recovery");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    common::redis_delete_prefix(&url, &prefix).await;
+}
+
+fn resident_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn peak_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A million distinct client addresses hit an in-memory limit. Memory grows by a bounded
+/// amount per key, and once their buckets refill the janitor's sweep drops every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_distinct_keys_cost_bounded_memory_and_are_swept() {
+    const KEYS: u32 = 1_000_000;
+    let layer = RateLimitLayer::builder()
+        .policy(Policy::new("ip", Limit::per_second(1), KeyBy::ClientIp).unwrap())
+        .client_ip(client_ip())
+        .build()
+        .unwrap();
+    let service = layer.layer(service_fn(|_: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::empty()))
+    }));
+    let before = resident_kib();
+    let started = Instant::now();
+    for n in 0..KEYS {
+        let mut request = Request::new(Body::empty());
+        request
+            .extensions_mut()
+            .insert(SocketAddr::from(((n | 0x0100_0000).to_be_bytes(), 1)));
+        let status = service.clone().oneshot(request).await.unwrap().status();
+        assert_eq!(status, StatusCode::OK);
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(layer.buckets_in_memory(), KEYS as usize);
+    let grown = resident_kib().saturating_sub(before);
+    let per_key = grown * 1024 / u64::from(KEYS);
+    println!(
+        "1,000,000 distinct keys in {elapsed:?}: resident +{} MiB ({per_key} bytes per key), peak {} MiB",
+        grown / 1024,
+        peak_kib() / 1024
+    );
+    assert!(per_key <= 256, "{per_key} bytes per key");
+
+    // A bucket is indistinguishable from a new one one emission interval after it refilled.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    layer.retain_recent();
+    assert_eq!(layer.buckets_in_memory(), 0, "refilled buckets are dropped");
+}
+
+mod quota {
+    use std::sync::Arc;
+
+    use axum::Router;
+    use axum::routing::get;
+    use portcullis::clock::ManualClock;
+    use portcullis::ratelimit::QuotaLayer;
+    use portcullis::source::Bearer;
+    use portcullis::store::{NewUser, SqliteStore, UserStore};
+    use portcullis::token::TokenFormat;
+    use portcullis::{ApiKeys, Auth, AuthLayer, NewApiKey};
+    use time::macros::datetime;
+
+    use super::*;
+
+    struct App {
+        router: Router,
+        keys: Vec<String>,
+    }
+
+    async fn app(path: &std::path::Path, clock: Arc<ManualClock>) -> App {
+        let store: Arc<dyn UserStore> = Arc::new(
+            SqliteStore::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .unwrap(),
+        );
+        let auth = Auth::builder_shared(store).shared_clock(clock).build();
+        let api_keys = ApiKeys::new(&auth, TokenFormat::new("q_").unwrap());
+        let mut keys = Vec::new();
+        for (name, roles) in [("ada", vec![]), ("root", vec!["admin"])] {
+            let user = match auth.store().user_by_username(name).await.unwrap() {
+                Some(user) => user,
+                None => auth
+                    .store()
+                    .create_user(NewUser::new(name).roles(roles), auth.now())
+                    .await
+                    .unwrap(),
+            };
+            keys.push(
+                api_keys
+                    .create(&user, NewApiKey::named("k"))
+                    .await
+                    .unwrap()
+                    .secret
+                    .into_exposed(),
+            );
+        }
+        let quota = QuotaLayer::daily(&auth, "messages", |identity| {
+            (!identity.has_role("admin")).then_some(3)
+        })
+        .unwrap();
+        let router = Router::new()
+            .route("/chat", get(|| async { "ok" }).layer(quota))
+            .layer(AuthLayer::builder().source(Bearer::new(api_keys)).build());
+        App { router, keys }
+    }
+
+    async fn chat(app: &App, key: Option<&str>) -> Response {
+        let mut request = Request::get("/chat");
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        app.router
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_daily_quota_resets_at_the_boundary_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("quota.db");
+        let clock = Arc::new(ManualClock::new(datetime!(2026-11-25 20:00 UTC)));
+        let first = app(&db, clock.clone()).await;
+        let ada = first.keys[0].clone();
+        for remaining in [2, 1] {
+            let response = chat(&first, Some(&ada)).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(
+                response.headers()["ratelimit-policy"],
+                "\"messages\";q=3;w=86400"
+            );
+            assert_eq!(
+                response.headers()["ratelimit"],
+                format!("\"messages\";r={remaining};t=14400")
+            );
+        }
+        // A restart (a new Auth over the same database) keeps the count.
+        let second = app(&db, clock.clone()).await;
+        assert_eq!(chat(&second, Some(&ada)).await.status(), StatusCode::OK);
+        let refused = chat(&second, Some(&ada)).await;
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            refused.headers()["retry-after"],
+            "14400",
+            "until midnight UTC"
+        );
+        // Unlimited users and anonymous requests are not counted.
+        for _ in 0..10 {
+            assert_eq!(
+                chat(&second, Some(&second.keys[1])).await.status(),
+                StatusCode::OK
+            );
+            assert_eq!(chat(&second, None).await.status(), StatusCode::OK);
+        }
+        clock.advance(Duration::from_secs(4 * 3600));
+        assert_eq!(
+            chat(&second, Some(&ada)).await.status(),
+            StatusCode::OK,
+            "a new day"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_quota_boundary_follows_the_configured_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(datetime!(2026-11-25 20:00 UTC)));
+        let store: Arc<dyn UserStore> = Arc::new(
+            SqliteStore::connect(&format!("sqlite://{}", dir.path().join("q.db").display()))
+                .await
+                .unwrap(),
+        );
+        let auth = Auth::builder_shared(store).shared_clock(clock).build();
+        let api_keys = ApiKeys::new(&auth, TokenFormat::new("q_").unwrap());
+        let user = auth
+            .store()
+            .create_user(NewUser::new("ada"), auth.now())
+            .await
+            .unwrap();
+        let key = api_keys
+            .create(&user, NewApiKey::named("k"))
+            .await
+            .unwrap()
+            .secret
+            .into_exposed();
+        let quota = QuotaLayer::daily(&auth, "messages", |_| Some(1))
+            .unwrap()
+            .resets_at(time::UtcOffset::from_hms(-5, 0, 0).unwrap());
+        let router: Router = Router::new()
+            .route("/chat", get(|| async { "ok" }).layer(quota))
+            .layer(AuthLayer::builder().source(Bearer::new(api_keys)).build());
+        let request = || {
+            Request::get("/chat")
+                .header("authorization", format!("Bearer {key}"))
+                .body(Body::empty())
+                .unwrap()
+        };
+        router.clone().oneshot(request()).await.unwrap();
+        let refused = router.oneshot(request()).await.unwrap();
+        // 20:00 UTC is 15:00 at UTC-5: nine hours to that midnight.
+        assert_eq!(refused.headers()["retry-after"], "32400");
+    }
+}
+
+mod throttle {
+    use portcullis::clock::ManualClock;
+    use portcullis::ratelimit::{LoginThrottle, ThrottlePolicy};
+
+    use super::*;
+
+    fn ip(n: u8) -> Option<std::net::IpAddr> {
+        Some(std::net::IpAddr::from([198, 51, 100, n]))
+    }
+
+    /// Two instances share one throttle through Redis.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_redis_throttle_is_shared_by_instances_and_follows_the_policy() {
+        let Some(url) = common::redis_url() else {
+            return;
+        };
+        let prefix = common::redis_prefix();
+        let clock = Arc::new(ManualClock::starting_now());
+        let instance = || {
+            LoginThrottle::redis(&url, ThrottlePolicy::default(), WhenRedisDown::FailClosed)
+                .unwrap()
+                .prefix(prefix.clone())
+                .clock(clock.clone())
+        };
+        let (a, b) = (instance(), instance());
+        b.succeeded("ada", ip(7)).await;
+        for n in 0..5 {
+            let instance = if n % 2 == 0 { &a } else { &b };
+            instance.check("ada", ip(66)).await.unwrap();
+            instance.failed("ada", ip(66)).await;
+        }
+        let throttled = a.check("ada", ip(66)).await.unwrap_err();
+        assert_eq!(throttled.retry_after, Duration::from_secs(1));
+        assert!(
+            b.check("ada", ip(7)).await.is_ok(),
+            "the owner's known address is exempt"
+        );
+        clock.advance(Duration::from_secs(1));
+        assert!(b.check("ada", ip(66)).await.is_ok());
+        b.failed("ada", ip(66)).await;
+        assert_eq!(
+            a.check("ada", ip(66)).await.unwrap_err().retry_after,
+            Duration::from_secs(2)
+        );
+        a.succeeded("ada", ip(8)).await;
+        assert!(
+            b.check("ada", ip(9)).await.is_ok(),
+            "success cleared the account"
+        );
+        common::redis_delete_prefix(&url, &prefix).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_redis_throttle_fails_open_or_closed_when_redis_is_down() {
+        let dead = "redis://127.0.0.1:1";
+        let open =
+            LoginThrottle::redis(dead, ThrottlePolicy::default(), WhenRedisDown::FailOpen).unwrap();
+        let closed =
+            LoginThrottle::redis(dead, ThrottlePolicy::default(), WhenRedisDown::FailClosed)
+                .unwrap();
+        let started = Instant::now();
+        assert!(open.check("ada", ip(1)).await.is_ok());
+        open.failed("ada", ip(1)).await;
+        assert!(closed.check("ada", ip(1)).await.is_err());
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+}
