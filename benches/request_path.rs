@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
-use portcullis::source::Bearer;
+use portcullis::source::{Bearer, CredentialSource, Credentials, TokenResolver, bearer_token};
 use portcullis::store::{MemoryStore, NewUser};
 use portcullis::token::jwt::{JwtKey, JwtKeys};
 use portcullis::token::{TokenDigest, TokenFormat};
@@ -22,10 +22,16 @@ use tower::{Service, ServiceExt};
 
 struct Fixture {
     bare: Router,
+    /// The bare router behind a layer that does nothing, so that axum's per-layer cost (each
+    /// `Router::layer` boxes the route once more) is not charged to portcullis.
+    noop_layer: Router,
+    /// The floor for any authentication layer: insert an already-known identity, no lookup.
+    insert_identity: Router,
     authenticated: Router,
     api_key: String,
     jwt: String,
     access: AccessTokens,
+    api_keys: ApiKeys,
 }
 
 async fn fixture() -> Fixture {
@@ -46,18 +52,31 @@ async fn fixture() -> Fixture {
         .into_exposed();
     let jwt = access.issue(&user, None).unwrap().token.into_exposed();
     let bare = Router::new().route("/", get(|| async { "ok" }));
+    let noop_layer = bare.clone().layer(tower::util::MapRequestLayer::new(
+        |request: Request<Body>| request,
+    ));
+    let known = api_keys.resolve(&api_key).await.unwrap();
+    let insert_identity = bare.clone().layer(tower::util::MapRequestLayer::new(
+        move |mut request: Request<Body>| {
+            request.extensions_mut().insert(known.clone());
+            request
+        },
+    ));
     let authenticated = bare.clone().layer(
         AuthLayer::builder()
-            .source(Bearer::new(api_keys))
+            .source(Bearer::new(api_keys.clone()))
             .source(Bearer::new(access.clone()))
             .build(),
     );
     Fixture {
         bare,
+        noop_layer,
+        insert_identity,
         authenticated,
         api_key,
         jwt,
         access,
+        api_keys,
     }
 }
 
@@ -76,8 +95,14 @@ fn request_path(c: &mut Criterion) {
         .unwrap();
     let fixture = runtime.block_on(fixture());
     let mut group = c.benchmark_group("request");
-    let cases: [(&str, &Router, Option<&str>); 4] = [
+    let cases: [(&str, &Router, Option<&str>); 6] = [
         ("bare_axum", &fixture.bare, None),
+        ("noop_layer", &fixture.noop_layer, None),
+        (
+            "insert_identity",
+            &fixture.insert_identity,
+            Some(&fixture.api_key),
+        ),
         ("auth_layer_anonymous", &fixture.authenticated, None),
         (
             "api_key_cached",
@@ -112,6 +137,33 @@ fn request_path(c: &mut Criterion) {
             })
         });
     }
+    group.finish();
+
+    // The pieces of a cached request, to see where its cost over `noop_layer` goes.
+    let mut group = c.benchmark_group("pieces");
+    let api_source = Bearer::new(fixture.api_keys.clone());
+    let api_request = request(Some(&fixture.api_key)).into_parts().0;
+    group.bench_function("api_key_lookup", |b| {
+        b.iter(|| black_box(api_source.lookup(&Credentials::new(black_box(&api_request)))))
+    });
+    group.bench_function("api_key_resolve_now", |b| {
+        b.iter(|| black_box(fixture.api_keys.resolve_now(black_box(&fixture.api_key))))
+    });
+    group.bench_function("bearer_token", |b| {
+        b.iter(|| black_box(bearer_token(black_box(&api_request.headers)).is_ok()))
+    });
+    let identity = fixture
+        .api_keys
+        .resolve_now(&fixture.api_key)
+        .unwrap()
+        .unwrap();
+    group.bench_function("extensions_insert", |b| {
+        b.iter(|| {
+            let mut extensions = http::Extensions::new();
+            extensions.insert(black_box(identity.clone()));
+            black_box(extensions)
+        })
+    });
     group.finish();
 
     let mut group = c.benchmark_group("uncached");

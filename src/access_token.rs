@@ -300,26 +300,35 @@ impl AccessTokens {
     }
 }
 
+impl AccessTokens {
+    fn cache_key(&self, token: &str) -> Result<CacheKey, AuthError> {
+        // Refused before hashing: an oversized token costs nothing.
+        if token.len() > self.inner.config.max_len {
+            return Err(InvalidToken::TooLarge.into());
+        }
+        Ok(CacheKey::new(Domain::AccessToken, TokenDigest::of(token)))
+    }
+}
+
 #[async_trait]
 impl TokenResolver for AccessTokens {
     fn recognizes(&self, token: &str) -> bool {
         looks_like_jwt(token)
     }
 
+    fn resolve_now(&self, token: &str) -> Option<Result<Identity, AuthError>> {
+        let key = match self.cache_key(token) {
+            Ok(key) => key,
+            Err(refused) => return Some(Err(refused)),
+        };
+        self.inner.auth.resolve_cached(&key)
+    }
+
     async fn resolve(&self, token: &str) -> Result<Identity, AuthError> {
-        if token.len() > self.inner.config.max_len {
-            return Err(InvalidToken::TooLarge.into());
-        }
-        let key = CacheKey::new(Domain::AccessToken, TokenDigest::of(token));
-        match self
-            .inner
+        let key = self.cache_key(token)?;
+        self.inner
             .auth
-            .cache()
-            .get_or_load(key, |epoch| self.load(token, epoch))
-            .await?
-        {
-            Cached::Found(entry) => self.inner.auth.admit(&entry),
-            Cached::Rejected(reason) => Err(reason.into()),
-        }
+            .resolve_loading(key, |epoch| self.load(token, epoch))
+            .await
     }
 }

@@ -261,30 +261,38 @@ impl ApiKeys {
     }
 }
 
-#[async_trait]
-impl TokenResolver for ApiKeys {
-    fn recognizes(&self, token: &str) -> bool {
-        self.inner.format.recognizes(token)
-    }
-
-    async fn resolve(&self, token: &str) -> Result<Identity, AuthError> {
-        // Syntax and checksum first: a mistyped or forged key never reaches cache or store.
+impl ApiKeys {
+    /// Syntax and checksum first: a mistyped or forged key never reaches cache or store.
+    fn cache_key(&self, token: &str) -> Result<(CacheKey, TokenDigest), AuthError> {
         let digest = self
             .inner
             .format
             .parse(token)
             .map_err(|error| AuthError::InvalidToken(error.into()))?
             .digest();
-        let key = CacheKey::new(Domain::ApiKey, digest);
-        match self
-            .inner
+        Ok((CacheKey::new(Domain::ApiKey, digest), digest))
+    }
+}
+
+#[async_trait]
+impl TokenResolver for ApiKeys {
+    fn recognizes(&self, token: &str) -> bool {
+        self.inner.format.recognizes(token)
+    }
+
+    fn resolve_now(&self, token: &str) -> Option<Result<Identity, AuthError>> {
+        let (key, _) = match self.cache_key(token) {
+            Ok(key) => key,
+            Err(refused) => return Some(Err(refused)),
+        };
+        self.inner.auth.resolve_cached(&key)
+    }
+
+    async fn resolve(&self, token: &str) -> Result<Identity, AuthError> {
+        let (key, digest) = self.cache_key(token)?;
+        self.inner
             .auth
-            .cache()
-            .get_or_load(key, |epoch| self.load(digest, epoch))
-            .await?
-        {
-            Cached::Found(entry) => self.inner.auth.admit(&entry),
-            Cached::Rejected(reason) => Err(reason.into()),
-        }
+            .resolve_loading(key, |epoch| self.load(digest, epoch))
+            .await
     }
 }

@@ -11,7 +11,7 @@ use crate::audit::{AuditEvent, AuditKind, EventSink, TracingEvents};
 use crate::bus::{
     CredentialKey, Invalidation, InvalidationBus, Message, Subscriber, SubscriberSink, WhenBusDown,
 };
-use crate::cache::{CacheConfig, CacheKey, CredentialCache, Resolved};
+use crate::cache::{CacheConfig, CacheKey, Cached, CredentialCache, Resolved};
 use crate::clock::{Clock, SystemClock};
 use crate::error::AuthError;
 use crate::store::{FamilyId, StoreError, User, UserId, UserStore, UserUpdate};
@@ -146,7 +146,7 @@ impl AuthBuilder {
     /// Builds the [`Auth`]. With a bus, the subscription starts at once inside a tokio runtime,
     /// otherwise on first use.
     pub fn build(self) -> Auth {
-        let cache = CredentialCache::new(&self.cache);
+        let cache = CredentialCache::new(&self.cache, Arc::clone(&self.clock));
         let bus = self.bus.map(|bus| {
             // Until the first subscription is in place, missed messages cannot be ruled out.
             cache.set_bypass(self.when_bus_down == WhenBusDown::BypassCache);
@@ -264,7 +264,7 @@ impl Auth {
     /// Applies `invalidation` locally, then publishes it. A publishing failure is logged; the
     /// other instances' cache TTL (or their fail-closed policy) bounds the damage.
     async fn invalidate(&self, invalidation: Invalidation) {
-        apply(&self.inner.cache, &invalidation).await;
+        apply(&self.inner.cache, &invalidation);
         let Some(link) = &self.inner.bus else {
             return;
         };
@@ -321,10 +321,44 @@ impl Auth {
         Ok(self.inner.store.user_by_id(id).await?)
     }
 
+    /// The identity a cached credential stands for, if the cache holds a current answer for
+    /// `key`: the synchronous request path, one clock read.
+    pub(crate) fn resolve_cached(
+        &self,
+        key: &CacheKey,
+    ) -> Option<Result<crate::Identity, AuthError>> {
+        let now = self.inner.clock.now_micros();
+        self.cache()
+            .peek(key, now)
+            .map(|cached| self.answer(cached, now))
+    }
+
+    /// Like [`resolve_cached`](Self::resolve_cached), loading a missing answer with `load`
+    /// (called with the cache epoch to record in the entry).
+    pub(crate) async fn resolve_loading<F, Fut>(
+        &self,
+        key: CacheKey,
+        load: F,
+    ) -> Result<crate::Identity, AuthError>
+    where
+        F: Fn(u64) -> Fut,
+        Fut: std::future::Future<Output = Result<Cached, AuthError>>,
+    {
+        let cached = self.cache().get_or_load(key, load).await?;
+        self.answer(cached, self.inner.clock.now_micros())
+    }
+
+    /// The identity a cache answer stands for, or why it is refused.
+    fn answer(&self, cached: Cached, now: i64) -> Result<crate::Identity, AuthError> {
+        match cached {
+            Cached::Found(entry) => self.admit(&entry, now),
+            Cached::Rejected(reason) => Err(reason.into()),
+        }
+    }
+
     /// The request-path check every cached credential passes: not expired, owner active, and
     /// the use noted for write-behind.
-    pub(crate) fn admit(&self, entry: &Resolved) -> Result<crate::Identity, AuthError> {
-        let now = self.inner.clock.now_micros();
+    fn admit(&self, entry: &Resolved, now: i64) -> Result<crate::Identity, AuthError> {
         if entry.expires_at <= now {
             return Err(crate::InvalidToken::Expired.into());
         }
@@ -340,11 +374,11 @@ impl Auth {
     }
 }
 
-async fn apply(cache: &CredentialCache, invalidation: &Invalidation) {
+fn apply(cache: &CredentialCache, invalidation: &Invalidation) {
     match invalidation {
         Invalidation::User(user) => cache.invalidate_user(*user),
         Invalidation::Session(family) => cache.invalidate_family(family),
-        Invalidation::Credential(CredentialKey(key)) => cache.invalidate_key(*key).await,
+        Invalidation::Credential(CredentialKey(key)) => cache.invalidate_key(*key),
     }
 }
 
@@ -380,13 +414,7 @@ impl SubscriberSink for Sink {
         if message.origin == link.origin {
             return;
         }
-        let cache = &inner.cache;
-        match &message.invalidation {
-            Invalidation::User(user) => cache.invalidate_user(*user),
-            Invalidation::Session(family) => cache.invalidate_family(family),
-            // The log entry makes the next lookup reload; the entry itself expires on its own.
-            Invalidation::Credential(CredentialKey(key)) => cache.invalidate_key_later(*key),
-        }
+        apply(&inner.cache, &message.invalidation);
     }
 }
 

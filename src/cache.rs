@@ -2,9 +2,19 @@
 //!
 //! A cached API key, session id or repeated JWT costs one hash and one lookup instead of a
 //! store query or a signature check (DESIGN §2, §3). Positive entries live for a short TTL,
-//! negative ones (unknown, revoked or expired digests) for their own TTL; moka's TinyLFU
-//! admission keeps a flood of random tokens from evicting the hot entries, and the capacity
-//! bounds memory. Concurrent misses for one key share a single load.
+//! negative ones (unknown, revoked or expired digests) for their own TTL, measured on the
+//! [`Auth`](crate::Auth)'s clock (the one expiry is checked against, so a hit reads the clock
+//! once). An entry is trusted only between the instant it was stored and its TTL later, so a
+//! wall clock stepped backwards can stretch an entry's life by less than one TTL, never more. The map is `quick_cache`'s S3-FIFO cache: a key must be seen twice to reach
+//! the protected part, so a flood of random tokens cycles through the probationary part without
+//! evicting the hot entries, and the capacity bounds memory. Concurrent misses for one key share
+//! a single load.
+//!
+//! A hit is synchronous ([`CredentialCache::peek`]): the request path needs no `await` and no
+//! allocation for a cached credential. The map was chosen by measurement
+//! (`peers/benches/cache_map.rs`):
+//! a hit costs about a fifth of a `moka` hit, whose per-read bookkeeping dominated the request
+//! path.
 //!
 //! Invalidation is exact and cheap on the hot path: every invalidation (a user changed, a
 //! session ended, a key was revoked) appends to a short log and bumps an epoch. An entry
@@ -13,15 +23,15 @@
 //! loader records the epoch *before* it reads the store, an invalidation that races a load
 //! still reaches the entry it produced.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
-use moka::Expiry;
-use moka::future::Cache;
+use quick_cache::sync::Cache;
 
+use crate::clock::Clock;
 use crate::error::{AuthError, InvalidToken};
 use crate::identity::Identity;
 use crate::store::{FamilyId, TokenId, UserId};
@@ -225,28 +235,68 @@ impl InvalidationLog {
     }
 }
 
-struct TtlPolicy {
-    positive: Duration,
-    negative: Duration,
+/// A cached answer and the window (microseconds on the [`Clock`]) in which it is trusted.
+#[derive(Clone, Debug)]
+struct Entry {
+    answer: Cached,
+    stored_at: i64,
+    fresh_until: i64,
 }
 
-impl Expiry<CacheKey, Cached> for TtlPolicy {
-    fn expire_after_create(
-        &self,
-        _key: &CacheKey,
-        value: &Cached,
-        _created_at: Instant,
-    ) -> Option<Duration> {
-        Some(match value {
-            Cached::Found(_) => self.positive,
-            Cached::Rejected(_) => self.negative,
-        })
+impl Entry {
+    fn is_fresh(&self, now: i64) -> bool {
+        (self.stored_at..self.fresh_until).contains(&now)
+    }
+}
+
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// A load in flight, shared by every request that missed the same key meanwhile.
+type Inflight = Arc<tokio::sync::OnceCell<Result<Cached, AuthError>>>;
+
+/// One request's share in a load in flight. Dropping it (the load finished, or the request
+/// was cancelled mid-load) retires the shared load, so the map never outgrows the loads
+/// actually running.
+struct Flight<'a> {
+    cache: &'a CredentialCache,
+    key: CacheKey,
+    cell: Inflight,
+}
+
+impl<'a> Flight<'a> {
+    fn join(cache: &'a CredentialCache, key: CacheKey) -> Self {
+        let mut inflight = cache.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        let cell = Arc::clone(inflight.entry(key).or_default());
+        Self { cache, key, cell }
+    }
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        let mut inflight = self
+            .cache
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if inflight
+            .get(&self.key)
+            .is_some_and(|current| Arc::ptr_eq(current, &self.cell))
+        {
+            inflight.remove(&self.key);
+        }
     }
 }
 
 /// See the module documentation.
 pub(crate) struct CredentialCache {
-    entries: Cache<CacheKey, Cached>,
+    entries: Cache<CacheKey, Entry>,
+    clock: Arc<dyn Clock>,
+    positive_ttl: i64,
+    negative_ttl: i64,
+    /// Loads in flight, so that concurrent misses for one key cause one store query.
+    inflight: Mutex<HashMap<CacheKey, Inflight>>,
     log: InvalidationLog,
     /// Set while cached answers must not be trusted (the invalidation bus is down and the
     /// policy is to fail closed): every lookup loads from the store and nothing is cached.
@@ -256,23 +306,21 @@ pub(crate) struct CredentialCache {
 impl std::fmt::Debug for CredentialCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CredentialCache")
-            .field("entries", &self.entries.entry_count())
+            .field("entries", &self.entries.len())
             .field("epoch", &self.log.epoch())
             .finish()
     }
 }
 
 impl CredentialCache {
-    pub(crate) fn new(config: &CacheConfig) -> Self {
-        let entries = Cache::builder()
-            .max_capacity(config.capacity)
-            .expire_after(TtlPolicy {
-                positive: config.positive_ttl,
-                negative: config.negative_ttl,
-            })
-            .build();
+    pub(crate) fn new(config: &CacheConfig, clock: Arc<dyn Clock>) -> Self {
+        let capacity = usize::try_from(config.capacity).unwrap_or(usize::MAX);
         Self {
-            entries,
+            entries: Cache::new(capacity),
+            clock,
+            positive_ttl: micros(config.positive_ttl),
+            negative_ttl: micros(config.negative_ttl),
+            inflight: Mutex::new(HashMap::new()),
             log: InvalidationLog {
                 epoch: AtomicU64::new(0),
                 recent: RwLock::new(VecDeque::new()),
@@ -292,6 +340,36 @@ impl CredentialCache {
         self.log.epoch()
     }
 
+    /// The cached answer for `key` at `now` (microseconds on the clock), if there is a
+    /// current one: the synchronous hot path.
+    pub(crate) fn peek(&self, key: &CacheKey, now: i64) -> Option<Cached> {
+        if self.bypass.load(Ordering::Acquire) {
+            return None;
+        }
+        let hit = self.entries.get(key)?;
+        if hit.is_fresh(now) && self.is_current(key, &hit.answer) {
+            return Some(hit.answer);
+        }
+        self.entries.remove(key);
+        None
+    }
+
+    fn remember(&self, key: CacheKey, answer: &Cached) {
+        let ttl = match answer {
+            Cached::Found(_) => self.positive_ttl,
+            Cached::Rejected(_) => self.negative_ttl,
+        };
+        let stored_at = self.clock.now_micros();
+        self.entries.insert(
+            key,
+            Entry {
+                answer: answer.clone(),
+                stored_at,
+                fresh_until: stored_at.saturating_add(ttl),
+            },
+        );
+    }
+
     /// Returns the cached answer for `key`, or runs `load` (once, however many tasks ask
     /// concurrently) and caches its answer. Errors (e.g. store unavailable) are not cached.
     pub(crate) async fn get_or_load<F, Fut>(
@@ -306,23 +384,29 @@ impl CredentialCache {
         if self.bypass.load(Ordering::Acquire) {
             return load(self.epoch()).await;
         }
-        if let Some(hit) = self.entries.get(&key).await {
-            if self.is_current(&key, &hit) {
-                return Ok(hit);
-            }
-            self.entries.invalidate(&key).await;
+        if let Some(hit) = self.peek(&key, self.clock.now_micros()) {
+            return Ok(hit);
         }
-        let loaded = self
-            .entries
-            .try_get_with(key, async { load(self.epoch()).await })
+        let flight = Flight::join(self, key);
+        let loaded = flight
+            .cell
+            .get_or_init(|| async {
+                let loaded = load(self.epoch()).await;
+                if let Ok(answer) = &loaded {
+                    self.remember(key, answer);
+                }
+                loaded
+            })
             .await
-            .map_err(|error| (*error).clone())?;
+            .clone();
+        drop(flight);
+        let loaded = loaded?;
         if self.is_current(&key, &loaded) {
             return Ok(loaded);
         }
-        // Invalidated while it was being loaded (or a stale twin raced in): answer from a
-        // fresh load and let the next request cache it.
-        self.entries.invalidate(&key).await;
+        // Invalidated while it was being loaded: answer from a fresh load and let the next
+        // request cache it.
+        self.entries.remove(&key);
         load(self.epoch()).await
     }
 
@@ -353,21 +437,15 @@ impl CredentialCache {
     }
 
     /// Drops one credential (an API key was revoked).
-    pub(crate) async fn invalidate_key(&self, key: CacheKey) {
+    pub(crate) fn invalidate_key(&self, key: CacheKey) {
         self.log.push(Target::Key(key));
-        self.entries.invalidate(&key).await;
-    }
-
-    /// Like [`invalidate_key`](Self::invalidate_key), from synchronous code: the next lookup
-    /// reloads, and the stale entry is replaced then or expires.
-    pub(crate) fn invalidate_key_later(&self, key: CacheKey) {
-        self.log.push(Target::Key(key));
+        self.entries.remove(&key);
     }
 
     /// Drops everything (the invalidation bus reconnected: messages may have been missed).
     pub(crate) fn invalidate_everything(&self) {
         self.log.push(Target::Everything);
-        self.entries.invalidate_all();
+        self.entries.clear();
     }
 
     /// Drops every entry of one resolver kind (a JWT key set was replaced).
@@ -376,9 +454,8 @@ impl CredentialCache {
     }
 
     #[cfg(test)]
-    pub(crate) async fn entry_count(&self) -> u64 {
-        self.entries.run_pending_tasks().await;
-        self.entries.entry_count()
+    pub(crate) fn entry_count(&self) -> u64 {
+        self.entries.len() as u64
     }
 }
 
@@ -423,8 +500,21 @@ mod tests {
         )))
     }
 
+    use crate::clock::ManualClock;
+
+    fn system() -> Arc<dyn Clock> {
+        Arc::new(crate::clock::SystemClock)
+    }
+
     fn key(n: u8) -> CacheKey {
         CacheKey::new(Domain::ApiKey, TokenDigest::from_bytes([n; 32]))
+    }
+
+    /// Distinct keys beyond the 256 of [`key`], in `series` so that two series never meet.
+    fn numbered(series: u8, n: u32) -> CacheKey {
+        let mut bytes = [series; 32];
+        bytes[..4].copy_from_slice(&n.to_le_bytes());
+        CacheKey::new(Domain::ApiKey, TokenDigest::from_bytes(bytes))
     }
 
     struct Counted {
@@ -455,7 +545,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_hit_does_not_load_again() {
-        let cache = CredentialCache::new(&CacheConfig::default());
+        let cache = CredentialCache::new(&CacheConfig::default(), system());
         let counted = Counted::new();
         for _ in 0..3 {
             cache
@@ -468,7 +558,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_misses_for_one_key_load_once() {
-        let cache = Arc::new(CredentialCache::new(&CacheConfig::default()));
+        let cache = Arc::new(CredentialCache::new(&CacheConfig::default(), system()));
         let counted = Arc::new(Counted::new());
         let tasks: Vec<_> = (0..64)
             .map(|_| {
@@ -495,8 +585,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_load_abandoned_by_its_request_leaves_nothing_behind() {
+        let cache = CredentialCache::new(&CacheConfig::default(), system());
+        let counted = Counted::new();
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(10),
+            cache.get_or_load(key(3), |epoch| {
+                let counted = &counted;
+                async move {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    counted.load(1, None, epoch).await
+                }
+            }),
+        )
+        .await;
+        assert!(
+            abandoned.is_err(),
+            "the slow load should have been cancelled"
+        );
+        assert!(cache.inflight.lock().unwrap().is_empty());
+        cache
+            .get_or_load(key(3), |epoch| counted.load(1, None, epoch))
+            .await
+            .unwrap();
+        assert_eq!(counted.loads(), 1);
+        assert!(cache.inflight.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn invalidating_a_user_reloads_only_that_users_entries() {
-        let cache = CredentialCache::new(&CacheConfig::default());
+        let cache = CredentialCache::new(&CacheConfig::default(), system());
         let counted = Counted::new();
         cache
             .get_or_load(key(1), |e| counted.load(1, None, e))
@@ -520,7 +638,7 @@ mod tests {
 
     #[tokio::test]
     async fn invalidating_a_family_reloads_its_entries() {
-        let cache = CredentialCache::new(&CacheConfig::default());
+        let cache = CredentialCache::new(&CacheConfig::default(), system());
         let counted = Counted::new();
         cache
             .get_or_load(key(1), |e| counted.load(1, Some("f1"), e))
@@ -544,7 +662,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_invalidation_racing_a_load_still_reaches_its_entry() {
-        let cache = CredentialCache::new(&CacheConfig::default());
+        let cache = CredentialCache::new(&CacheConfig::default(), system());
         let counted = Counted::new();
         // The first load reads the store, then an invalidation lands before it is cached.
         let first = std::sync::atomic::AtomicBool::new(true);
@@ -571,7 +689,7 @@ mod tests {
             invalidation_log: 2,
             ..CacheConfig::default()
         };
-        let cache = CredentialCache::new(&config);
+        let cache = CredentialCache::new(&config, system());
         let counted = Counted::new();
         cache
             .get_or_load(key(1), |e| counted.load(1, None, e))
@@ -589,7 +707,7 @@ mod tests {
 
     #[tokio::test]
     async fn rejections_are_cached_and_errors_are_not() {
-        let cache = CredentialCache::new(&CacheConfig::default());
+        let cache = CredentialCache::new(&CacheConfig::default(), system());
         let loads = AtomicUsize::new(0);
         for _ in 0..3 {
             let answer = cache
@@ -659,7 +777,7 @@ mod tests {
             fn lookups_reload_exactly_after_a_relevant_invalidation(ops in proptest::collection::vec(op(), 1..60)) {
                 let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
                 runtime.block_on(async {
-                    let cache = CredentialCache::new(&CacheConfig::default());
+                    let cache = CredentialCache::new(&CacheConfig::default(), system());
                     let mut stale: HashMap<u8, bool> = HashMap::new();
                     let mut loaded: HashMap<u8, i64> = HashMap::new();
                     let mut stamp = 0i64;
@@ -697,7 +815,7 @@ mod tests {
                                 for k in (0..8).filter(|k| k % 2 == f) { stale.insert(k, true); }
                             }
                             Op::InvalidateKey(k) => {
-                                cache.invalidate_key(key(k)).await;
+                                cache.invalidate_key(key(k));
                                 stale.insert(k, true);
                             }
                         }
@@ -709,8 +827,96 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn entries_expire_after_their_ttl() {
+        let ttl = Duration::from_secs(30);
+        let config = CacheConfig::default()
+            .positive_ttl(ttl)
+            .negative_ttl(ttl * 2);
+        let clock = Arc::new(ManualClock::starting_now());
+        let cache = CredentialCache::new(&config, clock.clone());
+        let counted = Counted::new();
+        let rejected = AtomicUsize::new(0);
+        let reject = |_epoch| async {
+            rejected.fetch_add(1, Ordering::SeqCst);
+            Ok(Cached::Rejected(InvalidToken::Unknown))
+        };
+        cache
+            .get_or_load(key(1), |epoch| counted.load(1, None, epoch))
+            .await
+            .unwrap();
+        cache.get_or_load(key(2), reject).await.unwrap();
+        clock.advance(ttl - Duration::from_micros(1));
+        assert!(cache.peek(&key(1), clock.now_micros()).is_some());
+        clock.advance(Duration::from_micros(1));
+        assert!(
+            cache.peek(&key(1), clock.now_micros()).is_none(),
+            "positive entry outlived its TTL"
+        );
+        assert!(
+            cache.peek(&key(2), clock.now_micros()).is_some(),
+            "negative TTL is separate"
+        );
+        clock.advance(ttl);
+        assert!(
+            cache.peek(&key(2), clock.now_micros()).is_none(),
+            "negative entry outlived its TTL"
+        );
+        cache
+            .get_or_load(key(1), |epoch| counted.load(1, None, epoch))
+            .await
+            .unwrap();
+        cache.get_or_load(key(2), reject).await.unwrap();
+        assert_eq!(counted.loads(), 2);
+        assert_eq!(rejected.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_clock_stepped_back_before_an_entry_was_stored_voids_it() {
+        let clock = Arc::new(ManualClock::starting_now());
+        let cache = CredentialCache::new(&CacheConfig::default(), clock.clone());
+        let counted = Counted::new();
+        cache
+            .get_or_load(key(1), |epoch| counted.load(1, None, epoch))
+            .await
+            .unwrap();
+        let stored = clock.now();
+        clock.set(stored - time::Duration::hours(1));
+        assert!(cache.peek(&key(1), clock.now_micros()).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_unknown_tokens_does_not_evict_the_hot_entries() {
+        let cache = CredentialCache::new(&CacheConfig::default().capacity(1_000), system());
+        let counted = Counted::new();
+        let hot: Vec<CacheKey> = (0..500u32).map(|n| numbered(0, n)).collect();
+        for _ in 0..2 {
+            for &k in &hot {
+                cache
+                    .get_or_load(k, |epoch| counted.load(1, None, epoch))
+                    .await
+                    .unwrap();
+            }
+        }
+        for n in 0..50_000u32 {
+            cache
+                .get_or_load(numbered(1, n), |_| async {
+                    Ok(Cached::Rejected(InvalidToken::Unknown))
+                })
+                .await
+                .unwrap();
+        }
+        let now = crate::clock::SystemClock.now_micros();
+        let survivors = hot.iter().filter(|k| cache.peek(k, now).is_some()).count();
+        assert!(
+            survivors >= 450,
+            "only {survivors} of 500 hot entries survived"
+        );
+        assert!(cache.entry_count() <= 1_100);
+    }
+
+    #[tokio::test]
     async fn capacity_bounds_the_number_of_entries() {
-        let cache = CredentialCache::new(&CacheConfig::default().capacity(100));
+        let cache = CredentialCache::new(&CacheConfig::default().capacity(100), system());
         for n in 0..2_000u32 {
             let digest = TokenDigest::of(&n.to_string());
             cache
@@ -720,6 +926,6 @@ mod tests {
                 .await
                 .unwrap();
         }
-        assert!(cache.entry_count().await <= 100);
+        assert!(cache.entry_count() <= 100);
     }
 }

@@ -13,9 +13,9 @@ type Authenticating<E> = Pin<Box<dyn Future<Output = Result<Response, E>> + Send
 pin_project! {
     /// Response future for [`AuthService`](super::AuthService).
     ///
-    /// A request that carries no credential goes straight to the inner service's future. One
-    /// that does runs the credential sources first; they are asynchronous trait objects, so
-    /// that step is a boxed future.
+    /// A request whose credential every source could judge without waiting (none, a cached
+    /// one, or a bad one) goes straight to the inner service's future or its refusal. Only a
+    /// source that must wait (a store query) makes a boxed future.
     pub struct ResponseFuture<F, E> {
         #[pin]
         state: State<F, E>,
@@ -26,6 +26,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F, E> {
         Direct { #[pin] future: F },
+        Ready { response: Option<Response> },
         Authenticating { future: Authenticating<E> },
     }
 }
@@ -34,6 +35,14 @@ impl<F, E> ResponseFuture<F, E> {
     pub(super) fn direct(future: F) -> Self {
         Self {
             state: State::Direct { future },
+        }
+    }
+
+    pub(super) fn ready(response: Response) -> Self {
+        Self {
+            state: State::Ready {
+                response: Some(response),
+            },
         }
     }
 
@@ -57,6 +66,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::Direct { future } => future.poll(cx),
+            StateProj::Ready { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => panic!("ResponseFuture polled after completion"),
+            },
             StateProj::Authenticating { future } => future.as_mut().poll(cx),
         }
     }

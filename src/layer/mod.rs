@@ -11,7 +11,6 @@ mod service;
 use std::fmt;
 use std::sync::Arc;
 
-use http::request::Parts;
 use tower_layer::Layer;
 
 pub use future::ResponseFuture;
@@ -19,7 +18,7 @@ pub use service::AuthService;
 
 use crate::error::{AuthError, ErrorRenderer, InvalidToken, JsonErrors, Renderer};
 use crate::identity::Identity;
-use crate::source::CredentialSource;
+use crate::source::{CredentialSource, Credentials, Lookup};
 
 /// The authentication layer. Cheap to clone.
 ///
@@ -53,6 +52,9 @@ pub struct AuthLayer {
 struct Config {
     sources: Vec<Box<dyn CredentialSource>>,
     renderer: Renderer,
+    /// Whether the renderer differs from the default, so that guards and extractors further in
+    /// must be told about it (otherwise they fall back to the default without a lookup).
+    custom_renderer: bool,
     refuse_unrecognized: bool,
 }
 
@@ -68,7 +70,7 @@ impl fmt::Debug for AuthLayer {
 /// Configures an [`AuthLayer`].
 pub struct AuthLayerBuilder {
     sources: Vec<Box<dyn CredentialSource>>,
-    renderer: Arc<dyn ErrorRenderer>,
+    renderer: Option<Arc<dyn ErrorRenderer>>,
     refuse_unrecognized: bool,
 }
 
@@ -85,7 +87,7 @@ impl AuthLayer {
     pub fn builder() -> AuthLayerBuilder {
         AuthLayerBuilder {
             sources: Vec::new(),
-            renderer: Arc::new(JsonErrors::default()),
+            renderer: None,
             refuse_unrecognized: true,
         }
     }
@@ -103,7 +105,7 @@ impl AuthLayerBuilder {
     /// extractors behind this layer use the same renderer.
     #[must_use]
     pub fn renderer(mut self, renderer: impl ErrorRenderer) -> Self {
-        self.renderer = Arc::new(renderer);
+        self.renderer = Some(Arc::new(renderer));
         self
     }
 
@@ -123,34 +125,81 @@ impl AuthLayerBuilder {
         AuthLayer {
             config: Arc::new(Config {
                 sources: self.sources,
-                renderer: Renderer(self.renderer),
+                custom_renderer: self.renderer.is_some(),
+                renderer: Renderer(
+                    self.renderer
+                        .unwrap_or_else(|| Arc::new(JsonErrors::default())),
+                ),
                 refuse_unrecognized: self.refuse_unrecognized,
             }),
         }
     }
 }
 
+/// What the sources say about a request without waiting.
+enum FirstLook {
+    Anonymous,
+    Authenticated(Identity),
+    Refused(AuthError),
+    /// The source at this index needs to wait (a store query).
+    Pending(usize),
+}
+
 impl Config {
-    /// Whether authenticating `request` needs any asynchronous work at all; `false` for the
-    /// common anonymous request, which then passes through without an allocation.
-    fn needs_authentication(&self, request: &Parts) -> bool {
-        self.refuse_unrecognized && request.headers.contains_key(http::header::AUTHORIZATION)
-            || self.sources.iter().any(|source| source.applies(request))
+    /// Asks each source in order what it can say without waiting, stopping at the first
+    /// answer or the first source that needs to wait.
+    fn first_look(&self, request: &Credentials<'_>) -> FirstLook {
+        for (index, source) in self.sources.iter().enumerate() {
+            match source.lookup(request) {
+                Lookup::Absent => {}
+                Lookup::Ready(Ok(identity)) => return FirstLook::Authenticated(identity),
+                Lookup::Ready(Err(error)) => return FirstLook::Refused(error),
+                Lookup::Pending => return FirstLook::Pending(index),
+            }
+        }
+        match self.unrecognized(request) {
+            Some(error) => FirstLook::Refused(error),
+            None => FirstLook::Anonymous,
+        }
     }
 
-    async fn authenticate(&self, request: &Parts) -> Result<Option<Identity>, AuthError> {
-        for source in &self.sources {
-            if !source.applies(request) {
-                continue;
-            }
-            if let Some(identity) = source.authenticate(request).await? {
-                return Ok(Some(identity));
+    /// Continues from the source at `from`, which needs to wait, through the later sources.
+    async fn authenticate_from(
+        &self,
+        from: usize,
+        request: &Credentials<'_>,
+    ) -> Result<Option<Identity>, AuthError> {
+        if let Some(identity) = self.sources[from].authenticate(request).await? {
+            return Ok(Some(identity));
+        }
+        for source in &self.sources[from + 1..] {
+            let found = match source.lookup(request) {
+                Lookup::Absent => None,
+                Lookup::Ready(answer) => Some(answer?),
+                Lookup::Pending => source.authenticate(request).await?,
+            };
+            if found.is_some() {
+                return Ok(found);
             }
         }
-        if self.refuse_unrecognized && request.headers.contains_key(http::header::AUTHORIZATION) {
-            return Err(InvalidToken::Malformed.into());
+        match self.unrecognized(request) {
+            Some(error) => Err(error),
+            None => Ok(None),
         }
-        Ok(None)
+    }
+
+    fn refuse(&self, error: &AuthError) -> axum_core::response::Response {
+        tracing::debug!(%error, "request refused by AuthLayer");
+        self.renderer.render(error)
+    }
+
+    /// A credential no source understood is refused, not ignored (unless configured so).
+    fn unrecognized(&self, request: &Credentials<'_>) -> Option<AuthError> {
+        let present = request
+            .parts()
+            .headers
+            .contains_key(http::header::AUTHORIZATION);
+        (self.refuse_unrecognized && present).then_some(InvalidToken::Malformed.into())
     }
 }
 

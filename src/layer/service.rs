@@ -7,7 +7,8 @@ use axum_core::response::Response;
 use http::Request;
 use tower_service::Service;
 
-use super::{Config, ResponseFuture};
+use super::{Config, FirstLook, ResponseFuture};
+use crate::source::Credentials;
 
 /// The middleware [`AuthLayer`](super::AuthLayer) produces.
 #[derive(Clone)]
@@ -44,26 +45,38 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let (mut parts, body) = request.into_parts();
-        parts.extensions.insert(self.config.renderer.clone());
-        if !self.config.needs_authentication(&parts) {
-            return ResponseFuture::direct(self.inner.call(Request::from_parts(parts, body)));
+        if self.config.custom_renderer {
+            parts.extensions.insert(self.config.renderer.clone());
         }
-        // The service that was polled ready handles this request; its clone stays behind.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let config = Arc::clone(&self.config);
-        ResponseFuture::authenticating(async move {
-            match config.authenticate(&parts).await {
-                Ok(Some(identity)) => {
-                    parts.extensions.insert(identity);
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::debug!(%error, "request refused by AuthLayer");
-                    return Ok(config.renderer.render(&error));
-                }
+        let look = self.config.first_look(&Credentials::new(&parts));
+        match look {
+            FirstLook::Anonymous => {
+                ResponseFuture::direct(self.inner.call(Request::from_parts(parts, body)))
             }
-            inner.call(Request::from_parts(parts, body)).await
-        })
+            FirstLook::Authenticated(identity) => {
+                parts.extensions.insert(identity);
+                ResponseFuture::direct(self.inner.call(Request::from_parts(parts, body)))
+            }
+            FirstLook::Refused(error) => ResponseFuture::ready(self.config.refuse(&error)),
+            FirstLook::Pending(from) => {
+                // The service that was polled ready handles this request; its clone stays behind.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let config = Arc::clone(&self.config);
+                ResponseFuture::authenticating(async move {
+                    let outcome = config
+                        .authenticate_from(from, &Credentials::new(&parts))
+                        .await;
+                    match outcome {
+                        Ok(Some(identity)) => {
+                            parts.extensions.insert(identity);
+                        }
+                        Ok(None) => {}
+                        Err(error) => return Ok(config.refuse(&error)),
+                    }
+                    inner.call(Request::from_parts(parts, body)).await
+                })
+            }
+        }
     }
 }

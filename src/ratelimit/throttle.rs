@@ -84,9 +84,12 @@ struct Failures {
 
 /// Where the failure counts live.
 enum State {
+    /// Entries past their lifetime are ignored when read and eventually evicted; the capacity
+    /// bounds memory however many accounts and addresses an attacker cycles through.
     Memory {
-        failures: moka::sync::Cache<String, Failures>,
-        known: moka::sync::Cache<String, ()>,
+        failures: quick_cache::sync::Cache<String, Failures>,
+        /// Until when (microseconds) an address that logged in is trusted for the account.
+        known: quick_cache::sync::Cache<String, i64>,
     },
     #[cfg(feature = "redis")]
     Redis(redis_state::RedisState),
@@ -119,6 +122,9 @@ impl std::fmt::Debug for LoginThrottle {
     }
 }
 
+/// The most failure counters (and, separately, trusted addresses) kept in memory.
+const MEMORY_CAPACITY: usize = 200_000;
+
 fn account_key(account: &str) -> String {
     format!("account:{}", account.to_ascii_lowercase())
 }
@@ -139,16 +145,11 @@ impl LoginThrottle {
 
     /// A throttle in memory with another policy.
     pub fn in_memory_with(policy: ThrottlePolicy) -> Self {
-        let failures = moka::sync::Cache::builder()
-            .max_capacity(200_000)
-            .time_to_idle(policy.forget_after)
-            .build();
-        let known = moka::sync::Cache::builder()
-            .max_capacity(200_000)
-            .time_to_live(policy.trust_known_address_for)
-            .build();
         Self {
-            state: State::Memory { failures, known },
+            state: State::Memory {
+                failures: quick_cache::sync::Cache::new(MEMORY_CAPACITY),
+                known: quick_cache::sync::Cache::new(MEMORY_CAPACITY),
+            },
             policy,
             clock: Arc::new(SystemClock),
         }
@@ -225,7 +226,7 @@ impl LoginThrottle {
         match &self.state {
             State::Memory { failures, .. } => {
                 for key in keys {
-                    let previous = failures.get(&key).unwrap_or_default();
+                    let previous = self.recent(failures.get(&key), now).unwrap_or_default();
                     failures.insert(
                         key,
                         Failures {
@@ -245,9 +246,13 @@ impl LoginThrottle {
     pub async fn succeeded(&self, account: &str, address: Option<IpAddr>) {
         match &self.state {
             State::Memory { failures, known } => {
-                failures.invalidate(&account_key(account));
+                failures.remove(&account_key(account));
                 if let Some(address) = address {
-                    known.insert(known_key(account, address), ());
+                    let trusted_until = self
+                        .clock
+                        .now_micros()
+                        .saturating_add(micros(self.policy.trust_known_address_for));
+                    known.insert(known_key(account, address), trusted_until);
                 }
             }
             #[cfg(feature = "redis")]
@@ -270,11 +275,18 @@ impl LoginThrottle {
         address: Option<IpAddr>,
     ) -> Option<(Option<Failures>, Option<Failures>, bool)> {
         match &self.state {
-            State::Memory { failures, known } => Some((
-                address.and_then(|a| failures.get(&address_key(a))),
-                failures.get(&account_key(account)),
-                address.is_some_and(|a| known.contains_key(&known_key(account, a))),
-            )),
+            State::Memory { failures, known } => {
+                let now = self.clock.now_micros();
+                Some((
+                    address.and_then(|a| self.recent(failures.get(&address_key(a)), now)),
+                    self.recent(failures.get(&account_key(account)), now),
+                    address.is_some_and(|a| {
+                        known
+                            .get(&known_key(account, a))
+                            .is_some_and(|trusted_until| now < trusted_until)
+                    }),
+                ))
+            }
             #[cfg(feature = "redis")]
             State::Redis(redis) => {
                 let known = address.map(|a| known_key(account, a));
@@ -289,6 +301,11 @@ impl LoginThrottle {
         }
     }
 
+    /// `failures`, unless the last one is older than the policy remembers.
+    fn recent(&self, failures: Option<Failures>, now: i64) -> Option<Failures> {
+        failures.filter(|f| now.saturating_sub(f.last) < micros(self.policy.forget_after))
+    }
+
     fn when_unavailable(&self) -> Result<(), Throttled> {
         match &self.state {
             State::Memory { .. } => Ok(()),
@@ -301,6 +318,10 @@ impl LoginThrottle {
             },
         }
     }
+}
+
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
 #[cfg(feature = "redis")]

@@ -36,33 +36,57 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
             "more than one Authorization header",
         ));
     }
-    let value = value
-        .to_str()
-        .map_err(|_| AuthError::InvalidRequest("Authorization header is not visible ASCII"))?;
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    // Bytes, not `to_str`: the token check below admits only ASCII, so the common case walks
+    // the header once; the slower checks run only to name what is wrong.
+    let bytes = value.as_bytes();
+    let (scheme, rest) = match bytes.iter().position(|&b| b == b' ') {
+        Some(space) => (&bytes[..space], &bytes[space + 1..]),
+        None => (bytes, &[][..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        value.to_str().map_err(|_| not_visible_ascii())?;
         return Ok(None);
     }
-    let token = rest.trim_start_matches(' ');
+    let first = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+    let token = &rest[first..];
     if token.is_empty() {
+        value.to_str().map_err(|_| not_visible_ascii())?;
         return Err(AuthError::InvalidRequest("empty bearer token"));
     }
-    if !is_b64token(token) {
-        return Err(AuthError::InvalidRequest(
-            "bearer token has invalid characters",
-        ));
+    match std::str::from_utf8(token) {
+        Ok(token) if is_b64token(token.as_bytes()) => Ok(Some(token)),
+        _ => {
+            value.to_str().map_err(|_| not_visible_ascii())?;
+            Err(AuthError::InvalidRequest(
+                "bearer token has invalid characters",
+            ))
+        }
     }
-    Ok(Some(token))
+}
+
+fn not_visible_ascii() -> AuthError {
+    AuthError::InvalidRequest("Authorization header is not visible ASCII")
 }
 
 /// RFC 6750 §2.1: `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-fn is_b64token(token: &str) -> bool {
-    let body = token.trim_end_matches('=');
-    !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+fn is_b64token(token: &[u8]) -> bool {
+    let padding = token.iter().rev().take_while(|&&b| b == b'=').count();
+    let body = &token[..token.len() - padding];
+    !body.is_empty() && body.iter().all(|&b| B64TOKEN[usize::from(b)])
 }
+
+/// Which bytes RFC 6750's `b64token` allows before its padding.
+static B64TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] =
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        byte += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
@@ -157,9 +181,58 @@ mod tests {
         fn accepted_tokens_are_always_b64tokens(value in "[ -~]{0,80}") {
             let map = headers(&[&value]);
             if let Ok(Some(token)) = bearer_token(&map) {
-                prop_assert!(is_b64token(token));
+                prop_assert!(is_b64token(token.as_bytes()));
                 prop_assert!(value.ends_with(token));
             }
         }
+
+        /// The byte-level parser answers exactly as the straightforward reading of RFC 6750
+        /// §2.1 does, errors included.
+        #[test]
+        fn agrees_with_the_reference_reading(
+            bytes in proptest::collection::vec(
+                prop_oneof![
+                    Just(b' '), Just(b'='), Just(b'.'), Just(b'\t'), Just(0x80u8), Just(0xffu8),
+                    any::<u8>(), b'a'..=b'z', b'A'..=b'Z',
+                ],
+                0..40,
+            ),
+            scheme in prop_oneof![Just("Bearer "), Just("bearer  "), Just("Basic "), Just("")],
+        ) {
+            let mut value = scheme.as_bytes().to_vec();
+            value.extend(bytes);
+            if let Ok(value) = HeaderValue::from_bytes(&value) {
+                let mut map = HeaderMap::new();
+                map.insert(AUTHORIZATION, value);
+                prop_assert_eq!(
+                    format!("{:?}", bearer_token(&map)),
+                    format!("{:?}", reference(&map))
+                );
+            }
+        }
+    }
+
+    fn reference(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+        let value = headers.get(AUTHORIZATION).unwrap();
+        let value = value.to_str().map_err(|_| not_visible_ascii())?;
+        let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Ok(None);
+        }
+        let token = rest.trim_start_matches(' ');
+        if token.is_empty() {
+            return Err(AuthError::InvalidRequest("empty bearer token"));
+        }
+        let body = token.trim_end_matches('=');
+        let valid = !body.is_empty()
+            && body.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+            });
+        if !valid {
+            return Err(AuthError::InvalidRequest(
+                "bearer token has invalid characters",
+            ));
+        }
+        Ok(Some(token))
     }
 }

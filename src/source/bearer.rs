@@ -1,9 +1,8 @@
 //! Tokens in `Authorization: Bearer`.
 
 use async_trait::async_trait;
-use http::request::Parts;
 
-use super::{CredentialSource, TokenResolver, bearer_token};
+use super::{CredentialSource, Credentials, Lookup, TokenResolver, lookup_token};
 use crate::error::AuthError;
 use crate::identity::Identity;
 
@@ -34,17 +33,18 @@ impl<R: TokenResolver> Bearer<R> {
 
 #[async_trait]
 impl<R: TokenResolver> CredentialSource for Bearer<R> {
-    fn applies(&self, request: &Parts) -> bool {
-        match bearer_token(&request.headers) {
-            Ok(Some(token)) => self.resolver.recognizes(token),
-            Ok(None) => false,
-            // Malformed: let `authenticate` report it.
-            Err(_) => true,
+    fn lookup(&self, request: &Credentials<'_>) -> Lookup {
+        match request.bearer_token() {
+            Err(error) => Lookup::Ready(Err(error)),
+            Ok(Some(token)) if self.resolver.recognizes(token) => {
+                lookup_token(&self.resolver, token)
+            }
+            Ok(_) => Lookup::Absent,
         }
     }
 
-    async fn authenticate(&self, request: &Parts) -> Result<Option<Identity>, AuthError> {
-        match bearer_token(&request.headers)? {
+    async fn authenticate(&self, request: &Credentials<'_>) -> Result<Option<Identity>, AuthError> {
+        match request.bearer_token()? {
             Some(token) if self.resolver.recognizes(token) => {
                 self.resolver.resolve(token).await.map(Some)
             }

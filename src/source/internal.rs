@@ -5,7 +5,7 @@ use http::HeaderName;
 use http::request::Parts;
 use subtle::ConstantTimeEq;
 
-use super::CredentialSource;
+use super::{CredentialSource, Credentials, Lookup};
 use crate::error::{AuthError, InvalidToken};
 use crate::identity::Identity;
 use crate::token::TokenDigest;
@@ -66,11 +66,22 @@ impl InternalKey {
 
 #[async_trait]
 impl CredentialSource for InternalKey {
-    fn applies(&self, request: &Parts) -> bool {
-        request.headers.contains_key(&self.header)
+    fn lookup(&self, request: &Credentials<'_>) -> Lookup {
+        match self.check(request.parts()) {
+            Ok(None) => Lookup::Absent,
+            Ok(Some(identity)) => Lookup::Ready(Ok(identity)),
+            Err(error) => Lookup::Ready(Err(error)),
+        }
     }
 
-    async fn authenticate(&self, request: &Parts) -> Result<Option<Identity>, AuthError> {
+    async fn authenticate(&self, request: &Credentials<'_>) -> Result<Option<Identity>, AuthError> {
+        self.check(request.parts())
+    }
+}
+
+impl InternalKey {
+    /// Entirely synchronous: a constant-time comparison of digests.
+    fn check(&self, request: &Parts) -> Result<Option<Identity>, AuthError> {
         let mut values = request.headers.get_all(&self.header).iter();
         let Some(value) = values.next() else {
             return Ok(None);

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use http::header::{CONNECTION, UPGRADE};
 use http::request::Parts;
 
-use super::{CredentialSource, TokenResolver};
+use super::{CredentialSource, Credentials, Lookup, TokenResolver, lookup_token};
 use crate::error::AuthError;
 use crate::identity::Identity;
 
@@ -78,11 +78,25 @@ fn is_websocket_upgrade(request: &Parts) -> bool {
 
 #[async_trait]
 impl<R: TokenResolver> CredentialSource for QueryToken<R> {
-    fn applies(&self, request: &Parts) -> bool {
-        self.applies_to(request) && request.uri.query().is_some()
+    fn lookup(&self, request: &Credentials<'_>) -> Lookup {
+        match self.token(request.parts()) {
+            Ok(None) => Lookup::Absent,
+            Ok(Some(token)) => lookup_token(&self.resolver, &token),
+            Err(error) => Lookup::Ready(Err(error)),
+        }
     }
 
-    async fn authenticate(&self, request: &Parts) -> Result<Option<Identity>, AuthError> {
+    async fn authenticate(&self, request: &Credentials<'_>) -> Result<Option<Identity>, AuthError> {
+        match self.token(request.parts())? {
+            Some(token) => self.resolver.resolve(&token).await.map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl<R: TokenResolver> QueryToken<R> {
+    /// The token of a request this source applies to, if it carries one.
+    fn token(&self, request: &Parts) -> Result<Option<String>, AuthError> {
         if !self.applies_to(request) {
             return Ok(None);
         }
@@ -101,6 +115,6 @@ impl<R: TokenResolver> CredentialSource for QueryToken<R> {
         if !self.resolver.recognizes(&token) {
             return Err(crate::InvalidToken::Malformed.into());
         }
-        self.resolver.resolve(&token).await.map(Some)
+        Ok(Some(token.into_owned()))
     }
 }
