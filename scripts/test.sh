@@ -29,7 +29,7 @@ cargo test --all-features --lib --tests --examples --benches
 step "documentation examples"
 cargo test --all-features --doc
 
-step "peer comparison benchmarks (one pass each, as tests)"
-(cd peers && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/peers" cargo test --benches)
+step "peer comparison: unit tests and one pass of each benchmark"
+(cd peers && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/peers" cargo test --all-targets)
 
 step "all tests passed"

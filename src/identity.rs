@@ -117,8 +117,10 @@ impl Scopes {
 }
 
 impl Identity {
-    /// An identity for a user account.
-    pub fn user(user: User, method: AuthMethod, scopes: Scopes) -> Self {
+    /// An identity for a user account. The user's password hash is dropped: handlers never
+    /// need it, and cached identities should not keep copies of it (OWASP ASVS 5.0 V11.7).
+    pub fn user(mut user: User, method: AuthMethod, scopes: Scopes) -> Self {
+        user.password_hash = None;
         Self(Arc::new(Inner {
             subject: Subject::User(user),
             method,
@@ -203,5 +205,32 @@ impl fmt::Debug for Identity {
             .field("method", self.method())
             .field("scopes", self.scopes())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_identity_never_carries_the_password_hash() {
+        let user = User {
+            id: UserId(1),
+            username: "ada".into(),
+            email: None,
+            full_name: None,
+            password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+            roles: vec![],
+            is_active: true,
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+            updated_at: time::OffsetDateTime::UNIX_EPOCH,
+            last_login: None,
+        };
+        let identity = Identity::user(
+            user,
+            AuthMethod::ApiKey { key_id: TokenId(1) },
+            Scopes::Unrestricted,
+        );
+        assert_eq!(identity.user_record().unwrap().password_hash, None);
     }
 }

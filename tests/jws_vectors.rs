@@ -8,8 +8,11 @@ use std::collections::BTreeMap;
 use portcullis::token::jwt::{DEFAULT_MAX_TOKEN_LEN, JwtKey, JwtKeys};
 use serde_json::Value;
 
+/// Reads a vector file relative to the package root, which `cargo test` makes the working
+/// directory (a compile-time `env!("CARGO_MANIFEST_DIR")` can outlive the clone it names when
+/// the build cache is shared).
 fn load(path: &str) -> Value {
-    let path = format!("{}/tests/vectors/{path}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("tests/vectors/{path}");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str(&text).unwrap()
 }

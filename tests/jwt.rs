@@ -14,8 +14,13 @@ use serde_json::{Value, json};
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
+/// Reads a key relative to the package root, which `cargo test` makes the working directory.
+///
+/// Not `env!("CARGO_MANIFEST_DIR")`: cargo reuses a build cache across clones of the workspace,
+/// so a path baked in at compile time can name a clone that no longer exists.
 fn key_file(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    let path = format!("tests/keys/{name}");
+    std::fs::read(&path).unwrap_or_else(|error| panic!("{path}: {error}"))
 }
 
 struct Fixture {

@@ -3,7 +3,6 @@
 use async_trait::async_trait;
 use http::HeaderName;
 use http::request::Parts;
-use subtle::ConstantTimeEq;
 
 use super::{CredentialSource, Credentials, Lookup};
 use crate::error::{AuthError, InvalidToken};
@@ -26,14 +25,15 @@ use crate::token::TokenDigest;
 pub struct InternalKey {
     header: HeaderName,
     digest: TokenDigest,
-    service: String,
+    /// Built once: every request with the key gets a clone of the same identity.
+    identity: Identity,
 }
 
 impl std::fmt::Debug for InternalKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InternalKey")
             .field("header", &self.header)
-            .field("service", &self.service)
+            .field("identity", &self.identity)
             .finish_non_exhaustive()
     }
 }
@@ -52,7 +52,7 @@ impl InternalKey {
         Ok(Self {
             header: HeaderName::from_static("x-internal-api-key"),
             digest: TokenDigest::of(key),
-            service: service.into(),
+            identity: Identity::service(service),
         })
     }
 
@@ -91,9 +91,10 @@ impl InternalKey {
                 "more than one internal key header",
             ));
         }
+        // Digests of equal length, compared in constant time (`TokenDigest`'s equality).
         let presented = TokenDigest::of(value.to_str().unwrap_or(""));
-        if bool::from(presented.as_bytes().ct_eq(self.digest.as_bytes())) {
-            Ok(Some(Identity::service(self.service.clone())))
+        if presented == self.digest {
+            Ok(Some(self.identity.clone()))
         } else {
             Err(InvalidToken::Unknown.into())
         }

@@ -1,0 +1,202 @@
+//! Every scenario of `portcullis_peers::scenarios` in one run (one request through a reused
+//! service each), then the cost of a cached API key as the store grows from a thousand to a
+//! million keys.
+//!
+//! ```sh
+//! ./scripts/bench.sh                       # this, the load test, and BENCHMARKS.md
+//! cd peers && cargo bench --bench matrix   # this alone
+//! ```
+//!
+//! `PORTCULLIS_TEST_POSTGRES_URL` adds the uncached PostgreSQL row (required when `CI=true`).
+//! `PORTCULLIS_BENCH_MAX_KEYS` caps the scaling series (default 1 000 000; 1 000 under
+//! `cargo test --benches`).
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use http::{HeaderValue, Request, header};
+use portcullis::source::TokenResolver;
+use portcullis::store::MemoryStore;
+use portcullis::{CacheConfig, guard::RequireAuth};
+use portcullis_peers::scenario::{CLIENT, IN_PROCESS_ONLY};
+use portcullis_peers::{Env, fixture, scenarios, stored_keys};
+use tower::{Service, ServiceExt};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// Criterion runs each benchmark once, as a test, unless `cargo bench` passes `--bench`.
+fn test_mode() -> bool {
+    !std::env::args().any(|arg| arg == "--bench")
+}
+
+fn postgres_url() -> Option<String> {
+    match std::env::var("PORTCULLIS_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!(
+                "PORTCULLIS_TEST_POSTGRES_URL is not set and CI=true: the PostgreSQL row must run"
+            )
+        }
+        _ => {
+            eprintln!(
+                "SKIPPED: portcullis_api_key_postgres (PORTCULLIS_TEST_POSTGRES_URL is not set)"
+            );
+            None
+        }
+    }
+}
+
+fn request_matrix(c: &mut Criterion) {
+    let runtime = runtime();
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let env = Env {
+        postgres_url: postgres_url(),
+        data_dir: data.path().to_owned(),
+    };
+    let all = runtime.block_on(scenarios(&env));
+    let mut group = c.benchmark_group("request");
+    for scenario in &all {
+        let mut service = scenario.router.clone().into_service::<Body>();
+        // The first request fills the caches; the loop measures the steady state.
+        let status = runtime.block_on(async {
+            let ready = service.ready().await.expect("infallible");
+            ready
+                .call(scenario.request())
+                .await
+                .expect("infallible")
+                .status()
+        });
+        assert_eq!(
+            status, 200,
+            "{} must let its request through",
+            scenario.name
+        );
+        group.bench_function(scenario.name, |b| {
+            b.to_async(&runtime).iter(|| {
+                let mut service = service.clone();
+                let request = scenario.request();
+                async move {
+                    let ready = service.ready().await.expect("infallible");
+                    black_box(ready.call(request).await.expect("infallible"))
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+/// A JWT never seen before on every request: tokens are issued outside the timed loop.
+fn first_seen(c: &mut Criterion) {
+    let runtime = runtime();
+    let (fixture, router) = runtime.block_on(async {
+        let fixture = fixture(MemoryStore::new(), CacheConfig::default()).await;
+        let router = axum::Router::new()
+            .route("/", axum::routing::get(|| async { "ok" }))
+            .layer(fixture.jwt_layers(&fixture.hs256, RequireAuth::layer()));
+        (fixture, router)
+    });
+    let service = router.into_service::<Body>();
+    let (name, ..) = IN_PROCESS_ONLY[0];
+    let mut group = c.benchmark_group("request");
+    group.bench_function(name, |b| {
+        b.to_async(&runtime).iter_custom(|iters| {
+            let requests: Vec<Request<Body>> = (0..iters)
+                .map(|_| {
+                    let token = fixture
+                        .hs256
+                        .issue(&fixture.user, None)
+                        .expect("a token")
+                        .token
+                        .into_exposed();
+                    let mut request = Request::get("/")
+                        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                        .body(Body::empty())
+                        .expect("a request");
+                    request.extensions_mut().insert(ConnectInfo(CLIENT));
+                    request
+                })
+                .collect();
+            let mut service = service.clone();
+            async move {
+                let start = Instant::now();
+                for request in requests {
+                    let ready = service.ready().await.expect("infallible");
+                    let response = ready.call(request).await.expect("infallible");
+                    debug_assert_eq!(response.status(), 200);
+                    black_box(response);
+                }
+                start.elapsed()
+            }
+        })
+    });
+    group.finish();
+}
+
+/// A cached API key among `total` stored keys, with up to 90 000 of them in the cache.
+fn scaling(c: &mut Criterion) {
+    let runtime = runtime();
+    let max: usize = std::env::var("PORTCULLIS_BENCH_MAX_KEYS")
+        .ok()
+        .and_then(|max| max.parse().ok())
+        .unwrap_or(if test_mode() { 1_000 } else { 1_000_000 });
+    let mut group = c.benchmark_group("stored_keys");
+    for total in [1_000, 100_000, 1_000_000]
+        .into_iter()
+        .filter(|&n| n <= max)
+    {
+        let (router, keys) = runtime.block_on(async {
+            let fixture = fixture(MemoryStore::new(), CacheConfig::default()).await;
+            let keys = stored_keys(&fixture, total, total.min(90_000)).await;
+            for key in &keys {
+                fixture.api_keys.resolve(key).await.expect("a valid key");
+            }
+            let router = axum::Router::new()
+                .route("/", axum::routing::get(|| async { "ok" }))
+                .layer(fixture.api_key_layers(RequireAuth::layer()));
+            (router, keys)
+        });
+        let headers: Vec<HeaderValue> = keys
+            .iter()
+            .take(1_024)
+            .map(|key| HeaderValue::from_str(&format!("Bearer {key}")).expect("a header"))
+            .collect();
+        let service = router.into_service::<Body>();
+        let next = AtomicUsize::new(0);
+        group.bench_with_input(BenchmarkId::new("api_key_cached", total), &total, |b, _| {
+            b.to_async(&runtime).iter(|| {
+                let mut service = service.clone();
+                let n = next.fetch_add(1, Ordering::Relaxed) % headers.len();
+                let mut request = Request::get("/")
+                    .header(header::AUTHORIZATION, headers[n].clone())
+                    .body(Body::empty())
+                    .expect("a request");
+                request.extensions_mut().insert(ConnectInfo(CLIENT));
+                async move {
+                    let ready = service.ready().await.expect("infallible");
+                    let response = ready.call(request).await.expect("infallible");
+                    debug_assert_eq!(response.status(), 200);
+                    black_box(response)
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = request_matrix, first_seen, scaling
+}
+criterion_main!(benches);

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Measures portcullis against bare axum and against the crates users would pick instead, in
+# one run, and writes BENCHMARKS.md and docs/throughput.svg.
+#
+#   ./scripts/bench.sh                 # the whole run (about 12 minutes on 2 cores)
+#   SECONDS_PER_CELL=2 ./scripts/bench.sh
+#
+# Starts PostgreSQL (for the uncached PostgreSQL row) and installs wrk when missing, and stops
+# what it started. Builds go to $CARGO_TARGET_DIR/peers (default ~/.cache/portcullis-target).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/portcullis-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+peers_target="$CARGO_TARGET_DIR/peers"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "services"
+# shellcheck source=scripts/services.sh
+source scripts/services.sh
+require_service PostgreSQL start_postgres
+command -v wrk >/dev/null || apt_install wrk
+
+step "in-process benchmarks (criterion)"
+rm -rf "$peers_target/criterion/request" "$peers_target/criterion/stored_keys" "$peers_target/criterion/cache_hit"
+(cd peers && CARGO_TARGET_DIR="$peers_target" cargo bench --bench matrix --bench cache_map -- --noplot)
+
+step "loopback load test (wrk)"
+(cd peers && CARGO_TARGET_DIR="$peers_target" cargo build --release --bins)
+"$peers_target/release/loadtest" --seconds "${SECONDS_PER_CELL:-5}" --out "$services_dir/loadtest.json"
+
+step "report"
+mkdir -p docs
+"$peers_target/release/report" --criterion "$peers_target/criterion" \
+    --load "$services_dir/loadtest.json" --out BENCHMARKS.md --svg docs/throughput.svg \
+    --command ./scripts/bench.sh
+echo "wrote BENCHMARKS.md and docs/throughput.svg"
