@@ -72,21 +72,21 @@ fn not_visible_ascii() -> AuthError {
 fn is_b64token(token: &[u8]) -> bool {
     let padding = token.iter().rev().take_while(|&&b| b == b'=').count();
     let body = &token[..token.len() - padding];
-    !body.is_empty() && body.iter().all(|&b| B64TOKEN[usize::from(b)])
+    // A fold without early exit over plain comparisons compiles to SIMD: a JWT's few hundred
+    // bytes take tens of nanoseconds instead of one table lookup and branch per byte.
+    !body.is_empty() && body.iter().fold(true, |all, &b| all & is_b64token_char(b))
 }
 
-/// Which bytes RFC 6750's `b64token` allows before its padding.
-static B64TOKEN: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        let b = byte as u8;
-        table[byte] =
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
-        byte += 1;
-    }
-    table
-};
+/// Whether RFC 6750's `b64token` allows `b` before its padding.
+fn is_b64token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        | (b == b'-')
+        | (b == b'.')
+        | (b == b'_')
+        | (b == b'~')
+        | (b == b'+')
+        | (b == b'/')
+}
 
 #[cfg(test)]
 mod tests {

@@ -38,7 +38,7 @@ pub(crate) struct VerifiedJws {
     pub(crate) payload: Vec<u8>,
 }
 
-fn decode_part(part: &str) -> Result<Vec<u8>, InvalidToken> {
+pub(super) fn decode_part(part: &str) -> Result<Vec<u8>, InvalidToken> {
     // The default engine rejects padding and non-canonical trailing bits.
     URL_SAFE_NO_PAD
         .decode(part)
@@ -73,16 +73,10 @@ pub(crate) fn verify<'k>(
         return Err(InvalidToken::DisallowedAlgorithm);
     }
     // Checked before the signature so that a malformed signature cannot reach the verifier.
-    decode_part(signature_part)?;
+    let signature = decode_part(signature_part)?;
     let signing_input = &token[..header_part.len() + 1 + payload_part.len()];
-    match jsonwebtoken::crypto::verify(
-        signature_part,
-        signing_input.as_bytes(),
-        key.decoding(),
-        key.algorithm(),
-    ) {
-        Ok(true) => {}
-        Ok(false) | Err(_) => return Err(InvalidToken::BadSignature),
+    if !key.signature_matches(signing_input.as_bytes(), signature_part, &signature) {
+        return Err(InvalidToken::BadSignature);
     }
     let payload = decode_part(payload_part)?;
     Ok(VerifiedJws { header, payload })
