@@ -4,6 +4,7 @@
 #
 #   ./scripts/bench.sh                 # the whole run (about 12 minutes on 2 cores)
 #   SECONDS_PER_CELL=2 ./scripts/bench.sh
+#   SKIP_CRITERION=1 ./scripts/bench.sh    # keep the last criterion run, redo the load test
 #
 # Starts PostgreSQL (for the uncached PostgreSQL row) and installs wrk when missing, and stops
 # what it started. Builds go to $CARGO_TARGET_DIR/peers (default ~/.cache/portcullis-target).
@@ -22,9 +23,11 @@ source scripts/services.sh
 require_service PostgreSQL start_postgres
 command -v wrk >/dev/null || apt_install wrk
 
-step "in-process benchmarks (criterion)"
-rm -rf "$peers_target/criterion/request" "$peers_target/criterion/stored_keys" "$peers_target/criterion/cache_hit"
-(cd peers && CARGO_TARGET_DIR="$peers_target" cargo bench --bench matrix --bench cache_map -- --noplot)
+if [ -z "${SKIP_CRITERION:-}" ]; then
+    step "in-process benchmarks (criterion)"
+    rm -rf "$peers_target/criterion/request" "$peers_target/criterion/stored_keys" "$peers_target/criterion/cache_hit"
+    (cd peers && CARGO_TARGET_DIR="$peers_target" cargo bench --bench matrix --bench cache_map -- --noplot)
+fi
 
 step "loopback load test (wrk)"
 (cd peers && CARGO_TARGET_DIR="$peers_target" cargo build --release --bins)

@@ -374,7 +374,10 @@ impl Run<'_> {
             "\n## One request, in process\n\nCriterion median of one `GET /` through a reused \
              service (`peers/benches/matrix.rs`). *Added* is the difference from bare axum \
              measured in the same run; every request carries the client address as \
-             `into_make_service_with_connect_info` would.\n"
+             `into_make_service_with_connect_info` would, and one credential-sized \
+             `Authorization` header (rows without a credential of their own send one they \
+             ignore). Where the time goes and what was changed to cut it: \
+             [docs/profiling.md](docs/profiling.md).\n"
         );
         let _ = writeln!(
             out,
