@@ -92,3 +92,24 @@ require_service() {
         echo "WARNING: could not start $name; the tests that need it will be skipped" >&2
     fi
 }
+
+# The Python libraries of the seed applications, for the interop tests (PyPI, pinned).
+install_python_interop() {
+    python3 -c 'import jwt, jose, passlib.hash, argon2, cryptography' 2>/dev/null && return 0
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+        -r "$(dirname "${BASH_SOURCE[0]}")/interop-requirements.txt"
+}
+
+# cargo-fuzz for the fuzz smoke run; the nightly toolchain it needs comes with the machine.
+install_cargo_fuzz() {
+    rustup toolchain list | grep -q '^nightly' || {
+        echo "the nightly toolchain is missing; cargo fuzz needs it" >&2
+        return 1
+    }
+    cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install --locked cargo-fuzz
+}
+
+# cargo-deny for the licence, ban and source checks (crates.io).
+install_cargo_deny() {
+    cargo deny --version >/dev/null 2>&1 || cargo install --locked cargo-deny
+}

@@ -19,6 +19,16 @@ step "services"
 source scripts/services.sh
 require_service PostgreSQL start_postgres
 require_service Redis start_redis
+require_service "Python interop libraries" install_python_interop
+require_service cargo-fuzz install_cargo_fuzz
+require_service cargo-deny install_cargo_deny
+
+step "dependencies: licences, bans and sources (advisories need the network)"
+if cargo deny --version >/dev/null 2>&1; then
+    cargo deny check bans licenses sources
+else
+    echo "SKIPPED: cargo-deny is not installed"
+fi
 
 step "example servers (the process-level tests start them)"
 cargo build --all-features --examples
@@ -31,5 +41,12 @@ cargo test --all-features --doc
 
 step "peer comparison: unit tests and one pass of each benchmark"
 (cd peers && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/peers" cargo test --all-targets)
+
+step "fuzz smoke: every target for ${FUZZ_SECONDS:=30} s from the checked-in seeds"
+if cargo +nightly fuzz --version >/dev/null 2>&1; then
+    ./scripts/fuzz.sh "$FUZZ_SECONDS"
+else
+    echo "SKIPPED: cargo-fuzz or the nightly toolchain is missing"
+fi
 
 step "all tests passed"

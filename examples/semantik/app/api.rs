@@ -147,14 +147,21 @@ fn is_json(content_type: &str) -> bool {
 }
 
 async fn read_body(request: Request) -> Result<axum::body::Bytes, ApiError> {
-    axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body is larger than {MAX_BODY_BYTES} bytes"),
+        )
+    };
+    let body = request.into_body();
+    // A declared Content-Length over the limit is refused before any of the body is read, so
+    // a client cannot hold the connection by announcing megabytes and sending them slowly.
+    if axum::body::HttpBody::size_hint(&body).lower() > MAX_BODY_BYTES as u64 {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("Request body is larger than {MAX_BODY_BYTES} bytes"),
-            )
-        })
+        .map_err(|_| too_large())
 }
 
 /// Parses a JSON object into `T`. serde would also fill a struct from an array, positionally;

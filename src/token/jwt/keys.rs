@@ -51,7 +51,9 @@ impl Verifier {
             _ => return Ok(Self::Public(key)),
         };
         let secret = key.try_get_as_bytes().map_err(invalid)?;
-        Ok(Self::Hmac(Box::new(aws_lc_rs::hmac::Key::new(hmac, secret))))
+        Ok(Self::Hmac(Box::new(aws_lc_rs::hmac::Key::new(
+            hmac, secret,
+        ))))
     }
 }
 
