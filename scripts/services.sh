@@ -95,7 +95,7 @@ require_service() {
 
 # The Python libraries of the seed applications, for the interop tests (PyPI, pinned).
 install_python_interop() {
-    python3 -c 'import jwt, jose, passlib.hash, argon2, cryptography' 2>/dev/null && return 0
+    python3 -c 'import jwt, jose, passlib.hash, argon2, cryptography, schemathesis' 2>/dev/null && return 0
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
         -r "$(dirname "${BASH_SOURCE[0]}")/interop-requirements.txt"
 }

@@ -39,6 +39,9 @@ cargo test --all-features --lib --tests --examples --benches
 step "documentation examples"
 cargo test --all-features --doc
 
+step "schemathesis against each example's OpenAPI document"
+./scripts/schemathesis.sh
+
 step "peer comparison: unit tests and one pass of each benchmark"
 (cd peers && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/peers" cargo test --all-targets)
 

@@ -1256,6 +1256,49 @@ async fn random_bodies_on_every_endpoint_never_produce_a_5xx(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
+/// The OpenAPI document names every route the server has; schemathesis
+/// (`scripts/schemathesis.sh`) checks the server against it.
+async fn the_openapi_document_lists_every_route(backend: Backend) {
+    let server = start(backend).await;
+    let reply = server.get("/openapi.json", None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["openapi"], "3.1.0");
+    let documented: Vec<(String, String)> = reply.body["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .map(move |method| (method.to_uppercase(), path.clone()))
+        })
+        .collect();
+    let routes = [
+        ("POST", "/api/auth/register"),
+        ("POST", "/api/auth/login"),
+        ("POST", "/api/auth/refresh"),
+        ("POST", "/api/auth/logout"),
+        ("GET", "/api/auth/me"),
+        ("POST", "/api/keys"),
+        ("GET", "/api/keys"),
+        ("DELETE", "/api/keys/{id}"),
+        ("POST", "/api/collections"),
+        ("GET", "/api/collections"),
+        ("GET", "/api/collections/{id}"),
+        ("GET", "/api/internal/users/{id}"),
+        ("PATCH", "/api/internal/users/{id}"),
+        ("GET", "/ws/operations"),
+    ];
+    for (method, path) in routes {
+        assert!(
+            documented.contains(&(method.to_owned(), path.to_owned())),
+            "{method} {path} is not documented"
+        );
+    }
+    assert_eq!(documented.len(), routes.len(), "{documented:?}");
+}
+
 fn jwt_claims(token: &str) -> Value {
     use base64::Engine as _;
     let payload = token.split('.').nth(1).unwrap();
@@ -1358,6 +1401,7 @@ on_every_backend!(
     random_bodies_on_every_endpoint_never_produce_a_5xx,
     access_tokens_live_24_hours_unless_configured_otherwise,
     refresh_tokens_api_keys_and_passwords_are_not_stored_in_plain_text,
+    the_openapi_document_lists_every_route,
 );
 
 #[path = "semantik/attacks.rs"]

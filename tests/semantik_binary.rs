@@ -1,61 +1,17 @@
 //! The Semantik example as a process: start-up line, secret handling, refusal to start in
 //! production without secrets.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The example binary cargo built next to this test (`target/<profile>/examples/semantik`).
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = profile_dir.join("examples").join("semantik");
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build --example semantik` (scripts/test.sh does)",
-        path.display()
-    );
-    path
-}
+use common::example::{self, start};
 
 fn command(data_dir: &Path) -> Command {
-    let mut command = Command::new(binary());
-    command
-        .env_clear()
-        .env("DATA_DIR", data_dir)
-        .env("BIND", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
-}
-
-struct Running {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(mut command: Command) -> Running {
-    let mut child = command.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
-    Running { child, base }
+    example::command("semantik", data_dir)
 }
 
 fn refused(mut command: Command) -> String {

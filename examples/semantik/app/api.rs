@@ -18,6 +18,7 @@ pub struct ApiError {
     detail: String,
     auth: Option<AuthError>,
     retry_after: Option<u64>,
+    close_connection: bool,
 }
 
 impl ApiError {
@@ -27,7 +28,15 @@ impl ApiError {
             detail: detail.into(),
             auth: None,
             retry_after: None,
+            close_connection: false,
         }
+    }
+
+    /// Adds `Connection: close`: the request's body was left unread, so the connection cannot
+    /// carry another request, and a client must not put it back in its pool (RFC 9112 §9.6).
+    pub fn closing_connection(mut self) -> Self {
+        self.close_connection = true;
+        self
     }
 
     /// Adds `Retry-After: seconds`.
@@ -43,6 +52,7 @@ impl ApiError {
             detail: detail.into(),
             auth: Some(AuthError::MissingCredentials),
             retry_after: None,
+            close_connection: false,
         }
     }
 
@@ -63,6 +73,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+        }
+        if self.close_connection {
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
         }
         // Authentication failures keep their RFC 6750 challenge and headers.
         if let Some(error) = self.auth {
@@ -89,6 +105,7 @@ impl From<AuthError> for ApiError {
             detail: error.detail().to_owned(),
             auth: Some(error),
             retry_after: None,
+            close_connection: false,
         }
     }
 }
@@ -157,11 +174,11 @@ async fn read_body(request: Request) -> Result<axum::body::Bytes, ApiError> {
     // A declared Content-Length over the limit is refused before any of the body is read, so
     // a client cannot hold the connection by announcing megabytes and sending them slowly.
     if axum::body::HttpBody::size_hint(&body).lower() > MAX_BODY_BYTES as u64 {
-        return Err(too_large());
+        return Err(too_large().closing_connection());
     }
     axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
-        .map_err(|_| too_large())
+        .map_err(|_| too_large().closing_connection())
 }
 
 /// Parses a JSON object into `T`. serde would also fill a struct from an array, positionally;
@@ -210,4 +227,82 @@ pub fn check_len(field: &str, value: &str, min: usize, max: usize) -> Result<(),
         )));
     }
     Ok(())
+}
+
+// Documentation only: the responses themselves are written by `json_detail`.
+/// The body of every error response, as FastAPI answers.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    /// What went wrong, for a person to read.
+    detail: String,
+}
+
+/// The refusals of an [`ApiJson`] body, in the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum BodyErrors {
+    /// 400.
+    #[response(status = 400, description = "The body is not valid JSON")]
+    Malformed(#[to_schema] ErrorBody),
+    /// 413.
+    #[response(status = 413, description = "The body is larger than 64 KiB")]
+    TooLarge(#[to_schema] ErrorBody),
+    /// 415.
+    #[response(status = 415, description = "The body is not `application/json`")]
+    NotJson(#[to_schema] ErrorBody),
+    /// 422.
+    #[response(
+        status = 422,
+        description = "The body is not an object of the expected shape, or a field is invalid"
+    )]
+    Invalid(#[to_schema] ErrorBody),
+}
+
+/// The refusals of a route that needs a credential, in the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum AccessErrors {
+    /// 401.
+    #[response(
+        status = 401,
+        description = "No credential, or an invalid, expired or revoked one (RFC 6750 §3)",
+        headers(("WWW-Authenticate" = String, description = "The Bearer challenge"))
+    )]
+    Unauthorized(#[to_schema] ErrorBody),
+    /// 403.
+    #[response(
+        status = 403,
+        description = "The credential lacks the scope, role or active account the route needs"
+    )]
+    Forbidden(#[to_schema] ErrorBody),
+    /// 429.
+    #[response(
+        status = 429,
+        description = "Over a rate limit",
+        headers(("Retry-After" = u64, description = "Seconds until a retry may succeed"))
+    )]
+    RateLimited(#[to_schema] ErrorBody),
+}
+
+/// 404, in the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum NotFound {
+    /// 404.
+    #[response(status = 404, description = "No such resource, or not the caller's")]
+    NotFound(#[to_schema] ErrorBody),
+}
+
+/// 429 on the public routes, in the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum RateLimited {
+    /// 429.
+    #[response(
+        status = 429,
+        description = "Over a rate limit, or too many failed logins",
+        headers(("Retry-After" = u64, description = "Seconds until a retry may succeed"))
+    )]
+    RateLimited(#[to_schema] ErrorBody),
 }

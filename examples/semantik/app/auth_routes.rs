@@ -10,11 +10,13 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::AppState;
-use super::api::{ApiError, ApiJson, check_len, optional_json};
+use super::api::{
+    AccessErrors, ApiError, ApiJson, BodyErrors, ErrorBody, RateLimited, check_len, optional_json,
+};
 use super::limits::ClientAddress;
 
 /// Semantik's `User` response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserOut {
     pub id: i64,
     pub username: String,
@@ -38,34 +40,38 @@ impl From<&User> for UserOut {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct UserCreate {
+    #[schema(min_length = 3, max_length = 50, pattern = "^[A-Za-z0-9_-]+$")]
     username: String,
+    #[schema(max_length = 254)]
     email: String,
+    #[schema(min_length = 8)]
     password: String,
     #[serde(default)]
+    #[schema(max_length = 255)]
     full_name: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct UserLogin {
     username: String,
     password: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RefreshRequest {
     refresh_token: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct LogoutRequest {
     #[serde(default)]
     refresh_token: Option<String>,
 }
 
 /// Semantik's `Token` response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenOut {
     access_token: String,
     refresh_token: String,
@@ -104,6 +110,16 @@ fn validate_email(email: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Creates an account; the first one becomes the superuser.
+#[utoipa::path(
+    post, path = "/api/auth/register", tag = "auth", request_body = UserCreate,
+    responses(
+        (status = 200, description = "The new user", body = UserOut),
+        (status = 401, description = "A credential was sent and is invalid (refused on every route)", body = ErrorBody),
+        (status = 409, description = "The username or email is taken", body = ErrorBody),
+        BodyErrors, RateLimited,
+    )
+)]
 pub async fn register(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<UserCreate>,
@@ -150,6 +166,16 @@ fn capitalise(text: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Exchanges a username and password for an access and a refresh token.
+#[utoipa::path(
+    post, path = "/api/auth/login", tag = "auth", request_body = UserLogin,
+    responses(
+        (status = 200, description = "A bearer pair", body = TokenOut),
+        (status = 401, description = "Incorrect username or password, or an invalid credential was sent", body = ErrorBody),
+        (status = 403, description = "The account is deactivated", body = ErrorBody),
+        BodyErrors, RateLimited,
+    )
+)]
 pub async fn login(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
@@ -211,6 +237,17 @@ fn pair(
     })
 }
 
+/// Rotates a refresh token: a new pair, the old refresh token spent. Reusing a spent one
+/// revokes its whole session (RFC 9700 §4.14.2).
+#[utoipa::path(
+    post, path = "/api/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new bearer pair", body = TokenOut),
+        (status = 401, description = "The refresh token is invalid, expired, spent or revoked, or an invalid credential was sent", body = ErrorBody),
+        (status = 403, description = "The account is deactivated", body = ErrorBody),
+        BodyErrors, RateLimited,
+    )
+)]
 pub async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshRequest>,
@@ -219,11 +256,21 @@ pub async fn refresh(
     pair(&state, &refreshed.user, refreshed.issued).map(Json)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Message {
     message: &'static str,
 }
 
+/// Revokes one session (the refresh token given) or, with an empty body, all of them.
+#[utoipa::path(
+    post, path = "/api/auth/logout", tag = "auth",
+    request_body(content = Option<LogoutRequest>, description = "Empty: every session"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Logged out", body = Message),
+        BodyErrors, AccessErrors,
+    )
+)]
 pub async fn logout(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -243,6 +290,11 @@ pub async fn logout(
     }))
 }
 
+/// The caller's account.
+#[utoipa::path(
+    get, path = "/api/auth/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, description = "The caller", body = UserOut), AccessErrors)
+)]
 pub async fn me(user: CurrentUser) -> Json<UserOut> {
     Json(UserOut::from(user.user()))
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::AppState;
-use super::api::{ApiError, ApiJson, check_len};
+use super::api::{AccessErrors, ApiError, ApiJson, BodyErrors, ErrorBody, NotFound, check_len};
 use super::db::Database;
 
 /// One statement per backend: the placeholders differ.
@@ -42,14 +42,16 @@ pub async fn migrate(database: &Database) -> Result<(), sqlx::Error> {
 
 type Row = (String, i64, String, Option<String>, i64);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct CollectionCreate {
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
     #[serde(default)]
+    #[schema(max_length = 1000)]
     description: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CollectionOut {
     id: String,
     name: String,
@@ -71,6 +73,16 @@ impl From<Row> for CollectionOut {
     }
 }
 
+/// Creates a collection owned by the caller.
+#[utoipa::path(
+    post, path = "/api/collections", tag = "collections", request_body = CollectionCreate,
+    security(("bearer" = ["collections:write"])),
+    responses(
+        (status = 201, description = "The new collection", body = CollectionOut),
+        (status = 409, description = "The caller has a collection of this name", body = ErrorBody),
+        BodyErrors, AccessErrors,
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -120,6 +132,12 @@ pub async fn create(
     }
 }
 
+/// The caller's collections (every collection, for the superuser).
+#[utoipa::path(
+    get, path = "/api/collections", tag = "collections",
+    security(("bearer" = ["collections:read"])),
+    responses((status = 200, description = "The collections", body = Vec<CollectionOut>), AccessErrors)
+)]
 pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -148,6 +166,13 @@ pub async fn list(
     Ok(Json(rows.into_iter().map(Into::into).collect()))
 }
 
+/// One of the caller's collections.
+#[utoipa::path(
+    get, path = "/api/collections/{id}", tag = "collections",
+    security(("bearer" = ["collections:read"])),
+    params(("id" = String, Path, description = "The collection's id")),
+    responses((status = 200, description = "The collection", body = CollectionOut), NotFound, AccessErrors)
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     user: CurrentUser,

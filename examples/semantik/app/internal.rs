@@ -8,13 +8,13 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::AppState;
-use super::api::{ApiError, ApiJson};
+use super::api::{AccessErrors, ApiError, ApiJson, BodyErrors, NotFound};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/users/{id}", get(user).patch(update_user))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InternalUser {
     id: i64,
     username: String,
@@ -47,7 +47,13 @@ fn user_id(id: &str) -> Result<UserId, ApiError> {
     id.parse().map_err(|_| ApiError::not_found("User"))
 }
 
-async fn user(
+/// A user's account, for another Semantik service.
+#[utoipa::path(
+    get, path = "/api/internal/users/{id}", tag = "internal", security(("internal" = [])),
+    params(("id" = String, Path, description = "The user's id", example = "1")),
+    responses((status = 200, description = "The user", body = InternalUser), NotFound, AccessErrors)
+)]
+pub async fn user(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<InternalUser>, ApiError> {
@@ -60,7 +66,7 @@ async fn user(
     Ok(Json(user.into()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct InternalUserUpdate {
     #[serde(default)]
     is_active: Option<bool>,
@@ -68,7 +74,16 @@ pub struct InternalUserUpdate {
 
 /// Activates or deactivates a user. Every credential of a deactivated user stops working at
 /// once, including access tokens and API keys issued before.
-async fn update_user(
+#[utoipa::path(
+    patch, path = "/api/internal/users/{id}", tag = "internal", security(("internal" = [])),
+    params(("id" = String, Path, description = "The user's id", example = "1")),
+    request_body = InternalUserUpdate,
+    responses(
+        (status = 200, description = "The user, updated", body = InternalUser),
+        NotFound, BodyErrors, AccessErrors,
+    )
+)]
+pub async fn update_user(
     State(state): State<AppState>,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<InternalUserUpdate>,

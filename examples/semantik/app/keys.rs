@@ -10,7 +10,7 @@ use portcullis::{ApiKeyError, CurrentUser, NewApiKey, Scopes};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::api::{ApiError, ApiJson, check_len};
+use super::api::{AccessErrors, ApiError, ApiJson, BodyErrors, ErrorBody, NotFound, check_len};
 use super::{AppState, PERMISSIONS};
 
 /// Semantik allows at most this many active keys per user.
@@ -18,16 +18,34 @@ pub const MAX_ACTIVE_KEYS: u32 = 20;
 const DEFAULT_EXPIRY_DAYS: u32 = 365;
 const MAX_EXPIRY_DAYS: u32 = 3650;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ApiKeyCreate {
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
+    /// Days until the key expires (default 365).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 3650)]
     expires_in_days: Option<u32>,
+    /// What the key may do; omitted, everything the caller's credential may do.
     #[serde(default)]
+    #[schema(schema_with = permissions_schema)]
     permissions: Option<Vec<String>>,
 }
 
-#[derive(Debug, Serialize)]
+/// A non-empty array of [`PERMISSIONS`], for the OpenAPI document.
+fn permissions_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(PERMISSIONS)),
+        )
+        .min_items(Some(1))
+        .build()
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ApiKeyCreated {
     id: i64,
     name: String,
@@ -38,7 +56,7 @@ pub struct ApiKeyCreated {
     expires_at: Option<OffsetDateTime>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ApiKeyOut {
     id: i64,
     name: String,
@@ -110,6 +128,16 @@ fn permissions(
     Ok(Some(requested))
 }
 
+/// Creates an API key; its secret is in this answer and never again.
+#[utoipa::path(
+    post, path = "/api/keys", tag = "keys", request_body = ApiKeyCreate,
+    security(("bearer" = ["keys:manage"])),
+    responses(
+        (status = 201, description = "The key, with its secret", body = ApiKeyCreated),
+        (status = 400, description = "The caller has the maximum number of active keys", body = ErrorBody),
+        BodyErrors, AccessErrors,
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -161,6 +189,11 @@ pub async fn create(
     ))
 }
 
+/// The caller's keys, without secrets.
+#[utoipa::path(
+    get, path = "/api/keys", tag = "keys", security(("bearer" = ["keys:manage"])),
+    responses((status = 200, description = "The caller's keys", body = Vec<ApiKeyOut>), AccessErrors)
+)]
 pub async fn list(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -172,6 +205,12 @@ pub async fn list(
     ))
 }
 
+/// Revokes one of the caller's keys.
+#[utoipa::path(
+    delete, path = "/api/keys/{id}", tag = "keys", security(("bearer" = ["keys:manage"])),
+    params(("id" = String, Path, description = "The key's id")),
+    responses((status = 204, description = "Revoked"), NotFound, AccessErrors)
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     user: CurrentUser,

@@ -8,6 +8,7 @@ mod db;
 mod internal;
 mod keys;
 mod limits;
+mod openapi;
 mod ws;
 
 use std::net::SocketAddr;
@@ -135,6 +136,7 @@ pub async fn build(config: &Config) -> Result<(Router, AppState), ConfigError> {
             internal::routes().layer(RequireLayer::new(guard::service())),
         )
         .route("/ws/operations", get(ws::operations))
+        .route("/openapi.json", get(openapi::document))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(api::MAX_BODY_BYTES))

@@ -8,8 +8,20 @@ use axum::response::{IntoResponse, Response};
 use portcullis::CurrentUser;
 use serde_json::json;
 
-use super::api::ApiError;
+use super::api::{AccessErrors, ApiError, ErrorBody};
 
+/// Operation progress over a WebSocket. Browsers cannot set headers on a WebSocket, so the
+/// access token may come as `?token=` (upgrades only; never logged).
+#[utoipa::path(
+    get, path = "/ws/operations", tag = "operations",
+    security(("bearer" = []), ("query_token" = [])),
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket upgrade request", body = ErrorBody),
+        (status = 426, description = "The connection cannot be upgraded", body = ErrorBody),
+        AccessErrors,
+    )
+)]
 pub async fn operations(
     user: CurrentUser,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,

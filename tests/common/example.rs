@@ -1,0 +1,73 @@
+//! An example server as a child process, as `cargo run --example` starts it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The example binary cargo built next to this test (`target/<profile>/examples/<name>`).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
+    let path = profile_dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build --examples` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// The example's command with a clean environment, its data in `data_dir`, on a free port.
+pub fn command(name: &str, data_dir: &Path) -> Command {
+    let mut command = Command::new(binary(name));
+    command
+        .env_clear()
+        .env("DATA_DIR", data_dir)
+        .env("BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// A started server; killed when dropped.
+pub struct Running {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Running {
+    /// The server's resident memory, from `/proc/<pid>/statm`.
+    pub fn resident_bytes(&self) -> u64 {
+        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.child.id()))
+            .expect("Linux /proc");
+        let pages: u64 = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|field| field.parse().ok())
+            .expect("statm's second field");
+        pages * 4096
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `command` and waits for its `listening on http://…` line.
+pub fn start(mut command: Command) -> Running {
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+    Running { child, base }
+}
