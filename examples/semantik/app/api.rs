@@ -276,13 +276,6 @@ pub enum AccessErrors {
         description = "The credential lacks the scope, role or active account the route needs"
     )]
     Forbidden(#[to_schema] ErrorBody),
-    /// 429.
-    #[response(
-        status = 429,
-        description = "Over a rate limit",
-        headers(("Retry-After" = u64, description = "Seconds until a retry may succeed"))
-    )]
-    RateLimited(#[to_schema] ErrorBody),
 }
 
 /// 404, in the OpenAPI document.
@@ -294,14 +287,14 @@ pub enum NotFound {
     NotFound(#[to_schema] ErrorBody),
 }
 
-/// 429 on the public routes, in the OpenAPI document.
+/// 429, in the OpenAPI document: every route has a rate limit.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 pub enum RateLimited {
     /// 429.
     #[response(
         status = 429,
-        description = "Over a rate limit, or too many failed logins",
+        description = "Over a rate limit (on login, also: too many failed attempts)",
         headers(("Retry-After" = u64, description = "Seconds until a retry may succeed"))
     )]
     RateLimited(#[to_schema] ErrorBody),

@@ -268,7 +268,7 @@ pub struct Message {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Logged out", body = Message),
-        BodyErrors, AccessErrors,
+        BodyErrors, AccessErrors, RateLimited,
     )
 )]
 pub async fn logout(
@@ -293,7 +293,7 @@ pub async fn logout(
 /// The caller's account.
 #[utoipa::path(
     get, path = "/api/auth/me", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, description = "The caller", body = UserOut), AccessErrors)
+    responses((status = 200, description = "The caller", body = UserOut), AccessErrors, RateLimited)
 )]
 pub async fn me(user: CurrentUser) -> Json<UserOut> {
     Json(UserOut::from(user.user()))

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::AppState;
-use super::api::{AccessErrors, ApiError, ApiJson, BodyErrors, ErrorBody, NotFound, check_len};
+use super::api::{
+    AccessErrors, ApiError, ApiJson, BodyErrors, ErrorBody, NotFound, RateLimited, check_len,
+};
 use super::db::Database;
 
 /// One statement per backend: the placeholders differ.
@@ -80,7 +82,7 @@ impl From<Row> for CollectionOut {
     responses(
         (status = 201, description = "The new collection", body = CollectionOut),
         (status = 409, description = "The caller has a collection of this name", body = ErrorBody),
-        BodyErrors, AccessErrors,
+        BodyErrors, AccessErrors, RateLimited,
     )
 )]
 pub async fn create(
@@ -136,7 +138,7 @@ pub async fn create(
 #[utoipa::path(
     get, path = "/api/collections", tag = "collections",
     security(("bearer" = ["collections:read"])),
-    responses((status = 200, description = "The collections", body = Vec<CollectionOut>), AccessErrors)
+    responses((status = 200, description = "The collections", body = Vec<CollectionOut>), AccessErrors, RateLimited)
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -171,7 +173,7 @@ pub async fn list(
     get, path = "/api/collections/{id}", tag = "collections",
     security(("bearer" = ["collections:read"])),
     params(("id" = String, Path, description = "The collection's id")),
-    responses((status = 200, description = "The collection", body = CollectionOut), NotFound, AccessErrors)
+    responses((status = 200, description = "The collection", body = CollectionOut), NotFound, AccessErrors, RateLimited)
 )]
 pub async fn get_one(
     State(state): State<AppState>,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::AppState;
-use super::api::{AccessErrors, ApiError, ApiJson, BodyErrors, NotFound};
+use super::api::{AccessErrors, ApiError, ApiJson, BodyErrors, NotFound, RateLimited};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/users/{id}", get(user).patch(update_user))
@@ -51,7 +51,7 @@ fn user_id(id: &str) -> Result<UserId, ApiError> {
 #[utoipa::path(
     get, path = "/api/internal/users/{id}", tag = "internal", security(("internal" = [])),
     params(("id" = String, Path, description = "The user's id", example = "1")),
-    responses((status = 200, description = "The user", body = InternalUser), NotFound, AccessErrors)
+    responses((status = 200, description = "The user", body = InternalUser), NotFound, AccessErrors, RateLimited)
 )]
 pub async fn user(
     State(state): State<AppState>,
@@ -80,7 +80,7 @@ pub struct InternalUserUpdate {
     request_body = InternalUserUpdate,
     responses(
         (status = 200, description = "The user, updated", body = InternalUser),
-        NotFound, BodyErrors, AccessErrors,
+        NotFound, BodyErrors, AccessErrors, RateLimited,
     )
 )]
 pub async fn update_user(

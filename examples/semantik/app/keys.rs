@@ -10,7 +10,9 @@ use portcullis::{ApiKeyError, CurrentUser, NewApiKey, Scopes};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::api::{AccessErrors, ApiError, ApiJson, BodyErrors, ErrorBody, NotFound, check_len};
+use super::api::{
+    AccessErrors, ApiError, ApiJson, BodyErrors, ErrorBody, NotFound, RateLimited, check_len,
+};
 use super::{AppState, PERMISSIONS};
 
 /// Semantik allows at most this many active keys per user.
@@ -135,7 +137,7 @@ fn permissions(
     responses(
         (status = 201, description = "The key, with its secret", body = ApiKeyCreated),
         (status = 400, description = "The caller has the maximum number of active keys", body = ErrorBody),
-        BodyErrors, AccessErrors,
+        BodyErrors, AccessErrors, RateLimited,
     )
 )]
 pub async fn create(
@@ -192,7 +194,7 @@ pub async fn create(
 /// The caller's keys, without secrets.
 #[utoipa::path(
     get, path = "/api/keys", tag = "keys", security(("bearer" = ["keys:manage"])),
-    responses((status = 200, description = "The caller's keys", body = Vec<ApiKeyOut>), AccessErrors)
+    responses((status = 200, description = "The caller's keys", body = Vec<ApiKeyOut>), AccessErrors, RateLimited)
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -209,7 +211,7 @@ pub async fn list(
 #[utoipa::path(
     delete, path = "/api/keys/{id}", tag = "keys", security(("bearer" = ["keys:manage"])),
     params(("id" = String, Path, description = "The key's id")),
-    responses((status = 204, description = "Revoked"), NotFound, AccessErrors)
+    responses((status = 204, description = "Revoked"), NotFound, AccessErrors, RateLimited)
 )]
 pub async fn revoke(
     State(state): State<AppState>,

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use portcullis::CurrentUser;
 use serde_json::json;
 
-use super::api::{AccessErrors, ApiError, ErrorBody};
+use super::api::{AccessErrors, ApiError, ErrorBody, RateLimited};
 
 /// Operation progress over a WebSocket. Browsers cannot set headers on a WebSocket, so the
 /// access token may come as `?token=` (upgrades only; never logged).
@@ -19,7 +19,7 @@ use super::api::{AccessErrors, ApiError, ErrorBody};
         (status = 101, description = "Switched to the WebSocket protocol"),
         (status = 400, description = "Not a WebSocket upgrade request", body = ErrorBody),
         (status = 426, description = "The connection cannot be upgraded", body = ErrorBody),
-        AccessErrors,
+        AccessErrors, RateLimited,
     )
 )]
 pub async fn operations(
