@@ -359,6 +359,11 @@ impl CredentialCache {
             Cached::Found(_) => self.positive_ttl,
             Cached::Rejected(_) => self.negative_ttl,
         };
+        if ttl <= 0 {
+            // Caching switched off for this kind of answer: an entry would only be stale on
+            // arrival, and would evict a live one.
+            return;
+        }
         let stored_at = self.clock.now_micros();
         self.entries.insert(
             key,
@@ -868,6 +873,33 @@ mod tests {
         cache.get_or_load(key(2), reject).await.unwrap();
         assert_eq!(counted.loads(), 2);
         assert_eq!(rejected.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_zero_ttl_stores_nothing_and_loads_every_time() {
+        let config = CacheConfig::default().positive_ttl(Duration::ZERO);
+        let clock = Arc::new(ManualClock::starting_now());
+        let cache = CredentialCache::new(&config, clock.clone());
+        let counted = Counted::new();
+        for _ in 0..3 {
+            cache
+                .get_or_load(key(1), |epoch| counted.load(1, None, epoch))
+                .await
+                .unwrap();
+        }
+        assert_eq!(counted.loads(), 3);
+        assert_eq!(
+            cache.entry_count(),
+            0,
+            "a stale-on-arrival entry was stored"
+        );
+        cache
+            .get_or_load(key(2), |_epoch| async {
+                Ok(Cached::Rejected(InvalidToken::Unknown))
+            })
+            .await
+            .unwrap();
+        assert_eq!(cache.entry_count(), 1, "the negative TTL still applies");
     }
 
     #[tokio::test]
