@@ -16,7 +16,11 @@ fuzz_target!(|data: &[u8]| {
     // Header lines split on NUL; the selector's bits pick each line's name and the peer.
     let mut request = Request::get("/");
     for (i, line) in rest.split(|&b| b == 0).take(4).enumerate() {
-        let name = if selector >> i & 1 == 0 { "forwarded" } else { "x-forwarded-for" };
+        let name = if selector >> i & 1 == 0 {
+            "forwarded"
+        } else {
+            "x-forwarded-for"
+        };
         if let Ok(value) = HeaderValue::from_bytes(line) {
             request = request.header(HeaderName::from_static(name), value);
         }
