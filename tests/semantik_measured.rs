@@ -8,8 +8,8 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::PgSchema;
 use common::example::{self, Running};
+use common::{PgSchema, client_address};
 use futures_util::StreamExt as _;
 use portcullis::token::TokenFormat;
 use reqwest::StatusCode;
@@ -40,10 +40,6 @@ async fn servers() -> Vec<(&'static str, Running, tempfile::TempDir, Option<PgSc
         servers.push((name, example::start(command), dir, schema));
     }
     servers
-}
-
-fn client_address(n: usize) -> String {
-    format!("198.51.{}.{}", n / 250, n % 250 + 1)
 }
 
 async fn post(

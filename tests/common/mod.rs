@@ -24,6 +24,12 @@ fn service_url(variable: &str, service: &str) -> Option<String> {
     }
 }
 
+/// The `n`th simulated client's address, for `X-Forwarded-For` behind a trusted proxy: each
+/// client has its own, so that per-address limits stay out of the way of what is tested.
+pub fn client_address(n: usize) -> String {
+    format!("198.51.{}.{}", n / 250, n % 250 + 1)
+}
+
 /// The PostgreSQL server to test against, if any.
 pub fn postgres_url() -> Option<String> {
     service_url("PORTCULLIS_TEST_POSTGRES_URL", "PostgreSQL")
