@@ -49,6 +49,16 @@ pub enum AuditKind {
         /// The revoked session.
         family: FamilyId,
     },
+    /// A browser session started (a login).
+    SessionStarted {
+        /// The session.
+        family: FamilyId,
+    },
+    /// A browser session's id was replaced after a privilege change.
+    SessionRotated {
+        /// The session.
+        family: FamilyId,
+    },
     /// Sessions ended by logout.
     LoggedOut {
         /// How many tokens were revoked.
@@ -77,6 +87,8 @@ impl AuditKind {
             Self::PasswordRehashed => "password_rehashed",
             Self::TokenRefreshed { .. } => "token_refreshed",
             Self::RefreshTokenReused { .. } => "refresh_token_reused",
+            Self::SessionStarted { .. } => "session_started",
+            Self::SessionRotated { .. } => "session_rotated",
             Self::LoggedOut { .. } => "logged_out",
             Self::ApiKeyCreated { .. } => "api_key_created",
             Self::ApiKeyRevoked { .. } => "api_key_revoked",
@@ -110,6 +122,8 @@ impl fmt::Display for AuditKind {
             Self::RefreshTokenReused { family } => {
                 write!(f, "refresh_token_reused family={family}")
             }
+            Self::SessionStarted { family } => write!(f, "session_started family={family}"),
+            Self::SessionRotated { family } => write!(f, "session_rotated family={family}"),
             Self::LoggedOut { revoked } => write!(f, "logged_out revoked={revoked}"),
             Self::ApiKeyCreated { key_id } => write!(f, "api_key_created key={key_id}"),
             Self::ApiKeyRevoked { key_id } => write!(f, "api_key_revoked key={key_id}"),

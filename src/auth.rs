@@ -316,6 +316,16 @@ impl Auth {
         ));
     }
 
+    /// When `token` was last used: the store's record, or a newer use this instance noted and
+    /// has not written yet.
+    pub(crate) fn last_use(&self, token: &crate::store::TokenRecord) -> OffsetDateTime {
+        let stored = token.last_used_at.unwrap_or(token.created_at);
+        match self.inner.usage.unwritten_use(token.id) {
+            Some(unwritten) => stored.max(crate::clock::from_micros(unwritten)),
+            None => stored,
+        }
+    }
+
     /// Loads a user for a credential; a missing user is reported as `None`.
     pub(crate) async fn load_user(&self, id: UserId) -> Result<Option<User>, AuthError> {
         Ok(self.inner.store.user_by_id(id).await?)
@@ -359,7 +369,7 @@ impl Auth {
     /// The request-path check every cached credential passes: not expired, owner active, and
     /// the use noted for write-behind.
     fn admit(&self, entry: &Resolved, now: i64) -> Result<crate::Identity, AuthError> {
-        if entry.expires_at <= now {
+        if entry.expires_at <= now || entry.idle.as_ref().is_some_and(|idle| !idle.admit(now)) {
             return Err(crate::InvalidToken::Expired.into());
         }
         if entry

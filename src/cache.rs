@@ -107,6 +107,8 @@ impl CacheConfig {
 pub(crate) enum Domain {
     ApiKey,
     AccessToken,
+    /// Browser session ids (`c` for cookie on the bus: `s` names session families there).
+    Session,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -147,7 +149,44 @@ pub(crate) struct Resolved {
     pub(crate) expires_at: i64,
     /// Microseconds of the last use recorded for write-behind (see `usage`).
     pub(crate) last_use: AtomicI64,
+    /// For credentials that lapse when unused (browser sessions).
+    pub(crate) idle: Option<IdleTimeout>,
     checked_at_epoch: AtomicU64,
+}
+
+/// An inactivity limit (OWASP ASVS 5.0 V7.3.1): the credential lapses when it has not been
+/// seen for `timeout` microseconds.
+#[derive(Debug)]
+pub(crate) struct IdleTimeout {
+    timeout: i64,
+    /// When this instance last saw the credential, to the second.
+    seen: AtomicI64,
+}
+
+impl IdleTimeout {
+    /// Noting every use would write one shared cache line per request; to the second is
+    /// precise enough for timeouts counted in minutes.
+    const PRECISION: i64 = 1_000_000;
+
+    pub(crate) fn new(timeout: i64, last_seen: i64) -> Self {
+        Self {
+            timeout,
+            seen: AtomicI64::new(last_seen),
+        }
+    }
+
+    /// Whether the credential is still live at `now`; if so, notes the use.
+    pub(crate) fn admit(&self, now: i64) -> bool {
+        let seen = self.seen.load(Ordering::Relaxed);
+        let idle = now.saturating_sub(seen);
+        if idle >= self.timeout {
+            return false;
+        }
+        if idle >= Self::PRECISION {
+            self.seen.fetch_max(now, Ordering::Relaxed);
+        }
+        true
+    }
 }
 
 impl Resolved {
@@ -165,8 +204,15 @@ impl Resolved {
             token_id,
             expires_at,
             last_use: AtomicI64::new(last_use),
+            idle: None,
             checked_at_epoch: AtomicU64::new(epoch),
         }
+    }
+
+    /// Makes the credential lapse after `idle` of disuse.
+    pub(crate) fn idle_timeout(mut self, idle: IdleTimeout) -> Self {
+        self.idle = Some(idle);
+        self
     }
 
     fn user_id(&self) -> Option<UserId> {

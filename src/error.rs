@@ -39,6 +39,11 @@ pub enum AuthError {
         /// The scope that would have allowed the request (RFC 6750 §3.1 `insufficient_scope`).
         scope: Option<String>,
     },
+    /// An unsafe request that a browser's session cookie would authenticate came from another
+    /// site (see [`CrossOrigin`](crate::csrf::CrossOrigin)): `403`, with no challenge, since
+    /// no other credential would make it acceptable.
+    #[error("cross-site request refused")]
+    CrossSiteRequest,
     /// Too many requests; try again after the given delay.
     #[error("rate limited")]
     RateLimited {
@@ -140,7 +145,7 @@ impl AuthError {
                 StatusCode::UNAUTHORIZED
             }
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::Forbidden { .. } | Self::CrossSiteRequest => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -155,6 +160,7 @@ impl AuthError {
             Self::InvalidRequest(_) => "Malformed Authorization header",
             Self::InactiveUser => "Inactive user",
             Self::Forbidden { .. } => "Not enough permissions",
+            Self::CrossSiteRequest => "Cross-site request refused",
             Self::RateLimited { .. } => "Too many requests",
             Self::Unavailable(_) => "Authentication service temporarily unavailable",
         }
@@ -188,7 +194,7 @@ impl AuthError {
                 ),
                 None => format!("Bearer realm={realm}, error=\"insufficient_scope\""),
             }),
-            Self::RateLimited { .. } | Self::Unavailable(_) => None,
+            Self::CrossSiteRequest | Self::RateLimited { .. } | Self::Unavailable(_) => None,
         }
     }
 }

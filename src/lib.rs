@@ -1,8 +1,8 @@
 //! # portcullis
 //!
 //! Authentication and authorization for [tower] and [axum] services: one [`AuthLayer`] with
-//! ordered credential sources (API keys, JWT access tokens, an internal service key, WebSocket
-//! query tokens), runtime-composable [guards](guard), extractors, refresh-token rotation with
+//! ordered credential sources (browser [sessions](session) with CSRF protection, API keys, JWT
+//! access tokens, an internal service key, WebSocket query tokens), runtime-composable [guards](guard), extractors, refresh-token rotation with
 //! reuse detection, Argon2id passwords, and a pluggable [`UserStore`](store::UserStore) behind a
 //! cached SHA-256 token lookup.
 //!
@@ -63,6 +63,7 @@ mod auth;
 pub mod bus;
 mod cache;
 pub mod clock;
+pub mod csrf;
 mod error;
 mod extract;
 pub mod flows;
@@ -73,6 +74,7 @@ mod password;
 #[cfg(feature = "ratelimit")]
 pub mod ratelimit;
 mod refresh_token;
+pub mod session;
 pub mod source;
 pub mod store;
 pub mod token;

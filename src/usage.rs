@@ -90,6 +90,16 @@ impl UsageRecorder {
         self.start_flusher();
     }
 
+    /// The newest use of `id` noted here but not written to the store yet.
+    pub(crate) fn unwritten_use(&self, id: TokenId) -> Option<i64> {
+        let pending = self
+            .shared
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        pending.get(&id).copied()
+    }
+
     fn start_flusher(&self) {
         if self.flusher_started.load(Ordering::Relaxed) {
             return;

@@ -132,6 +132,7 @@ impl fmt::Display for Message {
                 let domain = match key.domain() {
                     Domain::ApiKey => 'a',
                     Domain::AccessToken => 'j',
+                    Domain::Session => 'c',
                 };
                 write!(f, "k {domain} {}", key.digest().to_hex())
             }
@@ -155,6 +156,7 @@ impl FromStr for Message {
                 let domain = match domain {
                     "a" => Domain::ApiKey,
                     "j" => Domain::AccessToken,
+                    "c" => Domain::Session,
                     _ => return Err(()),
                 };
                 let digest = TokenDigest::from_hex(digest).ok_or(())?;
@@ -217,14 +219,11 @@ mod tests {
         round_trip(Invalidation::User(UserId(-1)));
         round_trip(Invalidation::Session(FamilyId::new("0123abcd")));
         let digest = TokenDigest::of("smtk_x");
-        round_trip(Invalidation::Credential(CredentialKey(CacheKey::new(
-            Domain::ApiKey,
-            digest,
-        ))));
-        round_trip(Invalidation::Credential(CredentialKey(CacheKey::new(
-            Domain::AccessToken,
-            digest,
-        ))));
+        for domain in [Domain::ApiKey, Domain::AccessToken, Domain::Session] {
+            round_trip(Invalidation::Credential(CredentialKey(CacheKey::new(
+                domain, digest,
+            ))));
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod authorization;
 mod bearer;
 mod internal;
 mod query;
+mod session;
 
 use std::sync::OnceLock;
 
@@ -26,6 +27,7 @@ pub use authorization::bearer_token;
 pub use bearer::Bearer;
 pub use internal::{InternalKey, InternalKeyTooShort};
 pub use query::QueryToken;
+pub use session::SessionCookie;
 
 use crate::error::AuthError;
 use crate::identity::Identity;

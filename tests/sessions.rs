@@ -1,0 +1,773 @@
+//! Browser sessions end to end over HTTP: a small cookie-login app served on 127.0.0.1 and
+//! driven by a real HTTP client, against SQLite, PostgreSQL and sessions kept in Redis.
+//!
+//! The client handles cookies by hand, as an attacker would: every test says which cookie it
+//! sends.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use portcullis::clock::ManualClock;
+use portcullis::flows::{LoginError, PasswordLogin, Registration};
+use portcullis::session::Sessions;
+use portcullis::source::{Bearer, SessionCookie};
+use portcullis::store::{
+    PostgresStore, RedisSessions, SqliteStore, TokenKind, UserId, UserStore, UserUpdate,
+};
+use portcullis::token::{TokenDigest, TokenFormat};
+use portcullis::{
+    ApiKeys, Auth, AuthError, AuthLayer, CurrentUser, Identity, NewApiKey, PasswordPolicy,
+    Passwords, json_detail,
+};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery";
+const COOKIE: &str = "__Host-session";
+
+/// One store to run the tests against, and whatever must live as long as it.
+struct Backend {
+    name: &'static str,
+    store: Arc<dyn UserStore>,
+    _keep: Box<dyn std::any::Any + Send>,
+}
+
+async fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("sessions.db").display());
+    Backend {
+        name: "sqlite",
+        store: Arc::new(SqliteStore::connect(&url).await.unwrap()),
+        _keep: Box::new(dir),
+    }
+}
+
+async fn backends() -> Vec<Backend> {
+    let mut backends = vec![sqlite().await];
+    if let Some(server) = common::postgres_url() {
+        let schema = common::PgSchema::create(&server).await;
+        backends.push(Backend {
+            name: "postgres",
+            store: Arc::new(PostgresStore::connect(&schema.url).await.unwrap()),
+            _keep: Box::new(schema),
+        });
+    }
+    if let Some(url) = common::redis_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = format!("sqlite://{}", dir.path().join("users.db").display());
+        let prefix = common::redis_prefix();
+        let store = RedisSessions::new(SqliteStore::connect(&db).await.unwrap(), &url)
+            .unwrap()
+            .prefix(prefix.clone());
+        backends.push(Backend {
+            name: "redis sessions",
+            store: Arc::new(store),
+            _keep: Box::new((dir, RedisCleanup { url, prefix })),
+        });
+    }
+    backends
+}
+
+struct RedisCleanup {
+    url: String,
+    prefix: String,
+}
+
+impl Drop for RedisCleanup {
+    fn drop(&mut self) {
+        let (url, prefix) = (self.url.clone(), self.prefix.clone());
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(common::redis_delete_prefix(&url, &prefix));
+        })
+        .join();
+    }
+}
+
+/// The app under test and a client for it.
+struct Site {
+    backend: &'static str,
+    base: String,
+    http: reqwest::Client,
+    auth: Auth,
+    clock: Arc<ManualClock>,
+    sessions: Sessions,
+    api_keys: ApiKeys,
+    _backend: Backend,
+}
+
+#[derive(Clone)]
+struct AppState {
+    auth: Auth,
+    sessions: Sessions,
+    login: PasswordLogin,
+}
+
+async fn site(backend: Backend) -> Site {
+    let clock = Arc::new(ManualClock::starting_now());
+    let auth = Auth::builder_shared(Arc::clone(&backend.store))
+        .shared_clock(clock.clone())
+        .build();
+    let sessions = Sessions::new(&auth, TokenFormat::new("pcs_").unwrap());
+    let api_keys = ApiKeys::new(&auth, TokenFormat::new("kk-").unwrap());
+    let login = PasswordLogin::new(&auth, &Passwords::new(PasswordPolicy::default()));
+    for name in ["ada", "mallory", "grace"] {
+        login
+            .register(Registration::new(name, PASSWORD))
+            .await
+            .unwrap();
+    }
+    let state = AppState {
+        auth: auth.clone(),
+        sessions: sessions.clone(),
+        login,
+    };
+    let app = Router::new()
+        .route("/login", post(log_in))
+        .route("/logout", post(log_out))
+        .route("/me", get(me))
+        .route("/public", get(public))
+        .route("/settings", post(save_settings))
+        .route("/elevate", post(elevate))
+        .route("/password", post(change_password))
+        .with_state(state)
+        .layer(
+            AuthLayer::builder()
+                .source(SessionCookie::new(sessions.clone()))
+                .source(Bearer::new(api_keys.clone()))
+                .build(),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Site {
+        backend: backend.name,
+        base,
+        http: reqwest::Client::new(),
+        auth,
+        clock,
+        sessions,
+        api_keys,
+        _backend: backend,
+    }
+}
+
+async fn log_in(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let (Some(username), Some(password)) = (body["username"].as_str(), body["password"].as_str())
+    else {
+        return json_detail(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "username and password required",
+        );
+    };
+    let user = match app.login.login(username, password).await {
+        Ok(user) => user,
+        Err(LoginError::InvalidCredentials | LoginError::Inactive) => {
+            return json_detail(StatusCode::UNAUTHORIZED, "Incorrect username or password");
+        }
+        Err(_) => return json_detail(StatusCode::SERVICE_UNAVAILABLE, "try again"),
+    };
+    match app.sessions.start(&user, &headers).await {
+        Ok(started) => (started.cookie, Json(json!({ "username": user.username }))).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn log_out(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, AuthError> {
+    let removal = app.sessions.end(&headers).await?;
+    Ok((removal, StatusCode::NO_CONTENT).into_response())
+}
+
+async fn me(user: CurrentUser) -> Json<Value> {
+    Json(json!({ "username": user.username, "roles": user.roles }))
+}
+
+async fn public(identity: Option<Identity>) -> String {
+    identity.map_or_else(|| "anonymous".to_owned(), |id| id.name().to_owned())
+}
+
+async fn save_settings(user: CurrentUser) -> String {
+    format!("saved for {}", user.username)
+}
+
+/// Grants the caller the `admin` role (as if an administrator approved it) and, since the
+/// session's privileges changed, rotates its id.
+async fn elevate(
+    State(app): State<AppState>,
+    user: CurrentUser,
+    headers: HeaderMap,
+) -> Result<Response, AuthError> {
+    app.auth
+        .update_user(user.id, UserUpdate::default().roles(["admin"]))
+        .await?;
+    let rotated = app.sessions.rotate(&headers).await?;
+    Ok((rotated.cookie, StatusCode::NO_CONTENT).into_response())
+}
+
+/// Changes the password: every session of the user ends, and this browser gets a new one.
+async fn change_password(
+    State(app): State<AppState>,
+    user: CurrentUser,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Result<Response, AuthError> {
+    let new = body["new"].as_str().unwrap_or_default();
+    let Ok(updated) = app.login.change_password(user.id, PASSWORD, new).await else {
+        return Ok(json_detail(StatusCode::BAD_REQUEST, "password not changed"));
+    };
+    let started = app.sessions.start(&updated, &headers).await?;
+    Ok((started.cookie, StatusCode::NO_CONTENT).into_response())
+}
+
+/// A response's status, `Set-Cookie` header and body.
+struct Answer {
+    status: StatusCode,
+    set_cookie: Option<String>,
+    body: String,
+}
+
+impl Answer {
+    /// The session id the response sets, if any (`Some("")` for a removal).
+    fn session(&self) -> Option<String> {
+        let header = self.set_cookie.as_deref()?;
+        let pair = header.split(';').next()?;
+        let value = pair.strip_prefix(&format!("{COOKIE}="))?;
+        Some(value.to_owned())
+    }
+}
+
+impl Site {
+    async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let set_cookie = response
+            .headers()
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap().to_owned());
+        Answer {
+            status,
+            set_cookie,
+            body: response.text().await.unwrap(),
+        }
+    }
+
+    fn get(&self, path: &str, session: Option<&str>) -> reqwest::RequestBuilder {
+        self.with_cookie(self.http.get(format!("{}{path}", self.base)), session)
+    }
+
+    fn post(&self, path: &str, session: Option<&str>) -> reqwest::RequestBuilder {
+        self.with_cookie(self.http.post(format!("{}{path}", self.base)), session)
+    }
+
+    fn with_cookie(
+        &self,
+        request: reqwest::RequestBuilder,
+        session: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        match session {
+            Some(id) => request.header("cookie", format!("theme=dark; {COOKIE}={id}")),
+            None => request,
+        }
+    }
+
+    /// Logs `username` in from a browser that presents `planted` (if any); returns the new id.
+    async fn log_in_with(&self, username: &str, planted: Option<&str>) -> String {
+        let answer = self
+            .send(
+                self.post("/login", planted)
+                    .header("sec-fetch-site", "same-origin")
+                    .json(&json!({ "username": username, "password": PASSWORD })),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}: {}", self.backend, answer.body);
+        answer.session().expect("login sets the session cookie")
+    }
+
+    async fn log_in(&self, username: &str) -> String {
+        self.log_in_with(username, None).await
+    }
+
+    /// Who `/public` thinks the browser presenting `session` is.
+    async fn whoami(&self, session: Option<&str>) -> String {
+        let answer = self.send(self.get("/public", session)).await;
+        assert_eq!(answer.status, 200, "{}: {}", self.backend, answer.body);
+        answer.body
+    }
+
+    async fn user_id(&self, username: &str) -> UserId {
+        self.auth
+            .store()
+            .user_by_username(username)
+            .await
+            .unwrap()
+            .unwrap()
+            .id
+    }
+}
+
+async fn each_site<F, Fut>(test: F)
+where
+    F: Fn(Site) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for backend in backends().await {
+        test(site(backend).await).await;
+    }
+}
+
+#[tokio::test]
+async fn owasp_asvs_v3_3_login_sets_a_host_prefixed_http_only_secure_same_site_cookie() {
+    each_site(|site| async move {
+        let answer = site
+            .send(
+                site.post("/login", None)
+                    .json(&json!({ "username": "ada", "password": PASSWORD })),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", site.backend);
+        let header = answer.set_cookie.clone().unwrap();
+        let id = answer.session().unwrap();
+        assert!(id.starts_with("pcs_"), "{header}");
+        assert_eq!(
+            header,
+            format!("{COOKIE}={id}; Path=/; Max-Age=43200; HttpOnly; Secure; SameSite=Lax")
+        );
+        assert_eq!(site.whoami(Some(&id)).await, "ada");
+        let me = site.send(site.get("/me", Some(&id))).await;
+        assert_eq!(me.status, 200);
+        assert_eq!(me.body, r#"{"roles":[],"username":"ada"}"#);
+        // Only the digest is stored.
+        let record = site
+            .auth
+            .store()
+            .token_by_digest(TokenKind::Session, &TokenDigest::of(&id))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.user_id, site.user_id("ada").await);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_wrong_password_sets_no_cookie() {
+    each_site(|site| async move {
+        let answer = site
+            .send(
+                site.post("/login", None)
+                    .json(&json!({ "username": "ada", "password": "wrong password!" })),
+            )
+            .await;
+        assert_eq!(answer.status, 401);
+        assert_eq!(answer.set_cookie, None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn owasp_asvs_v7_2_4_session_fixation_login_issues_a_fresh_id_and_revokes_the_planted_one() {
+    each_site(|site| async move {
+        // Mallory logs in and plants her own session cookie in Ada's browser.
+        let planted = site.log_in("mallory").await;
+        let ada = site.log_in_with("ada", Some(&planted)).await;
+        assert_ne!(ada, planted, "{}", site.backend);
+        assert_eq!(site.whoami(Some(&ada)).await, "ada");
+        // The planted id never becomes Ada's, and is revoked by her login.
+        assert_eq!(site.whoami(Some(&planted)).await, "anonymous");
+        let record = site
+            .auth
+            .store()
+            .token_by_digest(TokenKind::Session, &TokenDigest::of(&planted))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(record.revoked_at.is_some());
+
+        // An id the attacker made up is never adopted either.
+        let invented = TokenFormat::new("pcs_").unwrap().generate().unwrap();
+        let invented = invented.secret().expose();
+        let grace = site.log_in_with("grace", Some(invented)).await;
+        assert_ne!(grace, invented);
+        assert_eq!(site.whoami(Some(invented)).await, "anonymous");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn csrf_a_cross_site_post_with_the_cookie_is_refused_with_403() {
+    each_site(|site| async move {
+        let id = site.log_in("ada").await;
+        let settings = |fetch_site: Option<&str>, origin: Option<&str>| {
+            let mut request = site.post("/settings", Some(&id));
+            if let Some(value) = fetch_site {
+                request = request.header("sec-fetch-site", value);
+            }
+            if let Some(value) = origin {
+                request = request.header("origin", value);
+            }
+            request
+        };
+        let own_origin = site.base.clone();
+        for (fetch_site, origin, expected) in [
+            (Some("cross-site"), Some("https://evil.example"), 403),
+            (Some("same-site"), Some("https://sub.evil.example"), 403),
+            (None, Some("https://evil.example"), 403),
+            (None, Some("null"), 403),
+            (Some("same-origin"), Some(own_origin.as_str()), 200),
+            (Some("none"), None, 200),
+            (None, Some(own_origin.as_str()), 200),
+            // Not a browser: a browser always sends one of the two headers.
+            (None, None, 200),
+        ] {
+            let answer = site.send(settings(fetch_site, origin)).await;
+            assert_eq!(
+                answer.status, expected,
+                "{}: {fetch_site:?} {origin:?}",
+                site.backend
+            );
+            if expected == 403 {
+                assert_eq!(answer.body, r#"{"detail":"Cross-site request refused"}"#);
+            }
+        }
+        // Reading is not a state change: a cross-site GET is answered.
+        let read = site
+            .send(
+                site.get("/me", Some(&id))
+                    .header("sec-fetch-site", "cross-site"),
+            )
+            .await;
+        assert_eq!(read.status, 200);
+
+        // Bearer credentials are exempt: a browser never attaches them on its own.
+        let ada = site
+            .auth
+            .store()
+            .user_by_username("ada")
+            .await
+            .unwrap()
+            .unwrap();
+        let key = site
+            .api_keys
+            .create(&ada, NewApiKey::named("cli"))
+            .await
+            .unwrap();
+        let with_key = site
+            .send(
+                site.post("/settings", None)
+                    .bearer_auth(key.secret.expose())
+                    .header("sec-fetch-site", "cross-site"),
+            )
+            .await;
+        assert_eq!(with_key.status, 200);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn owasp_asvs_v7_4_1_logout_revokes_the_server_record_and_clears_the_cookie() {
+    each_site(|site| async move {
+        let id = site.log_in("ada").await;
+        let out = site
+            .send(
+                site.post("/logout", Some(&id))
+                    .header("sec-fetch-site", "same-origin"),
+            )
+            .await;
+        assert_eq!(out.status, 204, "{}: {}", site.backend, out.body);
+        assert_eq!(
+            out.set_cookie.as_deref(),
+            Some("__Host-session=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax")
+        );
+        // Replaying the old cookie gets nothing.
+        assert_eq!(site.whoami(Some(&id)).await, "anonymous");
+        let me = site.send(site.get("/me", Some(&id))).await;
+        assert_eq!(me.status, 401);
+        assert_eq!(me.body, r#"{"detail":"Not authenticated"}"#);
+        let record = site
+            .auth
+            .store()
+            .token_by_digest(TokenKind::Session, &TokenDigest::of(&id))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(record.revoked_at.is_some());
+
+        // Logging out without a session answers the same way.
+        let again = site.send(site.post("/logout", None)).await;
+        assert_eq!(again.status, 204);
+        assert_eq!(again.session().as_deref(), Some(""));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn owasp_asvs_v7_3_sessions_end_after_the_idle_and_the_absolute_timeout() {
+    each_site(|site| async move {
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        // Idle: 29 minutes apart is fine, 30 minutes of silence is not.
+        let id = site.log_in("ada").await;
+        for _ in 0..3 {
+            site.clock.advance(minutes(29));
+            assert_eq!(site.whoami(Some(&id)).await, "ada", "{}", site.backend);
+        }
+        site.clock.advance(minutes(30));
+        assert_eq!(site.whoami(Some(&id)).await, "anonymous");
+        // And it stays ended once used again.
+        assert_eq!(site.whoami(Some(&id)).await, "anonymous");
+
+        // Absolute: 12 hours after login, however busy the session is.
+        let busy = site.log_in("ada").await;
+        for _ in 0..(12 * 60 / 20 - 1) {
+            site.clock.advance(minutes(20));
+            assert_eq!(site.whoami(Some(&busy)).await, "ada");
+        }
+        site.clock.advance(minutes(20));
+        assert_eq!(site.whoami(Some(&busy)).await, "anonymous");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn another_instance_sees_the_uses_recorded_by_this_one() {
+    each_site(|site| async move {
+        let id = site.log_in("ada").await;
+        site.clock.advance(Duration::from_secs(25 * 60));
+        assert_eq!(site.whoami(Some(&id)).await, "ada");
+        site.auth.flush_last_used().await.unwrap();
+        site.clock.advance(Duration::from_secs(25 * 60));
+        // A second instance (its own cache) over the same store: 50 minutes since login, 25
+        // since the last use recorded by the first.
+        let other = Auth::builder_shared(Arc::clone(&site._backend.store))
+            .shared_clock(site.clock.clone())
+            .build();
+        let sessions = Sessions::new(&other, TokenFormat::new("pcs_").unwrap());
+        let identity = sessions.resolve(&id).await;
+        assert_eq!(identity.unwrap().name(), "ada", "{}", site.backend);
+        site.clock.advance(Duration::from_secs(6 * 60));
+        let fresh = Auth::builder_shared(Arc::clone(&site._backend.store))
+            .shared_clock(site.clock.clone())
+            .build();
+        let sessions = Sessions::new(&fresh, TokenFormat::new("pcs_").unwrap());
+        assert!(sessions.resolve(&id).await.is_err());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn owasp_asvs_v7_2_4_a_privilege_change_rotates_the_id_and_keeps_the_absolute_expiry() {
+    each_site(|site| async move {
+        let id = site.log_in("ada").await;
+        site.clock.advance(Duration::from_secs(600));
+        let answer = site
+            .send(
+                site.post("/elevate", Some(&id))
+                    .header("sec-fetch-site", "same-origin"),
+            )
+            .await;
+        assert_eq!(answer.status, 204, "{}: {}", site.backend, answer.body);
+        let rotated = answer.session().unwrap();
+        assert_ne!(rotated, id);
+        assert!(
+            answer.set_cookie.unwrap().contains("Max-Age=42600;"),
+            "the absolute expiry is not extended"
+        );
+        let me = site.send(site.get("/me", Some(&rotated))).await;
+        assert_eq!(me.body, r#"{"roles":["admin"],"username":"ada"}"#);
+        assert_eq!(site.whoami(Some(&id)).await, "anonymous");
+        let old = site
+            .auth
+            .store()
+            .token_by_digest(TokenKind::Session, &TokenDigest::of(&rotated))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            old.expires_at.unwrap() - old.created_at,
+            time::Duration::seconds(42600)
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn owasp_asvs_v7_4_3_a_password_change_ends_every_other_session() {
+    each_site(|site| async move {
+        let laptop = site.log_in("ada").await;
+        let phone = site.log_in("ada").await;
+        let other_user = site.log_in("grace").await;
+        let answer = site
+            .send(
+                site.post("/password", Some(&laptop))
+                    .header("sec-fetch-site", "same-origin")
+                    .json(&json!({ "new": "a brand new passphrase" })),
+            )
+            .await;
+        assert_eq!(answer.status, 204, "{}: {}", site.backend, answer.body);
+        let renewed = answer.session().unwrap();
+        assert_eq!(site.whoami(Some(&renewed)).await, "ada");
+        assert_eq!(site.whoami(Some(&laptop)).await, "anonymous");
+        assert_eq!(site.whoami(Some(&phone)).await, "anonymous");
+        assert_eq!(site.whoami(Some(&other_user)).await, "grace");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn suspension_ends_access_at_once_even_from_the_cache() {
+    each_site(|site| async move {
+        let id = site.log_in("ada").await;
+        assert_eq!(site.whoami(Some(&id)).await, "ada");
+        let ada = site.user_id("ada").await;
+        site.auth
+            .update_user(ada, UserUpdate::default().active(false))
+            .await
+            .unwrap();
+        assert_eq!(site.whoami(Some(&id)).await, "anonymous");
+        assert_eq!(site.send(site.get("/me", Some(&id))).await.status, 401);
+        // And logging in is refused without a cookie.
+        let login = site
+            .send(
+                site.post("/login", None)
+                    .json(&json!({ "username": "ada", "password": PASSWORD })),
+            )
+            .await;
+        assert_eq!(login.status, 401);
+        assert_eq!(login.set_cookie, None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stale_forged_or_ambiguous_cookies_are_anonymous_never_an_error() {
+    each_site(|site| async move {
+        let id = site.log_in("ada").await;
+        let mut mangled = id.clone();
+        let last = mangled.pop().unwrap();
+        mangled.push(if last == 'a' { 'b' } else { 'a' });
+        let unknown = TokenFormat::new("pcs_").unwrap().generate().unwrap();
+        for cookie in [
+            mangled.as_str(),
+            unknown.secret().expose(),
+            "",
+            "pcs_",
+            "' OR 1=1 --",
+            &"A".repeat(8000),
+        ] {
+            let answer = site
+                .send(
+                    site.http
+                        .get(format!("{}/public", site.base))
+                        .header("cookie", format!("{COOKIE}={cookie}")),
+                )
+                .await;
+            assert_eq!(answer.status, 200, "{}: {cookie:.40}", site.backend);
+            assert_eq!(answer.body, "anonymous");
+        }
+        // Two session cookies (one planted by a sibling subdomain): neither is honoured.
+        let mallory = site.log_in("mallory").await;
+        let tossed = site
+            .send(
+                site.http
+                    .get(format!("{}/public", site.base))
+                    .header("cookie", format!("{COOKIE}={mallory}; {COOKIE}={id}")),
+            )
+            .await;
+        assert_eq!(tossed.body, "anonymous");
+        // A bad cookie does not hide a good bearer credential sent with it.
+        let ada = site
+            .auth
+            .store()
+            .user_by_username("ada")
+            .await
+            .unwrap()
+            .unwrap();
+        let key = site
+            .api_keys
+            .create(&ada, NewApiKey::named("cli"))
+            .await
+            .unwrap();
+        let both = site
+            .send(
+                site.get("/me", Some(&mangled))
+                    .bearer_auth(key.secret.expose()),
+            )
+            .await;
+        assert_eq!(both.status, 200);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn users_can_list_and_end_their_own_sessions_only() {
+    each_site(|site| async move {
+        let laptop = site.log_in("ada").await;
+        let phone = site.log_in("ada").await;
+        let grace = site.log_in("grace").await;
+        let ada = site.user_id("ada").await;
+        let listed = site.sessions.list(ada).await.unwrap();
+        assert_eq!(listed.len(), 2, "{}", site.backend);
+        let phone_record = listed
+            .iter()
+            .find(|s| s.digest == TokenDigest::of(&phone))
+            .unwrap();
+        // Grace cannot end Ada's session; Ada can.
+        let grace_id = site.user_id("grace").await;
+        assert!(
+            !site
+                .sessions
+                .revoke(grace_id, phone_record.id)
+                .await
+                .unwrap()
+        );
+        assert_eq!(site.whoami(Some(&phone)).await, "ada");
+        assert!(site.sessions.revoke(ada, phone_record.id).await.unwrap());
+        assert_eq!(site.whoami(Some(&phone)).await, "anonymous");
+        assert_eq!(site.whoami(Some(&laptop)).await, "ada");
+        assert_eq!(site.sessions.end_all(ada).await.unwrap(), 1);
+        assert_eq!(site.whoami(Some(&laptop)).await, "anonymous");
+        assert_eq!(site.whoami(Some(&grace)).await, "grace");
+        assert!(site.sessions.list(ada).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_idle_session_ends_even_while_its_cache_entry_is_fresh() {
+    let backend = sqlite().await;
+    let clock = Arc::new(ManualClock::starting_now());
+    let auth = Auth::builder_shared(Arc::clone(&backend.store))
+        .shared_clock(clock.clone())
+        .cache(portcullis::CacheConfig::default().positive_ttl(Duration::from_secs(24 * 3600)))
+        .build();
+    let sessions = Sessions::new(&auth, TokenFormat::new("pcs_").unwrap())
+        .idle_timeout(Some(Duration::from_secs(600)));
+    let ada = auth
+        .store()
+        .create_user(portcullis::store::NewUser::new("ada"), auth.now())
+        .await
+        .unwrap();
+    let started = sessions.start(&ada, &HeaderMap::new()).await.unwrap();
+    let id = started.secret.expose();
+    assert!(sessions.resolve(id).await.is_ok());
+    // Used every 9 minutes from the cache alone, the session stays.
+    for _ in 0..5 {
+        clock.advance(Duration::from_secs(540));
+        assert!(matches!(sessions.resolve_now(id), Some(Ok(_))));
+    }
+    clock.advance(Duration::from_secs(600));
+    assert!(matches!(
+        sessions.resolve_now(id),
+        Some(Err(AuthError::InvalidToken(_)))
+    ));
+}
