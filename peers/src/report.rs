@@ -276,6 +276,7 @@ impl Run<'_> {
         let connections = self.reference_connections();
         for name in [
             "portcullis_api_key_cached",
+            "portcullis_session",
             "portcullis_jwt_hs256",
             "portcullis_jwt_eddsa",
         ] {

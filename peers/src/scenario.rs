@@ -297,6 +297,17 @@ pub async fn scenarios(env: &Env) -> Vec<Scenario> {
         router,
         headers: vec![(header::COOKIE, cookie)],
     });
+    all.push(Scenario {
+        name: "portcullis_session",
+        job: Job::Session,
+        who: Who::Portcullis,
+        about: "AuthLayer(SessionCookie) + RequireAuth, session cached (idle timeout on)",
+        router: hello().layer(memory.session_layers(RequireAuth::layer())),
+        headers: vec![(
+            header::COOKIE,
+            HeaderValue::from_str(&memory.session_cookie).expect("a valid cookie"),
+        )],
+    });
 
     // Roles.
     all.push(Scenario {

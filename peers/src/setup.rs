@@ -2,7 +2,8 @@
 //! tokens signed with HS256 and with Ed25519.
 
 use portcullis::guard::RequireLayer;
-use portcullis::source::Bearer;
+use portcullis::session::Sessions;
+use portcullis::source::{Bearer, SessionCookie};
 use portcullis::store::{NewUser, PostgresStore, User, UserStore};
 use portcullis::token::TokenFormat;
 use portcullis::token::jwt::{Algorithm, JwtKey, JwtKeys};
@@ -28,6 +29,10 @@ pub struct Fixture {
     pub eddsa: AccessTokens,
     /// An EdDSA access token of `user`.
     pub eddsa_token: String,
+    /// Browser sessions (`pcs_…` ids in the `__Host-session` cookie).
+    pub sessions: Sessions,
+    /// A live session of `user`: the `Cookie` header a browser sends.
+    pub session_cookie: String,
 }
 
 impl std::fmt::Debug for Fixture {
@@ -73,7 +78,19 @@ pub async fn fixture(store: impl UserStore, cache: CacheConfig) -> Fixture {
         .expect("a token")
         .token
         .into_exposed();
+    let sessions = Sessions::new(&auth, TokenFormat::new("pcs_").expect("a valid prefix"));
+    let session = sessions
+        .start(&user, &http::HeaderMap::new())
+        .await
+        .expect("a new session");
+    let session_cookie = format!(
+        "{}={}",
+        sessions.cookie_config().cookie_name(),
+        session.secret.expose()
+    );
     Fixture {
+        sessions,
+        session_cookie,
         auth,
         user,
         api_keys,
@@ -90,6 +107,14 @@ impl Fixture {
     pub fn api_key_layers(&self, guard: RequireLayer) -> Stack<RequireLayer, AuthLayer> {
         let auth = AuthLayer::builder()
             .source(Bearer::new(self.api_keys.clone()))
+            .build();
+        Stack::new(guard, auth)
+    }
+
+    /// `AuthLayer` accepting the session cookie, then `guard`, as one layer.
+    pub fn session_layers(&self, guard: RequireLayer) -> Stack<RequireLayer, AuthLayer> {
+        let auth = AuthLayer::builder()
+            .source(SessionCookie::new(self.sessions.clone()))
             .build();
         Stack::new(guard, auth)
     }
