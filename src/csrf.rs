@@ -6,7 +6,10 @@
 //! Cheat Sheet, "Fetch Metadata headers"; the same algorithm as Go's
 //! `net/http.CrossOriginProtection`):
 //!
-//! 1. Safe methods (`GET`, `HEAD`, `OPTIONS`) change nothing and pass.
+//! 1. Safe methods (`GET`, `HEAD`, `OPTIONS`) change nothing and pass, except a WebSocket
+//!    handshake: it is a `GET` that opens a two-way channel acting with the cookie, so another
+//!    site opening one is cross-site WebSocket hijacking (OWASP WebSocket Security Cheat
+//!    Sheet) and it is checked like an unsafe method.
 //! 2. `Sec-Fetch-Site: same-origin` or `none` (typed in the address bar) passes; any other value
 //!    (`same-site`, `cross-site`) is refused unless its `Origin` is trusted.
 //! 3. Without `Sec-Fetch-Site` (browsers before 2023), an `Origin` must name this host (the
@@ -96,7 +99,7 @@ impl CrossOrigin {
         headers: &HeaderMap,
         authority: Option<&http::uri::Authority>,
     ) -> Result<(), CrossSiteRequest> {
-        if is_safe(method) {
+        if is_safe(method) && !is_websocket_handshake(headers) {
             return Ok(());
         }
         let origin = single(headers, ORIGIN);
@@ -129,6 +132,15 @@ impl CrossOrigin {
 /// RFC 9110 §9.2.1: methods that are defined not to change anything.
 fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// RFC 6455 §4.1: the opening handshake asks to upgrade to `websocket` (RFC 8441 carries it
+/// over HTTP/2 as an extended CONNECT, which is not a safe method anyway).
+fn is_websocket_handshake(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::UPGRADE)
+        .iter()
+        .any(|value| value.as_bytes().eq_ignore_ascii_case(b"websocket"))
 }
 
 /// The value of a header that must appear at most once: `None` when absent, `Err` when repeated
@@ -191,6 +203,24 @@ mod tests {
         for method in ["GET", "HEAD", "OPTIONS"] {
             assert!(allows(&check, method, &[("sec-fetch-site", "cross-site")]));
         }
+    }
+
+    #[test]
+    fn owasp_websocket_a_cross_site_handshake_is_checked_like_a_post() {
+        let check = CrossOrigin::new();
+        let hijack = [
+            ("upgrade", "WebSocket"),
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://evil.example"),
+        ];
+        assert!(!allows(&check, "GET", &hijack));
+        let old_browser = [("upgrade", "websocket"), ("origin", "https://evil.example")];
+        assert!(!allows(&check, "GET", &old_browser));
+        let own = [
+            ("upgrade", "websocket"),
+            ("origin", "https://app.example.com"),
+        ];
+        assert!(allows(&check, "GET", &own));
     }
 
     #[test]

@@ -448,6 +448,17 @@ async fn csrf_a_cross_site_post_with_the_cookie_is_refused_with_403() {
             )
             .await;
         assert_eq!(read.status, 200);
+        // Except a WebSocket handshake: another site opening one with the cookie is
+        // cross-site WebSocket hijacking.
+        let hijack = site
+            .send(
+                site.get("/me", Some(&id))
+                    .header("upgrade", "websocket")
+                    .header("sec-fetch-site", "cross-site")
+                    .header("origin", "https://evil.example"),
+            )
+            .await;
+        assert_eq!(hijack.status, 403);
 
         // Bearer credentials are exempt: a browser never attaches them on its own.
         let ada = site

@@ -16,8 +16,8 @@ use crate::session::Sessions;
 ///   answering `401` would lock the user out of public pages, the login page included. The
 ///   request goes on as anonymous (later sources are asked), so guards still refuse it where
 ///   a login is needed. A store failure is still `503`.
-/// * **Cross-site unsafe requests are refused** (`403`, CSRF): a `POST`, `PUT`, `PATCH` or
-///   `DELETE` that the cookie would authenticate must pass the sessions'
+/// * **Cross-site unsafe requests are refused** (`403`, CSRF): a `POST`, `PUT`, `PATCH`,
+///   `DELETE` or WebSocket handshake that the cookie would authenticate must pass the sessions'
 ///   [`CrossOrigin`](crate::csrf::CrossOrigin) check. Requests authenticated by a later
 ///   source (a bearer token) are not checked: a browser never adds those on its own.
 ///
