@@ -49,16 +49,6 @@ pub enum AuditKind {
         /// The revoked session.
         family: FamilyId,
     },
-    /// A browser session started (a login).
-    SessionStarted {
-        /// The session.
-        family: FamilyId,
-    },
-    /// A browser session's id was replaced after a privilege change.
-    SessionRotated {
-        /// The session.
-        family: FamilyId,
-    },
     /// Sessions ended by logout.
     LoggedOut {
         /// How many tokens were revoked.
@@ -73,6 +63,16 @@ pub enum AuditKind {
     ApiKeyRevoked {
         /// The key.
         key_id: TokenId,
+    },
+    /// A browser session started (a login).
+    SessionStarted {
+        /// The session.
+        family: FamilyId,
+    },
+    /// A browser session's id was replaced after a privilege change.
+    SessionRotated {
+        /// The session.
+        family: FamilyId,
     },
 }
 
