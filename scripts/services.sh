@@ -113,3 +113,8 @@ install_cargo_fuzz() {
 install_cargo_deny() {
     cargo deny --version >/dev/null 2>&1 || cargo install --locked cargo-deny
 }
+
+# cargo-semver-checks for the public-API check against the last release baseline (crates.io).
+install_cargo_semver_checks() {
+    cargo semver-checks --version >/dev/null 2>&1 || cargo install --locked cargo-semver-checks
+}

@@ -22,12 +22,24 @@ require_service Redis start_redis
 require_service "Python interop libraries" install_python_interop
 require_service cargo-fuzz install_cargo_fuzz
 require_service cargo-deny install_cargo_deny
+require_service cargo-semver-checks install_cargo_semver_checks
 
 step "dependencies: licences, bans and sources (advisories need the network)"
 if cargo deny --version >/dev/null 2>&1; then
     cargo deny check bans licenses sources
 else
     echo "SKIPPED: cargo-deny is not installed"
+fi
+
+step "public API: packaging, and semver against the release baseline ($(cat .semver-baseline))"
+# The packaged crate must build from its own files alone, as crates.io will build it.
+cargo package --quiet --allow-dirty
+if cargo semver-checks --version >/dev/null 2>&1; then
+    # A breaking change since the baseline fails here until the version is bumped (and the
+    # baseline moved to the release commit) with the change in CHANGELOG.md.
+    cargo semver-checks check-release --all-features --baseline-rev "$(cat .semver-baseline)"
+else
+    echo "SKIPPED: cargo-semver-checks is not installed"
 fi
 
 step "example servers (the process-level tests start them)"
