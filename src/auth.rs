@@ -284,6 +284,29 @@ impl Auth {
         Some(link.connected.load(Ordering::Acquire))
     }
 
+    /// Deletes the stored tokens that expired, or were revoked, more than `retention` ago
+    /// (see [`UserStore::purge_tokens`]); returns how many. Every login, refresh and session
+    /// adds a row that is dead once it expires; run this now and then so that they do not
+    /// accumulate. Keep `retention` at least as long as the refresh-token lifetime, so that a
+    /// rotated refresh token presented again is still recognised as reuse.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # async fn run(auth: portcullis::Auth) {
+    /// let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+    /// loop {
+    ///     hourly.tick().await;
+    ///     if let Err(error) = auth.purge_tokens(Duration::from_secs(30 * 86_400)).await {
+    ///         tracing::warn!(%error, "could not purge dead tokens; will retry");
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub async fn purge_tokens(&self, retention: Duration) -> Result<u64, StoreError> {
+        let before = crate::clock::sub(self.now(), retention);
+        self.inner.store.purge_tokens(before).await
+    }
+
     /// Writes every queued `last_used_at` update now (call on graceful shutdown).
     pub async fn flush_last_used(&self) -> Result<(), StoreError> {
         self.inner.usage.flush().await

@@ -119,6 +119,12 @@ pub(crate) fn add(at: OffsetDateTime, by: Duration) -> OffsetDateTime {
     from_micros(to_micros(at).saturating_add(by))
 }
 
+/// `at - by`, saturating instead of overflowing for absurd durations.
+pub(crate) fn sub(at: OffsetDateTime, by: Duration) -> OffsetDateTime {
+    let by = i64::try_from(by.as_micros()).unwrap_or(i64::MAX);
+    from_micros(to_micros(at).saturating_sub(by))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

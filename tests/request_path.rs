@@ -100,6 +100,9 @@ impl<S: UserStore> UserStore for Counting<S> {
     ) -> Result<bool, StoreError> {
         self.inner.family_is_active(family, now).await
     }
+    async fn purge_tokens(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        self.inner.purge_tokens(before).await
+    }
     async fn record_token_use(&self, uses: &[TokenUse]) -> Result<(), StoreError> {
         self.inner.record_token_use(uses).await
     }

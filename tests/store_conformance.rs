@@ -110,6 +110,7 @@ macro_rules! per_kind {
             fifty_concurrent_rotations_of_one_token_succeed_exactly_once,
             revocation_selectors_revoke_only_what_they_select,
             families_live_while_a_token_is_active,
+            purge_deletes_what_expired_or_was_revoked_before_the_cutoff,
             last_use_only_moves_forward,
             timestamps_round_trip_at_microsecond_precision,
         );
@@ -952,6 +953,73 @@ mod suite {
             !store.family_is_active(&family, at(1)).await.unwrap(),
             "revoked"
         );
+    }
+
+    pub(super) async fn purge_deletes_what_expired_or_was_revoked_before_the_cutoff(
+        store: Arc<dyn UserStore>,
+        kind: TokenKind,
+    ) {
+        let ada = user(&*store, "ada").await;
+        let expiring = |n, at_seconds| NewToken {
+            expires_at: Some(at(at_seconds)),
+            ..token(kind, ada.id, n)
+        };
+        store.insert_token(expiring(1, 100)).await.unwrap();
+        store.insert_token(token(kind, ada.id, 2)).await.unwrap();
+        for (n, revoked_at) in [(3, 150), (4, 250)] {
+            store.insert_token(token(kind, ada.id, n)).await.unwrap();
+            store
+                .revoke_tokens(
+                    TokenSelector::Digest {
+                        kind,
+                        digest: digest(n),
+                    },
+                    RevokeReason::Logout,
+                    at(revoked_at),
+                )
+                .await
+                .unwrap();
+        }
+        store
+            .insert_token(NewToken {
+                expires_at: None,
+                ..token(kind, ada.id, 5)
+            })
+            .await
+            .unwrap();
+        store.insert_token(expiring(6, 200)).await.unwrap();
+        store
+            .insert_token(NewToken {
+                kind: other(kind),
+                ..expiring(7, 100)
+            })
+            .await
+            .unwrap();
+
+        assert_eq!(store.purge_tokens(at(200)).await.unwrap(), 3);
+        for (n, kept) in [
+            (1, false),
+            (2, true),
+            (3, false),
+            (4, true),
+            (5, true),
+            (6, true),
+        ] {
+            let found = store.token_by_digest(kind, &digest(n)).await.unwrap();
+            assert_eq!(found.is_some(), kept, "token {n}");
+        }
+        assert!(
+            store
+                .token_by_digest(other(kind), &digest(7))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let listed = store.tokens_of_user(ada.id, kind).await.unwrap();
+        assert_eq!(listed.len(), 4);
+        assert_eq!(store.purge_tokens(at(200)).await.unwrap(), 0);
+        // A purged digest is free again.
+        store.insert_token(expiring(1, 3600)).await.unwrap();
     }
 
     pub(super) async fn last_use_only_moves_forward(store: Arc<dyn UserStore>, kind: TokenKind) {

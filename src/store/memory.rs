@@ -319,6 +319,25 @@ impl UserStore for MemoryStore {
             .any(|t| t.family.as_ref() == Some(family) && t.is_active(now)))
     }
 
+    async fn purge_tokens(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut state = self.state();
+        let doomed: Vec<TokenId> = state
+            .tokens
+            .values()
+            .filter(|token| {
+                token.expires_at.is_some_and(|at| at < before)
+                    || token.revoked_at.is_some_and(|at| at < before)
+            })
+            .map(|token| token.id)
+            .collect();
+        for id in &doomed {
+            if let Some(token) = state.tokens.remove(id) {
+                state.by_digest.remove(&(token.kind, token.digest));
+            }
+        }
+        Ok(doomed.len() as u64)
+    }
+
     async fn record_token_use(&self, uses: &[TokenUse]) -> Result<(), StoreError> {
         let mut state = self.state();
         for usage in uses {

@@ -123,6 +123,20 @@ pub trait UserStore: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError>;
 
+    /// Deletes every token that expired, or was revoked, before `before`, and returns how
+    /// many were deleted. Tokens without an expiry that were never revoked are kept.
+    ///
+    /// Reuse detection needs a rotated refresh token for as long as it could otherwise have
+    /// been used: pass a cutoff at least one refresh-token lifetime in the past (see
+    /// [`Auth::purge_tokens`](crate::Auth::purge_tokens)).
+    ///
+    /// The default answers [`StoreError::Unsupported`], so that a store written before this
+    /// method existed keeps compiling and says so when asked, rather than pretending to purge.
+    async fn purge_tokens(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let _ = before;
+        Err(StoreError::Unsupported("purge_tokens"))
+    }
+
     /// Records token uses; a token's `last_used_at` only ever moves forward.
     async fn record_token_use(&self, uses: &[TokenUse]) -> Result<(), StoreError>;
 
@@ -166,6 +180,9 @@ pub enum StoreError {
     /// A value the store refuses to keep (see [`validate`]); the string names the field.
     #[error("invalid {0}")]
     InvalidInput(&'static str),
+    /// The store does not implement this operation; the string names it.
+    #[error("this store does not support {0}")]
+    Unsupported(&'static str),
     /// The store could not be reached or failed; the operation may be retried.
     #[error("store unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -193,11 +193,26 @@ pub async fn run(config: Config) -> Result<(), ConfigError> {
         .local_addr()
         .map_err(|error| ConfigError::Bind(config.bind.clone(), error.to_string()))?;
     println!("listening on http://{address}");
-    serve(listener, router)
-        .await
-        .map_err(|error| ConfigError::Bind(config.bind.clone(), error.to_string()))?;
+    // Rotated refresh tokens are kept for a refresh-token lifetime, so reuse is still caught.
+    let purger = tokio::spawn(purge_dead_tokens(state.auth.clone(), state.refresh.ttl()));
+    let served = serve(listener, router).await;
+    purger.abort();
+    served.map_err(|error| ConfigError::Bind(config.bind.clone(), error.to_string()))?;
     if let Err(error) = state.auth.flush_last_used().await {
         tracing::warn!(%error, "could not record the last API key uses on shutdown");
     }
     Ok(())
+}
+
+/// Deletes dead tokens (expired or revoked more than `retention` ago) at start-up and hourly.
+async fn purge_dead_tokens(auth: Auth, retention: Duration) {
+    let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        hourly.tick().await;
+        match auth.purge_tokens(retention).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "purged dead tokens"),
+            Err(error) => tracing::warn!(%error, "could not purge dead tokens; will retry"),
+        }
+    }
 }

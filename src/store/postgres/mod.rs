@@ -460,6 +460,16 @@ impl UserStore for PostgresStore {
         .map_err(store_error)
     }
 
+    async fn purge_tokens(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let result =
+            sqlx::query("DELETE FROM portcullis_tokens WHERE expires_at < $1 OR revoked_at < $1")
+                .bind(before)
+                .execute(&self.pool)
+                .await
+                .map_err(store_error)?;
+        Ok(result.rows_affected())
+    }
+
     async fn record_token_use(&self, uses: &[TokenUse]) -> Result<(), StoreError> {
         if uses.is_empty() {
             return Ok(());

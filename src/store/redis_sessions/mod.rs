@@ -56,6 +56,7 @@ struct Scripts {
     rotate: redis::Script,
     revoke: redis::Script,
     query: redis::Script,
+    purge: redis::Script,
 }
 
 impl<S> std::fmt::Debug for RedisSessions<S> {
@@ -88,6 +89,7 @@ impl<S: UserStore> RedisSessions<S> {
                 rotate: script(include_str!("rotate.lua")),
                 revoke: script(include_str!("revoke.lua")),
                 query: script(include_str!("query.lua")),
+                purge: script(include_str!("purge.lua")),
             },
         })
     }
@@ -237,6 +239,18 @@ fn status(value: &Value) -> Result<(String, &[Value]), StoreError> {
 
 fn is_session(kind: TokenKind) -> bool {
     kind == TokenKind::Session
+}
+
+/// `text` matched literally by a Redis glob pattern.
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 fn is_session_id(id: TokenId) -> bool {
@@ -445,6 +459,39 @@ impl<S: UserStore> UserStore for RedisSessions<S> {
             self.run(&self.scripts.query, &args).await?,
             Value::Int(1)
         ))
+    }
+
+    async fn purge_tokens(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut deleted = self.inner.purge_tokens(before).await?;
+        // Sessions expire from Redis on their own a day after their expiry; this removes the
+        // revoked and expired ones sooner. SCAN walks the keyspace in small steps, so Redis
+        // keeps serving meanwhile; each batch is checked and deleted atomically.
+        let pattern = format!("{}session:*", glob_escape(&self.prefix));
+        let mut connection = self.connection().await?;
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            if !keys.is_empty() {
+                let mut args = vec![to_micros(before).to_string()];
+                args.extend(keys);
+                match self.run(&self.scripts.purge, &args).await? {
+                    Value::Int(n) => deleted += n.unsigned_abs(),
+                    other => return Err(corrupt(format!("purge answered {other:?}"))),
+                }
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
     }
 
     async fn record_token_use(&self, uses: &[TokenUse]) -> Result<(), StoreError> {

@@ -485,6 +485,18 @@ impl UserStore for SqliteStore {
         .map_err(store_error)
     }
 
+    async fn purge_tokens(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let before = to_micros(before);
+        let result =
+            sqlx::query("DELETE FROM portcullis_tokens WHERE expires_at < ? OR revoked_at < ?")
+                .bind(before)
+                .bind(before)
+                .execute(&self.pool)
+                .await
+                .map_err(store_error)?;
+        Ok(result.rows_affected())
+    }
+
     async fn record_token_use(&self, uses: &[TokenUse]) -> Result<(), StoreError> {
         if uses.is_empty() {
             return Ok(());
