@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use portcullis::clock::ManualClock;
+use portcullis::csrf::CrossOrigin;
 use portcullis::flows::{LoginError, PasswordLogin, Registration};
 use portcullis::session::Sessions;
 use portcullis::source::{Bearer, SessionCookie};
@@ -130,7 +131,7 @@ async fn site(backend: Backend) -> Site {
         login,
     };
     let app = Router::new()
-        .route("/login", post(log_in))
+        .route("/login", post(log_in).layer(CrossOrigin::new()))
         .route("/logout", post(log_out))
         .route("/me", get(me))
         .route("/public", get(public))
@@ -356,6 +357,34 @@ async fn owasp_asvs_v3_3_login_sets_a_host_prefixed_http_only_secure_same_site_c
             .unwrap()
             .unwrap();
         assert_eq!(record.user_id, site.user_id("ada").await);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn login_csrf_a_cross_site_login_post_is_refused_before_the_password_is_checked() {
+    each_site(|site| async move {
+        // Another site posting Mallory's credentials from Ada's browser would log Ada into
+        // Mallory's account, where whatever she saves is Mallory's to read.
+        let forged = site
+            .send(
+                site.post("/login", None)
+                    .header("sec-fetch-site", "cross-site")
+                    .header("origin", "https://evil.example")
+                    .json(&json!({ "username": "mallory", "password": PASSWORD })),
+            )
+            .await;
+        assert_eq!(forged.status, 403, "{}", site.backend);
+        assert_eq!(forged.body, r#"{"detail":"Cross-site request refused"}"#);
+        assert_eq!(forged.set_cookie, None);
+        let old_browser = site
+            .send(
+                site.post("/login", None)
+                    .header("origin", "https://evil.example")
+                    .json(&json!({ "username": "mallory", "password": PASSWORD })),
+            )
+            .await;
+        assert_eq!(old_browser.status, 403);
     })
     .await;
 }

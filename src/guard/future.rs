@@ -8,7 +8,8 @@ use axum_core::response::Response;
 use pin_project_lite::pin_project;
 
 pin_project! {
-    /// Response future for [`RequireService`](super::RequireService): the inner service's
+    /// Response future of the guards ([`RequireService`](super::RequireService)) and of the
+    /// cross-origin check ([`CrossOriginService`](crate::csrf::CrossOriginService)): the inner service's
     /// future, or the refusal.
     #[derive(Debug)]
     pub struct ResponseFuture<F> {
@@ -27,13 +28,13 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn allowed(future: F) -> Self {
+    pub(crate) fn allowed(future: F) -> Self {
         Self {
             state: State::Allowed { future },
         }
     }
 
-    pub(super) fn refused(response: Response) -> Self {
+    pub(crate) fn refused(response: Response) -> Self {
         Self {
             state: State::Refused {
                 response: Some(response),

@@ -20,6 +20,14 @@
 //! `same-site` is refused by default because a sibling subdomain is often someone else's
 //! (`alice.example.io` and `bob.example.io`). Bearer-authenticated requests need none of this:
 //! a browser never adds an `Authorization` header on its own.
+//!
+//! The [`SessionCookie`](crate::source::SessionCookie) source applies the check to requests
+//! its cookie authenticates. [`CrossOrigin`] is also a tower layer ([`CrossOriginService`])
+//! for routes a browser posts to before it has a session, such as a login form.
+
+mod service;
+
+pub use service::CrossOriginService;
 
 use http::header::{HOST, ORIGIN};
 use http::request::Parts;
@@ -93,7 +101,7 @@ impl CrossOrigin {
         self.check_headers(&parts.method, &parts.headers, parts.uri.authority())
     }
 
-    fn check_headers(
+    pub(crate) fn check_headers(
         &self,
         method: &Method,
         headers: &HeaderMap,
