@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use portcullis::bus::{InvalidationBus, PostgresBus, RedisBus, WhenBusDown};
 use portcullis::flows::{PasswordLogin, Registration};
+use portcullis::session::Sessions;
 use portcullis::source::TokenResolver;
 use portcullis::store::{PostgresStore, User, UserUpdate};
 use portcullis::token::TokenFormat;
@@ -28,6 +29,7 @@ struct Instance {
     api_keys: ApiKeys,
     access: AccessTokens,
     refresh: RefreshTokens,
+    sessions: Sessions,
     login: PasswordLogin,
 }
 
@@ -96,6 +98,7 @@ impl Setup {
                 TokenFormat::new("rt_").unwrap(),
                 Duration::from_secs(3600),
             ),
+            sessions: Sessions::new(&auth, TokenFormat::new("pcs_").unwrap()),
             login: PasswordLogin::new(&auth, &passwords),
             auth,
         }
@@ -161,6 +164,14 @@ async fn propagation(b: &Instance, resolver: &dyn TokenResolver, credential: &st
     .await
 }
 
+/// How long until session `id` stops resolving on `sessions`, within one second.
+async fn session_propagation(sessions: &Sessions, id: &str) -> Duration {
+    wait_until(Duration::from_secs(1), || async {
+        sessions.resolve(id).await.is_err()
+    })
+    .await
+}
+
 async fn revocations_reach_the_other_instance(kind: Bus) {
     let Some(setup) = Setup::new().await else {
         return;
@@ -199,6 +210,35 @@ async fn revocations_reach_the_other_instance(kind: Bus) {
         .await
         .unwrap();
     delays.push(("logout", propagation(&b, &b.access, &jwt).await));
+
+    // A browser session rotated, then logged out, on A.
+    let started = a
+        .sessions
+        .start(&ada, &http::HeaderMap::new())
+        .await
+        .unwrap();
+    let cookie = |id: &str| {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("cookie", format!("__Host-session={id}").parse().unwrap());
+        headers
+    };
+    let first = started.secret.expose().to_owned();
+    assert!(
+        b.sessions.resolve(&first).await.is_ok(),
+        "B caches the session"
+    );
+    let rotated = a.sessions.rotate(&cookie(&first)).await.unwrap();
+    delays.push((
+        "rotate session",
+        session_propagation(&b.sessions, &first).await,
+    ));
+    let second = rotated.secret.expose().to_owned();
+    assert!(b.sessions.resolve(&second).await.is_ok());
+    a.sessions.end(&cookie(&second)).await.unwrap();
+    delays.push((
+        "log out session",
+        session_propagation(&b.sessions, &second).await,
+    ));
 
     // A user deactivated on A.
     let key = a
