@@ -1,8 +1,8 @@
 # Starts the real services the test suite needs, when they are not already given, and stops
 # what it started when the calling shell exits. Sourced by scripts/test.sh.
 #
-# Exports PORTCULLIS_TEST_POSTGRES_URL and PORTCULLIS_TEST_REDIS_URL. Set either beforehand to
-# use a server of your own instead.
+# Exports PORTCULLIS_TEST_POSTGRES_URL and PORTCULLIS_TEST_REDIS_URL (and, for the browser test,
+# PORTCULLIS_TEST_CHROMIUM and PORTCULLIS_TEST_PLAYWRIGHT). Set any beforehand to use your own.
 
 services_dir="$(mktemp -d /tmp/portcullis-services.XXXXXX)"
 chmod 755 "$services_dir"
@@ -78,6 +78,26 @@ start_redis() {
     services_cleanup+=("redis-cli -p $port shutdown nosave")
     export PORTCULLIS_TEST_REDIS_URL="redis://127.0.0.1:$port"
     echo "Redis $(redis-server --version | awk '{print $3}') on port $port"
+}
+
+# Chromium (Debian) and Playwright (npm, pinned) for the browser tests; exports
+# PORTCULLIS_TEST_CHROMIUM and PORTCULLIS_TEST_PLAYWRIGHT (the node_modules directory).
+playwright_version=1.64.1
+install_browser() {
+    if [ -n "${PORTCULLIS_TEST_CHROMIUM:-}" ] && [ -n "${PORTCULLIS_TEST_PLAYWRIGHT:-}" ]; then
+        return 0
+    fi
+    command -v chromium >/dev/null || apt_install chromium || return 1
+    command -v npm >/dev/null || apt_install nodejs npm || return 1
+    local dir="$HOME/.cache/portcullis-browser"
+    if [ ! -f "$dir/node_modules/playwright-core/package.json" ] ||
+        ! grep -q "\"version\": \"$playwright_version\"" "$dir/node_modules/playwright-core/package.json"; then
+        mkdir -p "$dir"
+        (cd "$dir" && npm install --silent --no-audit --no-fund "playwright-core@$playwright_version") || return 1
+    fi
+    export PORTCULLIS_TEST_CHROMIUM="$(command -v chromium)"
+    export PORTCULLIS_TEST_PLAYWRIGHT="$dir/node_modules"
+    echo "$(chromium --version 2>/dev/null | head -n 1), playwright-core $playwright_version"
 }
 
 # A missing service fails the run in CI; elsewhere the tests that need it skip loudly.

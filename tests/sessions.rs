@@ -9,28 +9,16 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use common::session_app::{self, COOKIE, PASSWORD};
 use portcullis::clock::ManualClock;
-use portcullis::csrf::CrossOrigin;
-use portcullis::flows::{LoginError, PasswordLogin, Registration};
 use portcullis::session::Sessions;
-use portcullis::source::{Bearer, SessionCookie};
 use portcullis::store::{
     PostgresStore, RedisSessions, SqliteStore, TokenKind, UserId, UserStore, UserUpdate,
 };
 use portcullis::token::{TokenDigest, TokenFormat};
-use portcullis::{
-    ApiKeys, Auth, AuthError, AuthLayer, CurrentUser, Identity, NewApiKey, PasswordPolicy,
-    Passwords, json_detail,
-};
-use serde_json::{Value, json};
-
-const PASSWORD: &str = "correct horse battery";
-const COOKIE: &str = "__Host-session";
+use portcullis::{ApiKeys, Auth, AuthError, NewApiKey};
+use serde_json::json;
 
 /// One store to run the tests against, and whatever must live as long as it.
 struct Backend {
@@ -104,131 +92,18 @@ struct Site {
     _backend: Backend,
 }
 
-#[derive(Clone)]
-struct AppState {
-    auth: Auth,
-    sessions: Sessions,
-    login: PasswordLogin,
-}
-
 async fn site(backend: Backend) -> Site {
-    let clock = Arc::new(ManualClock::starting_now());
-    let auth = Auth::builder_shared(Arc::clone(&backend.store))
-        .shared_clock(clock.clone())
-        .build();
-    let sessions = Sessions::new(&auth, TokenFormat::new("pcs_").unwrap());
-    let api_keys = ApiKeys::new(&auth, TokenFormat::new("kk-").unwrap());
-    let login = PasswordLogin::new(&auth, &Passwords::new(PasswordPolicy::default()));
-    for name in ["ada", "mallory", "grace"] {
-        login
-            .register(Registration::new(name, PASSWORD))
-            .await
-            .unwrap();
-    }
-    let state = AppState {
-        auth: auth.clone(),
-        sessions: sessions.clone(),
-        login,
-    };
-    let app = Router::new()
-        .route("/login", post(log_in).layer(CrossOrigin::new()))
-        .route("/logout", post(log_out))
-        .route("/me", get(me))
-        .route("/public", get(public))
-        .route("/settings", post(save_settings))
-        .route("/elevate", post(elevate))
-        .route("/password", post(change_password))
-        .with_state(state)
-        .layer(
-            AuthLayer::builder()
-                .source(SessionCookie::new(sessions.clone()))
-                .source(Bearer::new(api_keys.clone()))
-                .build(),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let app = session_app::serve(Arc::clone(&backend.store)).await;
     Site {
         backend: backend.name,
-        base,
+        base: app.base,
         http: reqwest::Client::new(),
-        auth,
-        clock,
-        sessions,
-        api_keys,
+        auth: app.auth,
+        clock: app.clock,
+        sessions: app.sessions,
+        api_keys: app.api_keys,
         _backend: backend,
     }
-}
-
-async fn log_in(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
-    let (Some(username), Some(password)) = (body["username"].as_str(), body["password"].as_str())
-    else {
-        return json_detail(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "username and password required",
-        );
-    };
-    let user = match app.login.login(username, password).await {
-        Ok(user) => user,
-        Err(LoginError::InvalidCredentials | LoginError::Inactive) => {
-            return json_detail(StatusCode::UNAUTHORIZED, "Incorrect username or password");
-        }
-        Err(_) => return json_detail(StatusCode::SERVICE_UNAVAILABLE, "try again"),
-    };
-    match app.sessions.start(&user, &headers).await {
-        Ok(started) => (started.cookie, Json(json!({ "username": user.username }))).into_response(),
-        Err(error) => error.into_response(),
-    }
-}
-
-async fn log_out(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, AuthError> {
-    let removal = app.sessions.end(&headers).await?;
-    Ok((removal, StatusCode::NO_CONTENT).into_response())
-}
-
-async fn me(user: CurrentUser) -> Json<Value> {
-    Json(json!({ "username": user.username, "roles": user.roles }))
-}
-
-async fn public(identity: Option<Identity>) -> String {
-    identity.map_or_else(|| "anonymous".to_owned(), |id| id.name().to_owned())
-}
-
-async fn save_settings(user: CurrentUser) -> String {
-    format!("saved for {}", user.username)
-}
-
-/// Grants the caller the `admin` role (as if an administrator approved it) and, since the
-/// session's privileges changed, rotates its id.
-async fn elevate(
-    State(app): State<AppState>,
-    user: CurrentUser,
-    headers: HeaderMap,
-) -> Result<Response, AuthError> {
-    app.auth
-        .update_user(user.id, UserUpdate::default().roles(["admin"]))
-        .await?;
-    let rotated = app.sessions.rotate(&headers).await?;
-    Ok((rotated.cookie, StatusCode::NO_CONTENT).into_response())
-}
-
-/// Changes the password: every session of the user ends, and this browser gets a new one.
-async fn change_password(
-    State(app): State<AppState>,
-    user: CurrentUser,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Result<Response, AuthError> {
-    let new = body["new"].as_str().unwrap_or_default();
-    let Ok(updated) = app.login.change_password(user.id, PASSWORD, new).await else {
-        return Ok(json_detail(StatusCode::BAD_REQUEST, "password not changed"));
-    };
-    let started = app.sessions.start(&updated, &headers).await?;
-    Ok((started.cookie, StatusCode::NO_CONTENT).into_response())
 }
 
 /// A response's status, `Set-Cookie` header and body.

@@ -8,6 +8,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 pub mod example;
+pub mod session_app;
 
 fn service_url(variable: &str, service: &str) -> Option<String> {
     match std::env::var(variable) {
@@ -28,6 +29,13 @@ fn service_url(variable: &str, service: &str) -> Option<String> {
 /// client has its own, so that per-address limits stay out of the way of what is tested.
 pub fn client_address(n: usize) -> String {
     format!("198.51.{}.{}", n / 250, n % 250 + 1)
+}
+
+/// Chromium and the directory holding Playwright's `node_modules`, for the browser tests.
+pub fn browser() -> Option<(String, String)> {
+    let chromium = service_url("PORTCULLIS_TEST_CHROMIUM", "Chromium")?;
+    let playwright = service_url("PORTCULLIS_TEST_PLAYWRIGHT", "Playwright")?;
+    Some((chromium, playwright))
 }
 
 /// The PostgreSQL server to test against, if any.

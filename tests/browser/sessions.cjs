@@ -1,0 +1,88 @@
+// Drives Chromium through the session application of tests/common/session_app.rs (see
+// tests/browser.rs): argv = app origin, attacker origin, Chromium executable, password.
+// Prints one JSON line per check and exits 0 only when every check holds.
+'use strict';
+
+const { chromium } = require('playwright-core');
+
+const [app, evil, executablePath, password] = process.argv.slice(2);
+const results = [];
+
+function check(name, ok, seen) {
+  results.push({ name, ok: Boolean(ok), seen });
+}
+
+async function run(browser) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${app}/`);
+
+  const login = await page.evaluate(async (password) => {
+    const response = await fetch('/login', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'ada', password }),
+    });
+    return response.status;
+  }, password);
+  check('logging in answers 200', login === 200, login);
+
+  const session = (await context.cookies(app)).find((c) => c.name === '__Host-session');
+  check('the browser keeps the __Host- cookie from http://127.0.0.1', session, session && session.name);
+  check(
+    'the cookie is HttpOnly, Secure, SameSite=Lax, Path=/, host-only',
+    session && session.httpOnly && session.secure && session.sameSite === 'Lax' &&
+      session.path === '/' && !session.domain.startsWith('.'),
+    session && { ...session, value: '(hidden)' },
+  );
+  const scriptVisible = await page.evaluate(() => document.cookie);
+  check('page scripts cannot read the session id', !scriptVisible.includes('__Host-session'), scriptVisible);
+
+  const me = await page.evaluate(async () => {
+    const response = await fetch('/me');
+    return [response.status, await response.text()];
+  });
+  check('the session authenticates the page\'s requests', me[0] === 200 && me[1].includes('"ada"'), me);
+
+  const save = await page.evaluate(async () => (await fetch('/settings', { method: 'POST' })).status);
+  check('a same-origin POST with the cookie is accepted', save === 200, save);
+
+  // Another origin on the same site (same host, another port): SameSite=Lax still sends the
+  // cookie, so only the Sec-Fetch-Site check stands between it and the account.
+  for (const [page_path, target, name] of [
+    ['/forge-settings', '/settings', 'a forged same-site form post with the cookie is refused (CSRF)'],
+    ['/forge-login', '/login', 'a forged same-site login post is refused (login CSRF)'],
+  ]) {
+    const attack = await context.newPage();
+    const answered = attack.waitForResponse((r) => r.url() === `${app}${target}`);
+    await attack.goto(`${evil}${page_path}`);
+    const response = await answered;
+    check(name, response.status() === 403, response.status());
+    await attack.close();
+  }
+
+  const still = await page.evaluate(async () => (await (await fetch('/me')).text()));
+  check('the browser is still logged in as ada, not mallory', still.includes('"ada"'), still);
+
+  const logout = await page.evaluate(async () => (await fetch('/logout', { method: 'POST' })).status);
+  check('logging out answers 204', logout === 204, logout);
+  const left = (await context.cookies(app)).map((c) => c.name);
+  check('the browser dropped the session cookie', !left.includes('__Host-session'), left);
+  const after = await page.evaluate(async () => (await fetch('/me')).status);
+  check('after logout the page is anonymous', after === 401, after);
+}
+
+(async () => {
+  const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
+  try {
+    await run(browser);
+  } finally {
+    await browser.close();
+  }
+  for (const result of results) console.log(JSON.stringify(result));
+  process.exit(results.every((r) => r.ok) ? 0 : 1);
+})().catch((error) => {
+  for (const result of results) console.log(JSON.stringify(result));
+  console.error(error);
+  process.exit(2);
+});
