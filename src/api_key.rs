@@ -11,10 +11,7 @@ use crate::clock::{self, to_micros};
 use crate::error::{AuthError, InvalidToken};
 use crate::identity::{AuthMethod, Identity, Scopes};
 use crate::source::TokenResolver;
-use crate::store::{
-    NewToken, RevokeReason, StoreError, TokenId, TokenKind, TokenRecord, TokenSelector, User,
-    UserId,
-};
+use crate::store::{NewToken, StoreError, TokenId, TokenKind, TokenRecord, User, UserId};
 use crate::token::{RandomnessUnavailable, TokenDigest, TokenFormat, TokenSecret};
 use async_trait::async_trait;
 
@@ -213,38 +210,21 @@ impl ApiKeys {
     pub async fn revoke(&self, owner: UserId, id: TokenId) -> Result<bool, StoreError> {
         let auth = &self.inner.auth;
         let revoked = auth
-            .store()
-            .revoke_tokens(
-                TokenSelector::Owned { id, owner },
-                RevokeReason::Revoked,
-                auth.now(),
-            )
+            .revoke_owned(owner, id, TokenKind::ApiKey, Domain::ApiKey)
             .await?;
-        for record in &revoked {
-            auth.invalidate_key(CacheKey::new(Domain::ApiKey, record.digest))
-                .await;
+        if let Some(record) = &revoked {
             auth.audit(AuditKind::ApiKeyRevoked { key_id: record.id }, Some(owner))
                 .await;
         }
-        Ok(!revoked.is_empty())
+        Ok(revoked.is_some())
     }
 
     async fn load(&self, digest: TokenDigest, epoch: u64) -> Result<Cached, AuthError> {
         let auth = &self.inner.auth;
-        let Some(record) = auth
-            .store()
-            .token_by_digest(TokenKind::ApiKey, &digest)
-            .await?
-        else {
-            return Ok(Cached::Rejected(InvalidToken::Unknown));
+        let record = match auth.live_token(TokenKind::ApiKey, &digest).await? {
+            Ok(record) => record,
+            Err(refused) => return Ok(Cached::Rejected(refused)),
         };
-        let now = auth.now();
-        if record.revoked_at.is_some() {
-            return Ok(Cached::Rejected(InvalidToken::Revoked));
-        }
-        if record.is_expired(now) {
-            return Ok(Cached::Rejected(InvalidToken::Expired));
-        }
         let Some(user) = auth.load_user(record.user_id).await? else {
             return Ok(Cached::Rejected(InvalidToken::Unknown));
         };

@@ -349,6 +349,56 @@ impl Auth {
         }
     }
 
+    /// Revokes token `id` of `kind` if `owner` owns it and it is not revoked yet, and drops
+    /// it from every instance's cache (under `domain`). Scoped to `kind`, so that one kind's
+    /// revocation endpoint (say, deleting an API key) cannot reach another kind's tokens
+    /// (a session, a refresh token) that share the table's id space.
+    pub(crate) async fn revoke_owned(
+        &self,
+        owner: UserId,
+        id: crate::store::TokenId,
+        kind: crate::store::TokenKind,
+        domain: crate::cache::Domain,
+    ) -> Result<Option<crate::store::TokenRecord>, StoreError> {
+        let store = &self.inner.store;
+        let owned = store.tokens_of_user(owner, kind).await?;
+        let Some(token) = owned.into_iter().find(|token| token.id == id) else {
+            return Ok(None);
+        };
+        let selector = crate::store::TokenSelector::Digest {
+            kind,
+            digest: token.digest,
+        };
+        let revoked = store
+            .revoke_tokens(selector, crate::store::RevokeReason::Revoked, self.now())
+            .await?
+            .pop();
+        if revoked.is_some() {
+            self.invalidate_key(CacheKey::new(domain, token.digest))
+                .await;
+        }
+        Ok(revoked)
+    }
+
+    /// The stored token of `kind` with `digest` if it is live now, or why it is refused
+    /// (unknown, revoked, expired).
+    pub(crate) async fn live_token(
+        &self,
+        kind: crate::store::TokenKind,
+        digest: &crate::token::TokenDigest,
+    ) -> Result<Result<crate::store::TokenRecord, crate::InvalidToken>, StoreError> {
+        let Some(record) = self.inner.store.token_by_digest(kind, digest).await? else {
+            return Ok(Err(crate::InvalidToken::Unknown));
+        };
+        Ok(if record.revoked_at.is_some() {
+            Err(crate::InvalidToken::Revoked)
+        } else if record.is_expired(self.now()) {
+            Err(crate::InvalidToken::Expired)
+        } else {
+            Ok(record)
+        })
+    }
+
     /// Loads a user for a credential; a missing user is reported as `None`.
     pub(crate) async fn load_user(&self, id: UserId) -> Result<Option<User>, AuthError> {
         Ok(self.inner.store.user_by_id(id).await?)

@@ -14,7 +14,8 @@ use common::session_app::{self, COOKIE, PASSWORD};
 use portcullis::clock::ManualClock;
 use portcullis::session::Sessions;
 use portcullis::store::{
-    PostgresStore, RedisSessions, SqliteStore, TokenKind, UserId, UserStore, UserUpdate,
+    PostgresStore, RedisSessions, SqliteStore, TokenKind, TokenRecord, UserId, UserStore,
+    UserUpdate,
 };
 use portcullis::token::{TokenDigest, TokenFormat};
 use portcullis::{ApiKeys, Auth, AuthError, NewApiKey};
@@ -157,6 +158,12 @@ impl Site {
         }
     }
 
+    /// A login request for `username` with `password`, presenting no cookie.
+    fn login_request(&self, username: &str, password: &str) -> reqwest::RequestBuilder {
+        self.post("/login", None)
+            .json(&json!({ "username": username, "password": password }))
+    }
+
     /// Logs `username` in from a browser that presents `planted` (if any); returns the new id.
     async fn log_in_with(&self, username: &str, planted: Option<&str>) -> String {
         let answer = self
@@ -179,6 +186,29 @@ impl Site {
         let answer = self.send(self.get("/public", session)).await;
         assert_eq!(answer.status, 200, "{}: {}", self.backend, answer.body);
         answer.body
+    }
+
+    /// A new API key of `username`.
+    async fn api_key(&self, username: &str) -> String {
+        let user = self
+            .auth
+            .store()
+            .user_by_username(username)
+            .await
+            .unwrap()
+            .unwrap();
+        let created = self.api_keys.create(&user, NewApiKey::named("cli")).await;
+        created.unwrap().secret.into_exposed()
+    }
+
+    /// What the store keeps of session `id`.
+    async fn stored_session(&self, id: &str) -> TokenRecord {
+        let digest = TokenDigest::of(id);
+        let stored = self
+            .auth
+            .store()
+            .token_by_digest(TokenKind::Session, &digest);
+        stored.await.unwrap().expect("the session is stored")
     }
 
     async fn user_id(&self, username: &str) -> UserId {
@@ -205,12 +235,7 @@ where
 #[tokio::test]
 async fn owasp_asvs_v3_3_login_sets_a_host_prefixed_http_only_secure_same_site_cookie() {
     each_site(|site| async move {
-        let answer = site
-            .send(
-                site.post("/login", None)
-                    .json(&json!({ "username": "ada", "password": PASSWORD })),
-            )
-            .await;
+        let answer = site.send(site.login_request("ada", PASSWORD)).await;
         assert_eq!(answer.status, 200, "{}", site.backend);
         let header = answer.set_cookie.clone().unwrap();
         let id = answer.session().unwrap();
@@ -224,13 +249,7 @@ async fn owasp_asvs_v3_3_login_sets_a_host_prefixed_http_only_secure_same_site_c
         assert_eq!(me.status, 200);
         assert_eq!(me.body, r#"{"roles":[],"username":"ada"}"#);
         // Only the digest is stored.
-        let record = site
-            .auth
-            .store()
-            .token_by_digest(TokenKind::Session, &TokenDigest::of(&id))
-            .await
-            .unwrap()
-            .unwrap();
+        let record = site.stored_session(&id).await;
         assert_eq!(record.user_id, site.user_id("ada").await);
     })
     .await;
@@ -243,10 +262,9 @@ async fn login_csrf_a_cross_site_login_post_is_refused_before_the_password_is_ch
         // Mallory's account, where whatever she saves is Mallory's to read.
         let forged = site
             .send(
-                site.post("/login", None)
+                site.login_request("mallory", PASSWORD)
                     .header("sec-fetch-site", "cross-site")
-                    .header("origin", "https://evil.example")
-                    .json(&json!({ "username": "mallory", "password": PASSWORD })),
+                    .header("origin", "https://evil.example"),
             )
             .await;
         assert_eq!(forged.status, 403, "{}", site.backend);
@@ -254,9 +272,8 @@ async fn login_csrf_a_cross_site_login_post_is_refused_before_the_password_is_ch
         assert_eq!(forged.set_cookie, None);
         let old_browser = site
             .send(
-                site.post("/login", None)
-                    .header("origin", "https://evil.example")
-                    .json(&json!({ "username": "mallory", "password": PASSWORD })),
+                site.login_request("mallory", PASSWORD)
+                    .header("origin", "https://evil.example"),
             )
             .await;
         assert_eq!(old_browser.status, 403);
@@ -268,10 +285,7 @@ async fn login_csrf_a_cross_site_login_post_is_refused_before_the_password_is_ch
 async fn a_wrong_password_sets_no_cookie() {
     each_site(|site| async move {
         let answer = site
-            .send(
-                site.post("/login", None)
-                    .json(&json!({ "username": "ada", "password": "wrong password!" })),
-            )
+            .send(site.login_request("ada", "wrong password!"))
             .await;
         assert_eq!(answer.status, 401);
         assert_eq!(answer.set_cookie, None);
@@ -289,13 +303,7 @@ async fn owasp_asvs_v7_2_4_session_fixation_login_issues_a_fresh_id_and_revokes_
         assert_eq!(site.whoami(Some(&ada)).await, "ada");
         // The planted id never becomes Ada's, and is revoked by her login.
         assert_eq!(site.whoami(Some(&planted)).await, "anonymous");
-        let record = site
-            .auth
-            .store()
-            .token_by_digest(TokenKind::Session, &TokenDigest::of(&planted))
-            .await
-            .unwrap()
-            .unwrap();
+        let record = site.stored_session(&planted).await;
         assert!(record.revoked_at.is_some());
 
         // An id the attacker made up is never adopted either.
@@ -365,22 +373,11 @@ async fn csrf_a_cross_site_post_with_the_cookie_is_refused_with_403() {
         assert_eq!(hijack.status, 403);
 
         // Bearer credentials are exempt: a browser never attaches them on its own.
-        let ada = site
-            .auth
-            .store()
-            .user_by_username("ada")
-            .await
-            .unwrap()
-            .unwrap();
-        let key = site
-            .api_keys
-            .create(&ada, NewApiKey::named("cli"))
-            .await
-            .unwrap();
+        let key = site.api_key("ada").await;
         let with_key = site
             .send(
                 site.post("/settings", None)
-                    .bearer_auth(key.secret.expose())
+                    .bearer_auth(&key)
                     .header("sec-fetch-site", "cross-site"),
             )
             .await;
@@ -409,13 +406,7 @@ async fn owasp_asvs_v7_4_1_logout_revokes_the_server_record_and_clears_the_cooki
         let me = site.send(site.get("/me", Some(&id))).await;
         assert_eq!(me.status, 401);
         assert_eq!(me.body, r#"{"detail":"Not authenticated"}"#);
-        let record = site
-            .auth
-            .store()
-            .token_by_digest(TokenKind::Session, &TokenDigest::of(&id))
-            .await
-            .unwrap()
-            .unwrap();
+        let record = site.stored_session(&id).await;
         assert!(record.revoked_at.is_some());
 
         // Logging out without a session answers the same way.
@@ -500,13 +491,7 @@ async fn owasp_asvs_v7_2_4_a_privilege_change_rotates_the_id_and_keeps_the_absol
         let me = site.send(site.get("/me", Some(&rotated))).await;
         assert_eq!(me.body, r#"{"roles":["admin"],"username":"ada"}"#);
         assert_eq!(site.whoami(Some(&id)).await, "anonymous");
-        let old = site
-            .auth
-            .store()
-            .token_by_digest(TokenKind::Session, &TokenDigest::of(&rotated))
-            .await
-            .unwrap()
-            .unwrap();
+        let old = site.stored_session(&rotated).await;
         assert_eq!(
             old.expires_at.unwrap() - old.created_at,
             time::Duration::seconds(42600)
@@ -551,12 +536,7 @@ async fn suspension_ends_access_at_once_even_from_the_cache() {
         assert_eq!(site.whoami(Some(&id)).await, "anonymous");
         assert_eq!(site.send(site.get("/me", Some(&id))).await.status, 401);
         // And logging in is refused without a cookie.
-        let login = site
-            .send(
-                site.post("/login", None)
-                    .json(&json!({ "username": "ada", "password": PASSWORD })),
-            )
-            .await;
+        let login = site.send(site.login_request("ada", PASSWORD)).await;
         assert_eq!(login.status, 401);
         assert_eq!(login.set_cookie, None);
     })
@@ -600,23 +580,9 @@ async fn stale_forged_or_ambiguous_cookies_are_anonymous_never_an_error() {
             .await;
         assert_eq!(tossed.body, "anonymous");
         // A bad cookie does not hide a good bearer credential sent with it.
-        let ada = site
-            .auth
-            .store()
-            .user_by_username("ada")
-            .await
-            .unwrap()
-            .unwrap();
-        let key = site
-            .api_keys
-            .create(&ada, NewApiKey::named("cli"))
-            .await
-            .unwrap();
+        let key = site.api_key("ada").await;
         let both = site
-            .send(
-                site.get("/me", Some(&mangled))
-                    .bearer_auth(key.secret.expose()),
-            )
+            .send(site.get("/me", Some(&mangled)).bearer_auth(&key))
             .await;
         assert_eq!(both.status, 200);
     })
@@ -636,6 +602,15 @@ async fn users_can_list_and_end_their_own_sessions_only() {
             .iter()
             .find(|s| s.digest == TokenDigest::of(&phone))
             .unwrap();
+        // Ids are shared between kinds: an API key's revocation cannot reach a session, nor
+        // the other way round.
+        assert!(!site.api_keys.revoke(ada, phone_record.id).await.unwrap());
+        assert_eq!(site.whoami(Some(&phone)).await, "ada");
+        let key = site.api_key("ada").await;
+        let key_id = site.api_keys.list(ada).await.unwrap()[0].id;
+        assert!(!site.sessions.revoke(ada, key_id).await.unwrap());
+        let with_key = site.send(site.get("/me", None).bearer_auth(&key)).await;
+        assert_eq!(with_key.status, 200);
         // Grace cannot end Ada's session; Ada can.
         let grace_id = site.user_id("grace").await;
         assert!(

@@ -259,15 +259,7 @@ impl Sessions {
         auth.invalidate_key(session_key(digest)).await;
         auth.audit(AuditKind::SessionRotated { family }, Some(record.user_id))
             .await;
-        let secret = generated.into_secret();
-        Ok(StartedSession {
-            cookie: self
-                .inner
-                .cookie
-                .set(secret.expose(), remaining(now, expires_at)),
-            secret,
-            record: *replacement,
-        })
+        Ok(self.started(generated.into_secret(), *replacement, now))
     }
 
     /// Logs out: revokes the session the request presents, on every instance, and returns
@@ -349,19 +341,12 @@ impl Sessions {
     /// Ends session `id` if `owner` owns it ("log out that device"). Returns whether a live
     /// session was ended.
     pub async fn revoke(&self, owner: UserId, id: TokenId) -> Result<bool, StoreError> {
-        let auth = &self.inner.auth;
-        let revoked = auth
-            .store()
-            .revoke_tokens(
-                TokenSelector::Owned { id, owner },
-                RevokeReason::Revoked,
-                auth.now(),
-            )
+        let revoked = self
+            .inner
+            .auth
+            .revoke_owned(owner, id, TokenKind::Session, Domain::Session)
             .await?;
-        for record in revoked.iter().filter(|r| r.kind == TokenKind::Session) {
-            auth.invalidate_key(session_key(record.digest)).await;
-        }
-        Ok(!revoked.is_empty())
+        Ok(revoked.is_some())
     }
 
     /// The `Set-Cookie` header that deletes the session cookie.
@@ -390,20 +375,11 @@ impl Sessions {
 
     async fn load(&self, digest: TokenDigest, epoch: u64) -> Result<Cached, AuthError> {
         let auth = &self.inner.auth;
-        let Some(record) = auth
-            .store()
-            .token_by_digest(TokenKind::Session, &digest)
-            .await?
-        else {
-            return Ok(Cached::Rejected(InvalidToken::Unknown));
+        let record = match auth.live_token(TokenKind::Session, &digest).await? {
+            Ok(record) if self.is_recently_used(&record, auth.now()) => record,
+            Ok(_) => return Ok(Cached::Rejected(InvalidToken::Expired)),
+            Err(refused) => return Ok(Cached::Rejected(refused)),
         };
-        let now = auth.now();
-        if record.revoked_at.is_some() {
-            return Ok(Cached::Rejected(InvalidToken::Revoked));
-        }
-        if record.is_expired(now) || !self.is_recently_used(&record, now) {
-            return Ok(Cached::Rejected(InvalidToken::Expired));
-        }
         let Some(user) = auth.load_user(record.user_id).await? else {
             return Ok(Cached::Rejected(InvalidToken::Unknown));
         };
@@ -453,15 +429,24 @@ impl Sessions {
             .store()
             .insert_token(session_token(&generated, user, family, now, expires_at))
             .await?;
-        let secret = generated.into_secret();
-        Ok(StartedSession {
-            cookie: self
-                .inner
-                .cookie
-                .set(secret.expose(), remaining(now, expires_at)),
+        Ok(self.started(generated.into_secret(), record, now))
+    }
+
+    /// A stored session and the cookie that carries it until its absolute expiry.
+    fn started(
+        &self,
+        secret: TokenSecret,
+        record: TokenRecord,
+        now: time::OffsetDateTime,
+    ) -> StartedSession {
+        let lifetime = record
+            .expires_at
+            .map_or(self.inner.lifetime, |expires_at| remaining(now, expires_at));
+        StartedSession {
+            cookie: self.inner.cookie.set(secret.expose(), lifetime),
             secret,
             record,
-        })
+        }
     }
 
     /// Syntax and checksum first: a forged or mangled id never reaches cache or store.
