@@ -242,7 +242,7 @@ impl ApiKeys {
 }
 
 impl ApiKeys {
-    /// Syntax and checksum first: a mistyped or forged key never reaches cache or store.
+    /// Syntax and checksum first: a mistyped or forged key never reaches the store.
     fn cache_key(&self, token: &str) -> Result<(CacheKey, TokenDigest), AuthError> {
         let digest = self
             .inner
@@ -261,11 +261,9 @@ impl TokenResolver for ApiKeys {
     }
 
     fn resolve_now(&self, token: &str) -> Option<Result<Identity, AuthError>> {
-        let (key, _) = match self.cache_key(token) {
-            Ok(key) => key,
-            Err(refused) => return Some(Err(refused)),
-        };
-        self.inner.auth.resolve_cached(&key)
+        self.inner
+            .auth
+            .resolve_token_now(&self.inner.format, Domain::ApiKey, token)
     }
 
     async fn resolve(&self, token: &str) -> Result<Identity, AuthError> {

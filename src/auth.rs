@@ -416,6 +416,32 @@ impl Auth {
             .map(|cached| self.answer(cached, now))
     }
 
+    /// The cached answer for an opaque token of `format` under `domain`, or its refusal on
+    /// sight; `None` when only the store can tell.
+    ///
+    /// A cache entry exists only for a string that passed [`TokenFormat::parse`] when it was
+    /// loaded, and the digest names that exact string, so a hit needs no second syntax and
+    /// checksum check: they run on a miss only. The length is checked first so that an
+    /// oversized string is never hashed.
+    pub(crate) fn resolve_token_now(
+        &self,
+        format: &crate::token::TokenFormat,
+        domain: crate::cache::Domain,
+        token: &str,
+    ) -> Option<Result<crate::Identity, AuthError>> {
+        if token.len() != format.token_len() {
+            return Some(Err(crate::InvalidToken::Malformed.into()));
+        }
+        let digest = crate::token::TokenDigest::of(token);
+        if let Some(answer) = self.resolve_cached(&CacheKey::new(domain, digest)) {
+            return Some(answer);
+        }
+        match format.parse(token) {
+            Ok(_) => None,
+            Err(error) => Some(Err(AuthError::InvalidToken(error.into()))),
+        }
+    }
+
     /// Like [`resolve_cached`](Self::resolve_cached), loading a missing answer with `load`
     /// (called with the cache epoch to record in the entry).
     pub(crate) async fn resolve_loading<F, Fut>(

@@ -357,10 +357,9 @@ impl Sessions {
     /// Resolves a session id from memory: a cache hit, or an id refused on sight (malformed,
     /// bad checksum). `None` when only [`resolve`](Self::resolve) can tell.
     pub fn resolve_now(&self, id: &str) -> Option<Result<Identity, AuthError>> {
-        match self.digest(id) {
-            Ok(digest) => self.inner.auth.resolve_cached(&session_key(digest)),
-            Err(refused) => Some(Err(refused)),
-        }
+        self.inner
+            .auth
+            .resolve_token_now(&self.inner.format, Domain::Session, id)
     }
 
     /// Resolves a session id to its identity: `401` when it is malformed, unknown, revoked,
@@ -449,7 +448,7 @@ impl Sessions {
         }
     }
 
-    /// Syntax and checksum first: a forged or mangled id never reaches cache or store.
+    /// Syntax and checksum first: a forged or mangled id never reaches the store.
     fn digest(&self, id: &str) -> Result<TokenDigest, AuthError> {
         Ok(self
             .inner
