@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use quick_cache::sync::Cache;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, micros};
 use crate::error::{AuthError, InvalidToken};
 use crate::identity::Identity;
 use crate::store::{FamilyId, TokenId, UserId};
@@ -293,10 +293,6 @@ impl Entry {
     fn is_fresh(&self, now: i64) -> bool {
         (self.stored_at..self.fresh_until).contains(&now)
     }
-}
-
-fn micros(duration: Duration) -> i64 {
-    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// A load in flight, shared by every request that missed the same key meanwhile.

@@ -35,7 +35,7 @@ impl Clock for SystemClock {
 
     fn now_micros(&self) -> i64 {
         match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-            Ok(since) => i64::try_from(since.as_micros()).unwrap_or(i64::MAX),
+            Ok(since) => micros(since),
             // A clock before 1970 is broken; treating it as the epoch fails closed on expiry.
             Err(_) => 0,
         }
@@ -73,8 +73,7 @@ impl ManualClock {
 
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: Duration) {
-        let delta = i64::try_from(by.as_micros()).unwrap_or(i64::MAX);
-        self.micros.fetch_add(delta, Ordering::SeqCst);
+        self.micros.fetch_add(micros(by), Ordering::SeqCst);
     }
 
     /// Sets the clock to `to`.
@@ -113,16 +112,19 @@ fn truncate(at: OffsetDateTime) -> OffsetDateTime {
     from_micros(to_micros(at))
 }
 
+/// `duration` in microseconds, saturating at `i64::MAX` for absurd durations.
+pub(crate) fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
 /// `at + by`, saturating instead of overflowing for absurd durations.
 pub(crate) fn add(at: OffsetDateTime, by: Duration) -> OffsetDateTime {
-    let by = i64::try_from(by.as_micros()).unwrap_or(i64::MAX);
-    from_micros(to_micros(at).saturating_add(by))
+    from_micros(to_micros(at).saturating_add(micros(by)))
 }
 
 /// `at - by`, saturating instead of overflowing for absurd durations.
 pub(crate) fn sub(at: OffsetDateTime, by: Duration) -> OffsetDateTime {
-    let by = i64::try_from(by.as_micros()).unwrap_or(i64::MAX);
-    from_micros(to_micros(at).saturating_sub(by))
+    from_micros(to_micros(at).saturating_sub(micros(by)))
 }
 
 #[cfg(test)]

@@ -56,7 +56,7 @@ impl UsageRecorder {
                 store,
             }),
             flusher_started: AtomicBool::new(false),
-            granularity_micros: i64::try_from(config.granularity.as_micros()).unwrap_or(i64::MAX),
+            granularity_micros: crate::clock::micros(config.granularity),
             interval: config.interval,
         }
     }

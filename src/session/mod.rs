@@ -30,7 +30,7 @@ pub use cookie::{
 use crate::audit::AuditKind;
 use crate::auth::Auth;
 use crate::cache::{CacheKey, Cached, Domain, IdleTimeout, Resolved};
-use crate::clock::{self, to_micros};
+use crate::clock::{self, micros, to_micros};
 use crate::csrf::CrossOrigin;
 use crate::error::{AuthError, InvalidToken};
 use crate::identity::{AuthMethod, Identity, Scopes};
@@ -487,10 +487,6 @@ fn session_token(
 
 fn session_key(digest: TokenDigest) -> CacheKey {
     CacheKey::new(Domain::Session, digest)
-}
-
-fn micros(duration: Duration) -> i64 {
-    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// How long the cookie should live: until the session's absolute expiry.
