@@ -226,17 +226,14 @@ impl Sessions {
         let presented = self
             .presented(request)
             .ok_or(AuthError::MissingCredentials)?;
-        let identity = self.resolve(presented).await?;
-        let AuthMethod::Session { session_id } = identity.method() else {
-            return Err(InvalidToken::Unknown.into());
-        };
+        // Live, within its idle timeout, and its owner active.
+        self.resolve(presented).await?;
         let auth = &self.inner.auth;
         let digest = self.digest(presented)?;
         let record = auth
             .store()
             .token_by_digest(TokenKind::Session, &digest)
             .await?
-            .filter(|record| record.id == *session_id)
             .ok_or(InvalidToken::Unknown)?;
         let (Some(family), Some(expires_at)) = (record.family.clone(), record.expires_at) else {
             return Err(StoreError::Corrupt("session without family or expiry".into()).into());
@@ -334,7 +331,9 @@ impl Sessions {
             .store()
             .tokens_of_user(user, TokenKind::Session)
             .await?;
-        sessions.retain(|session| session.is_active(now) && self.is_recently_used(session, now));
+        sessions.retain(|session| {
+            session.is_active(now) && !self.idle_expired(auth.last_use(session), now)
+        });
         Ok(sessions)
     }
 
@@ -375,14 +374,17 @@ impl Sessions {
     async fn load(&self, digest: TokenDigest, epoch: u64) -> Result<Cached, AuthError> {
         let auth = &self.inner.auth;
         let record = match auth.live_token(TokenKind::Session, &digest).await? {
-            Ok(record) if self.is_recently_used(&record, auth.now()) => record,
-            Ok(_) => return Ok(Cached::Rejected(InvalidToken::Expired)),
+            Ok(record) => record,
             Err(refused) => return Ok(Cached::Rejected(refused)),
         };
+        let last_seen = auth.last_use(&record);
+        if self.idle_expired(last_seen, auth.now()) {
+            return Ok(Cached::Rejected(InvalidToken::Expired));
+        }
         let Some(user) = auth.load_user(record.user_id).await? else {
             return Ok(Cached::Rejected(InvalidToken::Unknown));
         };
-        let last_seen = to_micros(auth.last_use(&record));
+        let last_seen = to_micros(last_seen);
         let identity = Identity::user(
             user,
             AuthMethod::Session {
@@ -404,10 +406,9 @@ impl Sessions {
         Ok(Cached::Found(Arc::new(resolved)))
     }
 
-    /// Whether the session was used within the idle timeout.
-    fn is_recently_used(&self, record: &TokenRecord, now: time::OffsetDateTime) -> bool {
-        let last_seen = self.inner.auth.last_use(record);
-        self.inner.idle.is_none_or(|idle| now - last_seen < idle)
+    /// Whether a session last used at `last_seen` has been idle too long at `now`.
+    fn idle_expired(&self, last_seen: time::OffsetDateTime, now: time::OffsetDateTime) -> bool {
+        self.inner.idle.is_some_and(|idle| now - last_seen >= idle)
     }
 
     async fn insert(
