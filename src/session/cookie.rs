@@ -86,7 +86,7 @@ impl SessionCookieConfig {
             && name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-        if !is_token || (!self.secure && has_secure_prefix(name)) {
+        if !is_token || (!self.secure && without_secure_prefix(name).is_some()) {
             return Err(InvalidCookieName(name.to_owned()));
         }
         self.name = Cow::Owned(name.to_owned());
@@ -114,11 +114,7 @@ impl SessionCookieConfig {
     #[must_use]
     pub fn insecure_for_plain_http(mut self) -> Self {
         self.secure = false;
-        if let Some(bare) = self
-            .name
-            .strip_prefix(HOST_PREFIX)
-            .or_else(|| self.name.strip_prefix(SECURE_PREFIX))
-        {
+        if let Some(bare) = without_secure_prefix(&self.name) {
             self.name = Cow::Owned(bare.to_owned());
         }
         self
@@ -169,13 +165,15 @@ impl SessionCookieConfig {
     }
 }
 
-fn has_secure_prefix(name: &str) -> bool {
-    // Browsers match the prefixes case-insensitively (RFC 6265bis §5.7).
-    let starts = |prefix: &str| {
-        name.get(..prefix.len())
-            .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
-    };
-    starts(HOST_PREFIX) || starts(SECURE_PREFIX)
+/// `name` without its `__Host-` or `__Secure-` prefix, if it has one. Browsers match the
+/// prefixes ignoring ASCII case (RFC 6265bis §5.7), so this does too.
+fn without_secure_prefix(name: &str) -> Option<&str> {
+    [HOST_PREFIX, SECURE_PREFIX].into_iter().find_map(|prefix| {
+        let start = name.get(..prefix.len())?;
+        start
+            .eq_ignore_ascii_case(prefix)
+            .then(|| &name[prefix.len()..])
+    })
 }
 
 /// The value of the cookie `name` in the request's `Cookie` headers (RFC 6265 §5.4), or `None`
@@ -306,6 +304,9 @@ mod tests {
         );
         assert!(config.clone().name("__host-x").is_err());
         assert!(config.name("khoj_session").is_ok());
+        // A prefix in another case is one to browsers too, so it is dropped as well.
+        let lower = SessionCookieConfig::new().name("__secure-khoj").unwrap();
+        assert_eq!(lower.insecure_for_plain_http().cookie_name(), "khoj");
     }
 
     #[test]
