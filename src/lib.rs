@@ -1,7 +1,8 @@
 //! # portcullis
 //!
 //! Authentication and authorization for [tower] and [axum] services: one [`AuthLayer`] with
-//! ordered credential sources (browser [sessions](session) with CSRF protection, API keys, JWT
+//! ordered credential sources (browser [sessions](session) with CSRF protection and
+//! [safe post-login redirects](redirect), API keys, JWT
 //! access tokens, an internal service key, WebSocket query tokens), runtime-composable [guards](guard), extractors, refresh-token rotation with
 //! reuse detection, Argon2id passwords, and a pluggable [`UserStore`](store::UserStore) behind a
 //! cached SHA-256 token lookup.
@@ -73,6 +74,7 @@ mod layer;
 mod password;
 #[cfg(feature = "ratelimit")]
 pub mod ratelimit;
+pub mod redirect;
 mod refresh_token;
 pub mod session;
 pub mod source;

@@ -5,7 +5,8 @@
 //!
 //! What only a browser can show: that it accepts the `__Host-` cookie from
 //! `http://127.0.0.1` (the examples' default address), keeps it from page scripts, sends
-//! `Sec-Fetch-Site` as the CSRF check expects, and forgets the cookie at logout.
+//! `Sec-Fetch-Site` as the CSRF check expects, forgets the cookie at logout, and follows a
+//! post-login `Location` the way it reads URLs (open redirects).
 
 mod common;
 
@@ -77,5 +78,5 @@ async fn chromium_keeps_the_session_cookie_and_the_csrf_check_stops_forged_posts
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(stdout.lines().count(), 12, "every check ran:\n{stdout}");
+    assert_eq!(stdout.lines().count(), 18, "every check ran:\n{stdout}");
 }

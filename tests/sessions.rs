@@ -661,3 +661,80 @@ async fn an_idle_session_ends_even_while_its_cache_entry_is_fresh() {
         Some(Err(AuthError::InvalidToken(_)))
     ));
 }
+
+// CWE-601 (open redirect) and RFC 9700 §4.11: a login link carrying `next=<another site>` must
+// land the signed-in user on this site. Browsers resolve `Location` by the WHATWG URL rules, so
+// each answer is also resolved with them (the `url` crate) and its origin compared.
+#[tokio::test]
+async fn cwe_601_the_login_form_never_redirects_to_another_site() {
+    let site = site(sqlite().await).await;
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = url::Url::parse(&format!("{}/signin", site.base)).unwrap();
+    let sign_in = |next: &str| {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("username", "ada")
+            .append_pair("password", PASSWORD)
+            .append_pair("next", next)
+            .finish();
+        no_follow
+            .post(base.as_str())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", "same-origin")
+            .body(body)
+    };
+    let attacks = [
+        "https://evil.example/",
+        "http:evil.example",
+        "https:/\\evil.example",
+        "//evil.example",
+        "///evil.example",
+        "/\\evil.example",
+        "\\\\evil.example",
+        "/\t/evil.example",
+        "/\n/evil.example",
+        " //evil.example",
+        "/%2F%2Fevil.example",
+        "/%5Cevil.example",
+        "/%09/evil.example",
+        "/\u{3000}/evil.example",
+        "javascript:alert(document.cookie)",
+        "data:text/html,<script>alert(1)</script>",
+        "evil.example",
+        "",
+    ];
+    let local = [
+        ("/documents?page=2#top", "/documents?page=2#top"),
+        ("/café", "/caf%C3%A9"),
+        ("/a/../b", "/a/../b"),
+    ];
+    let expected = attacks
+        .iter()
+        .map(|attack| (*attack, "/"))
+        .chain(local.iter().copied());
+    for (next, location) in expected {
+        let response = sign_in(next).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{next:?}");
+        let header = response.headers()["location"].to_str().unwrap();
+        assert_eq!(header, location, "{next:?}");
+        let resolved = base.join(header).unwrap();
+        assert_eq!(resolved.origin(), base.origin(), "{next:?} → {resolved}");
+        assert!(
+            response.headers().contains_key("set-cookie"),
+            "{next:?}: signed in"
+        );
+    }
+    // A failed login redirects nowhere.
+    let body = "username=ada&password=wrong+password%21&next=%2Fdocuments";
+    let refused = no_follow
+        .post(base.as_str())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(!refused.headers().contains_key("location"));
+}

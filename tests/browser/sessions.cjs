@@ -70,6 +70,37 @@ async function run(browser) {
   check('the browser dropped the session cookie', !left.includes('__Host-session'), left);
   const after = await page.evaluate(async () => (await fetch('/me')).status);
   check('after logout the page is anonymous', after === 401, after);
+
+  await redirects(browser);
+}
+
+// CWE-601: a sign-in link whose `next` names another site still lands the user on this one,
+// in the browser's own reading of the `Location` header (WHATWG URL rules: `\` is `/`, tabs
+// vanish).
+async function redirects(browser) {
+  const signIn = async (next) => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${app}/signin?next=${encodeURIComponent(next)}`);
+    await page.fill('input[name=username]', 'ada');
+    await page.fill('input[name=password]', password);
+    // A redirect to evil.example fails to resolve here: that failure is the finding.
+    const landed = await Promise.all([
+      page.waitForURL((url) => !url.href.startsWith(`${app}/signin`), { timeout: 10000 }),
+      page.click('button[type=submit]'),
+    ]).then(() => page.url(), (error) => `navigation failed: ${error.message.split('\n')[0]}`);
+    const body = await page.textContent('body').catch(() => null);
+    await context.close();
+    return [landed, body];
+  };
+  for (const next of ['//evil.example', '/\\evil.example', '/\t/evil.example',
+    'https://evil.example/', '/%2F%2Fevil.example']) {
+    const [landed] = await signIn(next);
+    check(`next=${JSON.stringify(next)} lands on this site's home page`, landed === `${app}/`, landed);
+  }
+  const [landed, body] = await signIn('/public?from=link');
+  check('a local next is followed, signed in', landed === `${app}/public?from=link` && body === 'ada',
+    [landed, body]);
 }
 
 (async () => {

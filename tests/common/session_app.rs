@@ -3,14 +3,15 @@
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Form, Json, Router};
 use portcullis::clock::ManualClock;
 use portcullis::csrf::CrossOrigin;
 use portcullis::flows::{LoginError, PasswordLogin, Registration};
+use portcullis::redirect::LocalRedirect;
 use portcullis::session::Sessions;
 use portcullis::source::{Bearer, SessionCookie};
 use portcullis::store::{UserStore, UserUpdate};
@@ -19,6 +20,7 @@ use portcullis::{
     ApiKeys, Auth, AuthError, AuthLayer, CurrentUser, Identity, PasswordPolicy, Passwords,
     json_detail,
 };
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// Every user's password.
@@ -67,6 +69,8 @@ pub async fn serve(store: Arc<dyn UserStore>) -> App {
     let app = Router::new()
         .route("/", get(home))
         .route("/login", post(log_in).layer(CrossOrigin::new()))
+        .route("/signin", get(sign_in_page))
+        .route("/signin", post(sign_in).layer(CrossOrigin::new()))
         .route("/logout", post(log_out))
         .route("/me", get(me))
         .route("/public", get(public))
@@ -120,6 +124,55 @@ async fn log_in(
         Ok(started) => (started.cookie, Json(json!({ "username": user.username }))).into_response(),
         Err(error) => error.into_response(),
     }
+}
+
+/// Where the sign-in form sends the browser once it has signed in.
+#[derive(Deserialize)]
+struct Next {
+    next: Option<String>,
+}
+
+/// A sign-in form that keeps the page's `?next=` for after the login, as login pages do.
+async fn sign_in_page(Query(next): Query<Next>) -> Html<String> {
+    let next = next.next.unwrap_or_default();
+    Html(format!(
+        "<!doctype html><title>sign in</title><form method=post action=/signin>\
+         <input type=hidden name=next value=\"{}\">\
+         <input name=username><input name=password type=password>\
+         <button type=submit>Sign in</button></form>",
+        html_escape(&next)
+    ))
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[derive(Deserialize)]
+struct SignIn {
+    username: String,
+    password: String,
+    next: Option<String>,
+}
+
+/// The form login: a session and a `303 See Other` to `next` if it stays on this site, else `/`.
+async fn sign_in(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<SignIn>,
+) -> Result<Response, AuthError> {
+    let Ok(user) = app.login.login(&form.username, &form.password).await else {
+        return Ok(json_detail(
+            StatusCode::UNAUTHORIZED,
+            "Incorrect username or password",
+        ));
+    };
+    let started = app.sessions.start(&user, &headers).await?;
+    let next = LocalRedirect::next_or_root(form.next.as_deref());
+    Ok((started.cookie, next).into_response())
 }
 
 async fn log_out(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, AuthError> {
