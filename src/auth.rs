@@ -419,7 +419,7 @@ impl Auth {
     /// The cached answer for an opaque token of `format` under `domain`, or its refusal on
     /// sight; `None` when only the store can tell.
     ///
-    /// A cache entry exists only for a string that passed [`TokenFormat::parse`] when it was
+    /// A cache entry exists only for a string that passed [`TokenFormat::parse`](crate::token::TokenFormat::parse) when it was
     /// loaded, and the digest names that exact string, so a hit needs no second syntax and
     /// checksum check: they run on a miss only. The length is checked first so that an
     /// oversized string is never hashed.
