@@ -243,7 +243,11 @@ mod tests {
             "/search?q=a+b&x=%2F%2F",
             "/:@!$&'()*+,;=-._~",
         ] {
-            assert_eq!(LocalRedirect::parse(path).unwrap().as_str(), path);
+            let local = LocalRedirect::parse(path).unwrap();
+            assert_eq!(local.as_str(), path);
+            assert_eq!(local.as_ref(), path);
+            assert_eq!(local.to_string(), path);
+            assert_eq!(path.parse::<LocalRedirect>(), Ok(local));
         }
     }
 

@@ -186,6 +186,15 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_names_the_trusted_proxies() {
+        let trusted = client_ip().trust_proxies(["10.0.0.0/8"]).unwrap();
+        assert_eq!(
+            format!("{trusted:?}"),
+            "ClientIp { trusted: [10.0.0.0/8], .. }"
+        );
+    }
+
+    #[test]
     fn forwarding_headers_are_ignored_unless_the_peer_is_trusted() {
         let request = parts("198.51.100.7:1234", &[("x-forwarded-for", "1.1.1.1")]);
         assert_eq!(client_ip().of(&request), ip("198.51.100.7"));

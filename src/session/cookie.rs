@@ -296,6 +296,23 @@ mod tests {
     }
 
     #[test]
+    fn the_config_finds_its_own_cookie_and_says_whether_it_is_secure() {
+        let config = SessionCookieConfig::new();
+        assert!(config.is_secure());
+        let h = headers(&["session=plain; __Host-session=pcs_x"]);
+        assert_eq!(config.find(&h), Some("pcs_x"));
+        let plain = config.insecure_for_plain_http();
+        assert!(!plain.is_secure());
+        assert_eq!(plain.find(&h), Some("plain"));
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_session_id() {
+        let cookie = SessionCookieConfig::new().set("pcs_secret", Duration::from_secs(1));
+        assert_eq!(format!("{cookie:?}"), "SetSessionCookie(..)");
+    }
+
+    #[test]
     fn plain_http_drops_secure_and_the_prefix() {
         let config = SessionCookieConfig::new().insecure_for_plain_http();
         assert_eq!(

@@ -295,6 +295,30 @@ mod tests {
     }
 
     #[test]
+    fn a_format_recognizes_its_own_prefix_only() {
+        let format = format();
+        assert_eq!(format.prefix(), "smtk_");
+        let token = format.generate().unwrap().into_secret().into_exposed();
+        assert!(format.recognizes(&token));
+        assert!(
+            format.recognizes("smtk_"),
+            "a bare prefix is ours, and malformed"
+        );
+        for other in ["kk-abc", "smtk", "SMTK_abc", "eyJhbGciOiJIUzI1NiJ9", ""] {
+            assert!(!format.recognizes(other), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_secret() {
+        let generated = format().generate().unwrap();
+        let secret = generated.secret().expose().to_owned();
+        let parsed = format().parse(&secret).unwrap();
+        assert_eq!(format!("{parsed:?}"), "ParsedToken(..)");
+        assert!(!format!("{generated:?}").contains(&secret[5..]));
+    }
+
+    #[test]
     fn base62_encodes_extremes_at_fixed_width() {
         assert_eq!(encode_base62::<43>(&[0; 32]), "0".repeat(43));
         assert_eq!(encode_base62::<6>(&[0, 0, 0, 61]), "00000z");
