@@ -346,6 +346,43 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_checksum_keeps_its_name_and_other_format_errors_are_malformed() {
+        use crate::token::TokenFormatError;
+        assert_eq!(
+            InvalidToken::from(TokenFormatError::BadChecksum),
+            InvalidToken::BadChecksum
+        );
+        for error in [
+            TokenFormatError::WrongPrefix,
+            TokenFormatError::WrongLength,
+            TokenFormatError::InvalidCharacter,
+        ] {
+            assert_eq!(InvalidToken::from(error), InvalidToken::Malformed);
+        }
+    }
+
+    #[test]
+    fn rfc6750_3_an_expired_token_says_so_in_the_challenge() {
+        let challenge = AuthError::from(InvalidToken::Expired).challenge("app");
+        assert_eq!(
+            challenge.as_deref(),
+            Some(
+                "Bearer realm=\"app\", error=\"invalid_token\", \
+                 error_description=\"The access token expired\""
+            )
+        );
+    }
+
+    #[test]
+    fn an_error_outside_a_layer_renders_with_the_default_renderer() {
+        let response = AuthError::MissingCredentials.into_response();
+        assert_eq!(response.status(), 401);
+        assert_eq!(challenge_of(&response), Some("Bearer realm=\"api\""));
+        let renderer = Renderer(Arc::new(JsonErrors::default()));
+        assert_eq!(format!("{renderer:?}"), "Renderer(..)");
+    }
+
+    #[test]
     fn rfc6750_missing_token_has_no_error_code() {
         let response = JsonErrors::new("semantik").render(&AuthError::MissingCredentials);
         assert_eq!(response.status(), 401);

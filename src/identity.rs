@@ -215,16 +215,9 @@ mod tests {
     #[test]
     fn an_identity_never_carries_the_password_hash() {
         let user = User {
-            id: UserId(1),
             username: "ada".into(),
-            email: None,
-            full_name: None,
             password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
-            roles: vec![],
-            is_active: true,
-            created_at: time::OffsetDateTime::UNIX_EPOCH,
-            updated_at: time::OffsetDateTime::UNIX_EPOCH,
-            last_login: None,
+            ..User::fixture(1)
         };
         let identity = Identity::user(
             user,
@@ -232,5 +225,10 @@ mod tests {
             Scopes::Unrestricted,
         );
         assert_eq!(identity.user_record().unwrap().password_hash, None);
+        assert_eq!(
+            format!("{identity:?}"),
+            "Identity { name: \"ada\", user_id: Some(UserId(1)), method: ApiKey { key_id: TokenId(1) }, \
+             scopes: Unrestricted }"
+        );
     }
 }

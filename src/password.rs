@@ -340,6 +340,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_hash_needs_a_rehash_when_any_argon2_parameter_changed() {
+        let hash = cheap().hash("hunter22hunter22").await.unwrap();
+        let with = |m, t, p| {
+            Passwords::with_params(
+                PasswordPolicy::default(),
+                Params::new(m, t, p, None).unwrap(),
+                1,
+            )
+        };
+        for ((m, t, p), needs_rehash) in [
+            ((1024, 1, 1), false),
+            ((2048, 1, 1), true),
+            ((1024, 2, 1), true),
+            ((1024, 1, 2), true),
+        ] {
+            assert_eq!(
+                with(m, t, p)
+                    .verify("hunter22hunter22", &hash)
+                    .await
+                    .unwrap(),
+                Verification::Match { needs_rehash },
+                "m={m} t={t} p={p}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn argon2i_hashes_verify_and_need_a_rehash() {
         let params = Params::new(1024, 1, 1, None).unwrap();
         let argon2i = Argon2::new(Algorithm::Argon2i, Version::V0x13, params.clone())
@@ -432,6 +459,33 @@ mod tests {
                 .max_length(10)
                 .check(&"x".repeat(64)),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn policy_settings_take_effect() {
+        let policy = PasswordPolicy::default()
+            .min_length(6)
+            .max_length(100)
+            .deny(["Password1", "qwerty123"]);
+        assert_eq!(policy.min(), 6);
+        assert_eq!(
+            policy.check("abcde"),
+            Err(PolicyViolation::TooShort { min: 6 })
+        );
+        assert_eq!(policy.check("abcdef"), Ok(()));
+        assert_eq!(
+            policy.check(&"x".repeat(101)),
+            Err(PolicyViolation::TooLong { max: 100 })
+        );
+        assert_eq!(policy.check("PASSWORD1"), Err(PolicyViolation::Denied));
+
+        let passwords = Passwords::with_params(policy, Params::new(1024, 1, 1, None).unwrap(), 1);
+        assert_eq!(passwords.policy().min(), 6);
+        let debug = format!("{passwords:?}");
+        assert!(
+            debug.starts_with("Passwords { policy: PasswordPolicy { min_len: 6, max_len: 100"),
+            "{debug}"
         );
     }
 }

@@ -9,24 +9,9 @@ use crate::identity::{AuthMethod, Identity, Scopes};
 use crate::store::{TokenId, User};
 use crate::token::TokenDigest;
 
-fn user(id: i64) -> User {
-    User {
-        id: UserId(id),
-        username: format!("user{id}"),
-        email: None,
-        full_name: None,
-        password_hash: None,
-        roles: vec![],
-        is_active: true,
-        created_at: time::OffsetDateTime::UNIX_EPOCH,
-        updated_at: time::OffsetDateTime::UNIX_EPOCH,
-        last_login: None,
-    }
-}
-
 fn found(user_id: i64, family: Option<&str>, epoch: u64) -> Cached {
     let identity = Identity::user(
-        user(user_id),
+        User::fixture(user_id),
         AuthMethod::Jwt {
             jti: None,
             sid: None,
@@ -330,7 +315,7 @@ mod model {
                             let next = stamp + 1;
                             let answer = cache
                                 .get_or_load(key(k), |epoch| async move {
-                                    let identity = Identity::user(user(owner(k)), AuthMethod::Jwt { jti: None, sid: None }, Scopes::Unrestricted);
+                                    let identity = Identity::user(User::fixture(owner(k)), AuthMethod::Jwt { jti: None, sid: None }, Scopes::Unrestricted);
                                     Ok(Cached::Found(Arc::new(Resolved::new(
                                         identity, Some(FamilyId::new(family(k))), Some(TokenId(next)), i64::MAX, 0, epoch,
                                     ))))

@@ -10,20 +10,13 @@ use tower_layer::Layer;
 use super::*;
 use crate::error::AuthError;
 use crate::identity::{AuthMethod, Identity, Scopes};
-use crate::store::{User, UserId};
+use crate::store::User;
 
 fn user(roles: &[&str], scopes: Scopes) -> Identity {
     let user = User {
-        id: UserId(1),
         username: "ada".into(),
-        email: None,
-        full_name: None,
-        password_hash: None,
         roles: roles.iter().map(|r| r.to_string()).collect(),
-        is_active: true,
-        created_at: time::OffsetDateTime::UNIX_EPOCH,
-        updated_at: time::OffsetDateTime::UNIX_EPOCH,
-        last_login: None,
+        ..User::fixture(1)
     };
     Identity::user(
         user,
@@ -201,4 +194,18 @@ proptest! {
             prop_assert_eq!(matches!(error, AuthError::MissingCredentials), id.is_none());
         }
     }
+}
+
+#[test]
+fn requirements_describe_themselves_for_logs_and_debugging() {
+    let requirement = all([
+        authenticated(),
+        any([role("admin"), scope("documents:write")]),
+        not(service()),
+        custom(|_| true),
+    ]);
+    assert_eq!(
+        format!("{requirement:?}"),
+        r#"all([authenticated, any([role("admin"), scope("documents:write")]), not(service), custom(..)])"#
+    );
 }

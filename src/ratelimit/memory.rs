@@ -114,6 +114,7 @@ pub(crate) struct MemoryLimits {
     limiters: Vec<Arc<dyn KeyedLimiter>>,
     hasher: RandomState,
     janitor: std::sync::Once,
+    sweep_every: Duration,
 }
 
 impl MemoryLimits {
@@ -145,7 +146,17 @@ impl MemoryLimits {
             limiters,
             hasher: RandomState::new(),
             janitor: std::sync::Once::new(),
+            sweep_every: Self::SWEEP_EVERY,
         }
+    }
+
+    /// How often the janitor drops refilled buckets.
+    const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+    #[cfg(test)]
+    fn sweeping_every(mut self, interval: Duration) -> Self {
+        self.sweep_every = interval;
+        self
     }
 
     pub(crate) fn check(&self, policy: usize, key: &RequestKey) -> Decision {
@@ -173,8 +184,9 @@ impl MemoryLimits {
             };
             let limiters: Vec<Weak<dyn KeyedLimiter>> =
                 self.limiters.iter().map(Arc::downgrade).collect();
+            let sweep_every = self.sweep_every;
             runtime.spawn(async move {
-                let mut ticks = tokio::time::interval(Duration::from_secs(5));
+                let mut ticks = tokio::time::interval(sweep_every);
                 ticks.tick().await;
                 loop {
                     ticks.tick().await;
@@ -189,5 +201,52 @@ impl MemoryLimits {
                 }
             });
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use governor::clock::FakeRelativeClock;
+
+    use super::*;
+    use crate::ratelimit::KeyBy;
+
+    #[test]
+    fn pre_hashed_keys_hash_as_themselves() {
+        assert_eq!(
+            PreHashed.hash_one(0x1234_5678_9abc_def0_u64),
+            0x1234_5678_9abc_def0
+        );
+        // Other inputs still spread out, though the limiters only ever hash `u64`s.
+        assert_ne!(PreHashed.hash_one("a"), PreHashed.hash_one("b"));
+        assert_ne!(PreHashed.hash_one("ab"), PreHashed.hash_one("ba"));
+    }
+
+    #[tokio::test]
+    async fn the_janitor_drops_refilled_buckets_on_its_own() {
+        let clock = FakeRelativeClock::default();
+        let policy = Policy::new("ip", Limit::per_second(1), KeyBy::ClientIp).unwrap();
+        let limits = MemoryLimits::with_clock(&[policy], clock.clone())
+            .sweeping_every(Duration::from_millis(10));
+        // Twice: the janitor keeps sweeping while the limits are alive.
+        for round in 0..2u8 {
+            for n in 1..=10u8 {
+                let key = RequestKey::Ip(Some(std::net::IpAddr::from([192, 0, round, n])));
+                assert!(limits.check(0, &key).allowed);
+            }
+            assert_eq!(limits.len(), 10);
+            clock.advance(Duration::from_secs(2));
+            // No call to `retain_recent`: the janitor started by the first check sweeps.
+            let mut waited = 0;
+            while limits.len() > 0 {
+                assert!(
+                    waited < 500,
+                    "round {round}: the janitor left {}",
+                    limits.len()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                waited += 1;
+            }
+        }
     }
 }

@@ -27,6 +27,15 @@ fn layer(policies: Vec<Policy>, clock: &FakeRelativeClock) -> RateLimitLayer {
 }
 
 async fn send(layer: &RateLimitLayer, peer: &str) -> Response {
+    request(layer, peer, None).await
+}
+
+/// Sends a request from `peer`, authenticated as `identity` if given.
+async fn request(
+    layer: &RateLimitLayer,
+    peer: &str,
+    identity: Option<crate::Identity>,
+) -> Response {
     let service = layer.layer(service_fn(|_: Request<Body>| async {
         Ok::<_, Infallible>(Response::new(Body::empty()))
     }));
@@ -34,7 +43,39 @@ async fn send(layer: &RateLimitLayer, peer: &str) -> Response {
     request
         .extensions_mut()
         .insert(peer.parse::<SocketAddr>().unwrap());
+    if let Some(identity) = identity {
+        request.extensions_mut().insert(identity);
+    }
     service.oneshot(request).await.unwrap()
+}
+
+/// The status of a request from `peer` authenticated as `identity`.
+async fn send_as(layer: &RateLimitLayer, peer: &str, identity: crate::Identity) -> StatusCode {
+    request(layer, peer, Some(identity)).await.status()
+}
+
+/// User `user` authenticated by `method`.
+fn authenticated(user: i64, method: crate::AuthMethod) -> crate::Identity {
+    let record = crate::store::User::fixture(user);
+    crate::Identity::user(record, method, crate::Scopes::Unrestricted)
+}
+
+fn api_key(user: i64, key: i64) -> crate::Identity {
+    authenticated(
+        user,
+        crate::AuthMethod::ApiKey {
+            key_id: crate::store::TokenId(key),
+        },
+    )
+}
+
+fn session(user: i64) -> crate::Identity {
+    authenticated(
+        user,
+        crate::AuthMethod::Session {
+            session_id: crate::store::TokenId(99),
+        },
+    )
 }
 
 fn header<'a>(response: &'a Response, name: &str) -> &'a str {
@@ -166,6 +207,68 @@ async fn user_and_api_key_policies_exempt_anonymous_requests() {
             response.headers().get("ratelimit").is_none(),
             "no policy applied"
         );
+    }
+}
+
+#[tokio::test]
+async fn an_api_key_policy_counts_each_key_apart_and_nothing_else() {
+    let clock = FakeRelativeClock::default();
+    let limits = layer(
+        vec![Policy::new("key", Limit::per_minute(1), KeyBy::ApiKey).unwrap()],
+        &clock,
+    );
+    assert_eq!(send_as(&limits, "1.1.1.1:1", api_key(1, 10)).await, 200);
+    assert_eq!(
+        send_as(&limits, "2.2.2.2:1", api_key(1, 10)).await,
+        429,
+        "the key's bucket, from any address"
+    );
+    assert_eq!(
+        send_as(&limits, "1.1.1.1:1", api_key(1, 11)).await,
+        200,
+        "another key of the same user has its own bucket"
+    );
+    for _ in 0..3 {
+        assert_eq!(send_as(&limits, "1.1.1.1:1", session(1)).await, 200);
+    }
+}
+
+#[tokio::test]
+async fn a_user_policy_counts_every_credential_of_the_user_together() {
+    let clock = FakeRelativeClock::default();
+    let limits = layer(
+        vec![Policy::new("user", Limit::per_minute(2), KeyBy::User).unwrap()],
+        &clock,
+    );
+    assert_eq!(send_as(&limits, "1.1.1.1:1", api_key(1, 10)).await, 200);
+    assert_eq!(send_as(&limits, "2.2.2.2:1", session(1)).await, 200);
+    assert_eq!(send_as(&limits, "3.3.3.3:1", api_key(1, 11)).await, 429);
+    assert_eq!(send_as(&limits, "1.1.1.1:1", session(2)).await, 200);
+}
+
+#[test]
+fn keys_and_key_choices_describe_themselves_without_secrets() {
+    use super::policy::RequestKey;
+    let ip = "192.0.2.1".parse().unwrap();
+    for (key, shown) in [
+        (RequestKey::Ip(Some(ip)), "ip:192.0.2.1"),
+        (RequestKey::Ip(None), "ip:unknown"),
+        (RequestKey::User(crate::store::UserId(7)), "user:7"),
+        (RequestKey::ApiKey(crate::store::TokenId(8)), "key:8"),
+        (RequestKey::Route, "route"),
+        (RequestKey::Custom("tenant-1".into()), "custom:tenant-1"),
+    ] {
+        assert_eq!(key.to_string(), shown);
+    }
+    let custom = KeyBy::Custom(std::sync::Arc::new(|_: &http::request::Parts| None));
+    for (key_by, shown) in [
+        (KeyBy::ClientIp, "ClientIp"),
+        (KeyBy::User, "User"),
+        (KeyBy::ApiKey, "ApiKey"),
+        (KeyBy::Route, "Route"),
+        (custom, "Custom(..)"),
+    ] {
+        assert_eq!(format!("{key_by:?}"), shown);
     }
 }
 

@@ -60,6 +60,23 @@ pub struct User {
 }
 
 impl User {
+    /// An active user `user{id}` with no roles, password or dates, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn fixture(id: i64) -> Self {
+        Self {
+            id: UserId(id),
+            username: format!("user{id}"),
+            email: None,
+            full_name: None,
+            password_hash: None,
+            roles: vec![],
+            is_active: true,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+            last_login: None,
+        }
+    }
+
     /// Whether the user holds `role`.
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)

@@ -120,6 +120,15 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn only_32_byte_slices_are_digests() {
+        let digest = TokenDigest::of("abc");
+        assert_eq!(TokenDigest::from_slice(digest.as_bytes()), Some(digest));
+        assert_eq!(TokenDigest::from_slice(&digest.as_bytes()[..31]), None);
+        assert_eq!(TokenDigest::from_slice(&[0; 33]), None);
+        assert_eq!(TokenDigest::from_slice(&[]), None);
+    }
+
+    #[test]
     fn digest_matches_the_fips_180_2_test_vector() {
         assert_eq!(
             TokenDigest::of("abc").to_hex(),

@@ -450,6 +450,36 @@ mod tests {
     }
 
     #[test]
+    fn rfc7519_4_1_3_the_audience_must_be_exactly_ours() {
+        for (aud, ours) in [
+            (json!("a"), true),
+            (json!(["x", "a"]), true),
+            (json!("b"), false),
+            (json!("A"), false),
+            (json!("a "), false),
+            (json!(["x", "y"]), false),
+            (json!([]), false),
+        ] {
+            let mut claims = valid();
+            claims["aud"] = aud.clone();
+            assert_eq!(parse(&claims).unwrap().aud.contains("a"), ours, "{aud}");
+        }
+    }
+
+    #[test]
+    fn scopes_are_split_on_spaces() {
+        assert_eq!(parse(&valid()).unwrap().scopes(), None);
+        let mut claims = valid();
+        claims["scope"] = json!(" documents:read  keys:manage ");
+        assert_eq!(
+            parse(&claims).unwrap().scopes(),
+            Some(vec!["documents:read".to_owned(), "keys:manage".to_owned()])
+        );
+        claims["scope"] = json!("");
+        assert_eq!(parse(&claims).unwrap().scopes(), Some(vec![]));
+    }
+
+    #[test]
     fn audience_may_be_an_array_of_strings_only() {
         let mut claims = valid();
         claims["aud"] = json!(["x", "a"]);
