@@ -467,6 +467,16 @@ mod tests {
     }
 
     #[test]
+    fn the_session_family_is_read_when_present() {
+        assert_eq!(parse(&valid()).unwrap().sid, None);
+        let mut claims = valid();
+        claims["sid"] = json!("family-1");
+        assert_eq!(parse(&claims).unwrap().sid.as_deref(), Some("family-1"));
+        claims["sid"] = json!(7);
+        assert_eq!(parse(&claims), Err(InvalidToken::BadClaim("sid")));
+    }
+
+    #[test]
     fn scopes_are_split_on_spaces() {
         assert_eq!(parse(&valid()).unwrap().scopes(), None);
         let mut claims = valid();

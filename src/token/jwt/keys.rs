@@ -428,8 +428,12 @@ impl JwtKeys {
     /// HMAC secrets and public keys cannot share a set: a mixed set is what algorithm
     /// confusion attacks exploit (RFC 8725 §2.1), so it is refused outright.
     pub fn also_verify(mut self, key: JwtKey) -> Result<Self, KeyError> {
-        let symmetric = |k: &JwtKey| k.alg.family() == AlgorithmFamily::Hmac;
-        if self.keys.iter().any(|k| symmetric(k) != symmetric(&key)) {
+        let hmac = key.alg.family() == AlgorithmFamily::Hmac;
+        if self
+            .keys
+            .iter()
+            .any(|k| (k.alg.family() == AlgorithmFamily::Hmac) != hmac)
+        {
             return Err(KeyError::MixedKeySet);
         }
         if key.kid.is_none() || self.keys.iter().any(|k| k.kid.is_none()) {
@@ -486,5 +490,167 @@ impl JwtKeys {
         max_len: usize,
     ) -> Result<VerifiedJws, InvalidToken> {
         jws::verify(token, max_len, |kid| self.find(kid))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const ES256: &[u8] = include_bytes!("../../../tests/keys/es256.pem");
+    const ES384: &[u8] = include_bytes!("../../../tests/keys/es384.pem");
+    const ED25519: &[u8] = include_bytes!("../../../tests/keys/ed25519.pem");
+
+    /// The public JWK of a private PEM key, as JSON to tamper with.
+    fn public_jwk(alg: Algorithm, pem: &[u8]) -> Value {
+        let sign = match alg.family() {
+            AlgorithmFamily::Ed => EncodingKey::from_ed_pem(pem),
+            _ => EncodingKey::from_ec_pem(pem),
+        };
+        serde_json::to_value(Jwk::from_encoding_key(&sign.unwrap(), alg).unwrap()).unwrap()
+    }
+
+    fn from_jwk(jwk: &Value) -> Result<JwtKey, KeyError> {
+        JwtKey::from_jwk(&jwk.to_string())
+    }
+
+    #[test]
+    fn rfc7518_3_4_and_rfc8037_3_1_a_curve_key_must_be_on_its_algorithms_curve() {
+        let es384 = public_jwk(Algorithm::ES384, ES384);
+        assert_eq!(from_jwk(&es384).unwrap().algorithm(), Algorithm::ES384);
+        let eddsa = public_jwk(Algorithm::EdDSA, ED25519);
+        assert_eq!(from_jwk(&eddsa).unwrap().algorithm(), Algorithm::EdDSA);
+
+        let mut p384_as_es256 = es384.clone();
+        p384_as_es256["alg"] = json!("ES256");
+        assert_eq!(
+            from_jwk(&p384_as_es256).err(),
+            Some(KeyError::WrongAlgorithm(Algorithm::ES256))
+        );
+        // An octet key pair that names another curve is not an Ed25519 key, whatever its `x`.
+        let mut okp_on_p256 = eddsa;
+        okp_on_p256["crv"] = json!("P-256");
+        assert_eq!(
+            from_jwk(&okp_on_p256).err(),
+            Some(KeyError::WrongAlgorithm(Algorithm::EdDSA))
+        );
+    }
+
+    #[test]
+    fn rfc7517_4_3_key_ops_must_allow_verify() {
+        let jwk = public_jwk(Algorithm::ES256, ES256);
+        for (ops, allowed) in [
+            (json!(["verify"]), true),
+            (json!(["sign", "verify"]), true),
+            (json!(["sign, verify"]), true),
+            (json!(["sign"]), false),
+            (json!(["encrypt", "wrapKey"]), false),
+            (json!(["verified"]), false),
+            (json!([]), false),
+        ] {
+            let mut jwk = jwk.clone();
+            jwk["key_ops"] = ops.clone();
+            let result = from_jwk(&jwk);
+            assert_eq!(result.is_ok(), allowed, "{ops}: {:?}", result.err());
+        }
+        let verify_only = from_jwk(&jwk).unwrap();
+        assert!(!verify_only.can_sign());
+    }
+
+    #[test]
+    fn a_private_key_must_fit_its_algorithm() {
+        assert!(
+            JwtKey::private_pem(Algorithm::ES256, ES256)
+                .unwrap()
+                .can_sign()
+        );
+        // A P-256 key offered for ES384 parses, and would fail at the first token it signs.
+        assert!(JwtKey::private_pem(Algorithm::ES384, ES256).is_err());
+    }
+
+    fn rsa_jwk(modulus: &[u8], exponent: &[u8]) -> Jwk {
+        serde_json::from_value(json!({
+            "kty": "RSA",
+            "n": URL_SAFE_NO_PAD.encode(modulus),
+            "e": URL_SAFE_NO_PAD.encode(exponent),
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn rsa_moduli_are_measured_in_significant_bits() {
+        let mut short = vec![0xC5; 256];
+        short[0] = 0x7F;
+        assert_eq!(
+            check_rsa_size(&rsa_jwk(&short, &[1, 0, 1])),
+            Err(KeyError::RsaTooSmall(2047))
+        );
+        let mut padded = vec![0xFF; 256];
+        padded[0] = 0;
+        assert_eq!(
+            check_rsa_size(&rsa_jwk(&padded, &[1, 0, 1])),
+            Err(KeyError::RsaTooSmall(2040))
+        );
+        assert_eq!(check_rsa_size(&rsa_jwk(&[0xC5; 256], &[1, 0, 1])), Ok(()));
+    }
+
+    #[test]
+    fn the_rsa_public_exponent_must_be_odd_and_at_least_3() {
+        let modulus = [0xC5; 256];
+        for (exponent, accepted) in [
+            (&[3][..], true),
+            (&[1, 0, 1][..], true),
+            (&[0, 3][..], true),
+            (&[1][..], false),
+            (&[2][..], false),
+            (&[1, 0, 0][..], false),
+            (&[][..], false),
+        ] {
+            let result = check_rsa_size(&rsa_jwk(&modulus, exponent));
+            assert_eq!(result.is_ok(), accepted, "e = {exponent:?}: {result:?}");
+        }
+    }
+
+    #[test]
+    fn rfc8725_2_1_key_sets_need_distinct_kids_and_one_key_family() {
+        let hmac = |byte: u8, kid: &str| JwtKey::hs256(&[byte; 32]).unwrap().with_kid(kid);
+        let keys = JwtKeys::new(hmac(1, "a"))
+            .unwrap()
+            .also_verify(hmac(2, "b"))
+            .unwrap();
+        assert_eq!(keys.len(), 2);
+        assert!(!keys.is_empty());
+        // A token names its key; one without `kid` is never matched against a guess.
+        assert_eq!(keys.find(Some("b")).and_then(JwtKey::kid), Some("b"));
+        assert!(keys.find(Some("c")).is_none());
+        assert!(keys.find(None).is_none());
+        let single = JwtKeys::new(hmac(1, "a")).unwrap();
+        assert_eq!(single.find(None).and_then(JwtKey::kid), Some("a"));
+        let public = from_jwk(&public_jwk(Algorithm::EdDSA, ED25519))
+            .unwrap()
+            .with_kid("c");
+        assert_eq!(keys.also_verify(public).err(), Some(KeyError::MixedKeySet));
+        let unnamed = JwtKeys::new(JwtKey::hs256(&[1; 32]).unwrap()).unwrap();
+        assert!(matches!(
+            unnamed.also_verify(hmac(2, "b")),
+            Err(KeyError::AmbiguousKid(_))
+        ));
+        let named = JwtKeys::new(hmac(1, "a")).unwrap();
+        assert!(matches!(
+            named.also_verify(hmac(2, "a")),
+            Err(KeyError::AmbiguousKid(_))
+        ));
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_secret() {
+        let secret = b"an hmac secret of at least 32 bytes!";
+        let key = JwtKey::hs256(secret).unwrap();
+        let debug = format!("{key:?}");
+        assert_eq!(debug, "JwtKey { kid: None, alg: HS256, can_sign: true }");
     }
 }
