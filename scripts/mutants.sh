@@ -16,6 +16,7 @@ if ! cargo mutants --version 2>/dev/null | grep -q "$version"; then
     cargo install --locked cargo-mutants --version "$version"
 fi
 # A target directory of its own: mutants build a copy of the tree, which would otherwise
-# evict the regular builds' incremental state.
+# evict the regular builds' incremental state. Never run two of these at once on it: the runs'
+# test binaries land on the same paths, and each would test the other's mutants.
 export CARGO_TARGET_DIR="${CARGO_TARGET_MUTANTS_DIR:-$HOME/.cache/portcullis-mutants}"
 exec cargo mutants --jobs 1 "$@"
