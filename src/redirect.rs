@@ -26,6 +26,7 @@ use std::str::FromStr;
 use axum_core::response::{IntoResponse, Response};
 use http::header::{CACHE_CONTROL, LOCATION};
 use http::{HeaderValue, StatusCode};
+use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, percent_encode};
 
 /// A redirect target on this site: a path, with optional query and fragment (see the
 /// [module docs](self) for what is refused and why).
@@ -111,9 +112,8 @@ impl LocalRedirect {
                 c if is_uri_char(c) => checked.push(c),
                 c if !c.is_ascii() && !c.is_control() && !c.is_whitespace() => {
                     let mut utf8 = [0; 4];
-                    for byte in c.encode_utf8(&mut utf8).bytes() {
-                        checked.extend(['%', hex_digit(byte >> 4), hex_digit(byte & 0xF)]);
-                    }
+                    let bytes = c.encode_utf8(&mut utf8).as_bytes();
+                    checked.extend(percent_encode(bytes, NON_ALPHANUMERIC));
                 }
                 c => return Err(UnsafeRedirect::Character(c)),
             }
@@ -159,34 +159,11 @@ fn is_uri_char(c: char) -> bool {
 /// Whether `path` (already checked to hold URI characters only) starts with `//` or `/\` once
 /// its percent-encodings are decoded and tabs and newlines deleted, as a browser would.
 fn names_other_host(path: &str) -> bool {
-    let mut decoded = Vec::with_capacity(2);
-    let mut bytes = path.bytes();
-    while decoded.len() < 2 {
-        let byte = match bytes.next() {
-            Some(b'%') => {
-                // The caller checked that two hexadecimal digits follow.
-                let high = bytes.next().and_then(hex_value).unwrap_or(0);
-                let low = bytes.next().and_then(hex_value).unwrap_or(0);
-                high << 4 | low
-            }
-            Some(byte) => byte,
-            None => break,
-        };
-        if !matches!(byte, b'\t' | b'\n' | b'\r') {
-            decoded.push(byte);
-        }
-    }
-    matches!(decoded.as_slice(), [b'/', b'/' | b'\\'])
-}
-
-fn hex_digit(nibble: u8) -> char {
-    char::from(b"0123456789ABCDEF"[usize::from(nibble & 0xF)])
-}
-
-fn hex_value(digit: u8) -> Option<u8> {
-    char::from(digit)
-        .to_digit(16)
-        .and_then(|value| u8::try_from(value).ok())
+    let mut start = percent_decode_str(path).filter(|byte| !matches!(byte, b'\t' | b'\n' | b'\r'));
+    matches!(
+        (start.next(), start.next()),
+        (Some(b'/'), Some(b'/' | b'\\'))
+    )
 }
 
 impl FromStr for LocalRedirect {
