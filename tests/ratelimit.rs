@@ -396,30 +396,32 @@ mod throttle {
                 .clock(clock.clone())
         };
         let (a, b) = (instance(), instance());
-        b.succeeded("ada", ip(7)).await;
+        b.attempt("ada", ip(7)).await.unwrap().succeeded().await;
         for n in 0..5 {
             let instance = if n % 2 == 0 { &a } else { &b };
-            instance.check("ada", ip(66)).await.unwrap();
-            instance.failed("ada", ip(66)).await;
+            instance.attempt("ada", ip(66)).await.unwrap().failed();
         }
-        let throttled = a.check("ada", ip(66)).await.unwrap_err();
+        let throttled = a.attempt("ada", ip(66)).await.unwrap_err();
         assert_eq!(throttled.retry_after, Duration::from_secs(1));
-        assert!(
-            b.check("ada", ip(7)).await.is_ok(),
-            "the owner's known address is exempt"
-        );
+        let owner = b.attempt("ada", ip(7)).await;
+        assert!(owner.is_ok(), "the owner's known address is exempt");
+        owner.unwrap().refund().await;
         clock.advance(Duration::from_secs(1));
-        assert!(b.check("ada", ip(66)).await.is_ok());
-        b.failed("ada", ip(66)).await;
+        b.attempt("ada", ip(66)).await.unwrap().failed();
         assert_eq!(
-            a.check("ada", ip(66)).await.unwrap_err().retry_after,
+            a.attempt("ada", ip(66)).await.unwrap_err().retry_after,
             Duration::from_secs(2)
         );
-        a.succeeded("ada", ip(8)).await;
+        a.attempt("ada", ip(7)).await.unwrap().succeeded().await;
         assert!(
-            b.check("ada", ip(9)).await.is_ok(),
+            b.attempt("ada", ip(9)).await.is_ok(),
             "success cleared the account"
         );
+        // A refunded attempt (the store failed, say) is not a failure.
+        for _ in 0..10 {
+            a.attempt("bob", ip(9)).await.unwrap().refund().await;
+        }
+        assert!(b.attempt("bob", ip(10)).await.is_ok());
         common::redis_delete_prefix(&url, &prefix).await;
     }
 
@@ -432,9 +434,138 @@ mod throttle {
             LoginThrottle::redis(dead, ThrottlePolicy::default(), WhenRedisDown::FailClosed)
                 .unwrap();
         let started = Instant::now();
-        assert!(open.check("ada", ip(1)).await.is_ok());
-        open.failed("ada", ip(1)).await;
-        assert!(closed.check("ada", ip(1)).await.is_err());
+        open.attempt("ada", ip(1)).await.unwrap().failed();
+        assert!(closed.attempt("ada", ip(1)).await.is_err());
         assert!(started.elapsed() < Duration::from_secs(3));
     }
+}
+
+/// Sends a request from `peer` with `headers`, through `layer`.
+async fn send_with(layer: &RateLimitLayer, peer: &str, headers: &[(&str, &str)]) -> StatusCode {
+    let service = layer.layer(service_fn(|_: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::empty()))
+    }));
+    let mut request = Request::builder();
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut request = request.body(Body::empty()).unwrap();
+    request
+        .extensions_mut()
+        .insert(peer.parse::<SocketAddr>().unwrap());
+    service.oneshot(request).await.unwrap().status()
+}
+
+fn one_per_minute_per_address(client_ip: ClientIp) -> RateLimitLayer {
+    RateLimitLayer::builder()
+        .policy(Policy::new("ip", Limit::per_minute(1), KeyBy::ClientIp).unwrap())
+        .client_ip(client_ip)
+        .build()
+        .unwrap()
+}
+
+/// Hardening item 1. nginx, HAProxy, Caddy and the cloud load balancers append the peer they
+/// saw to `X-Forwarded-For` and pass a `Forwarded` header through as the client wrote it: a
+/// client that could pick its address with `Forwarded` would get a fresh bucket per request.
+#[tokio::test]
+async fn a_client_written_forwarded_header_cannot_choose_the_address_behind_a_proxy() {
+    let layer = one_per_minute_per_address(client_ip().trust_proxies(["10.0.0.0/8"]).unwrap());
+    for n in 1..=3 {
+        let forged = format!("for=198.51.100.{n}");
+        let status = send_with(
+            &layer,
+            "10.0.0.1:4000",
+            &[
+                ("forwarded", forged.as_str()),
+                ("x-forwarded-for", "203.0.113.7"),
+            ],
+        )
+        .await;
+        let expected = if n == 1 {
+            StatusCode::OK
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
+        assert_eq!(status, expected, "request {n} with {forged:?}");
+    }
+}
+
+/// Hardening item 2. One customer's /64 holds 2^64 addresses: keyed per address, each one is
+/// a fresh bucket. IPv6 clients share a bucket per /64 unless configured otherwise.
+#[tokio::test]
+async fn ipv6_clients_of_one_slash_64_share_a_bucket() {
+    let layer = one_per_minute_per_address(client_ip());
+    assert_eq!(
+        send_with(&layer, "[2001:db8:1:2::1]:4000", &[]).await,
+        StatusCode::OK
+    );
+    for other in [
+        "[2001:db8:1:2::2]:4000",
+        "[2001:db8:1:2:ffff:ffff:ffff:ffff]:1",
+    ] {
+        assert_eq!(
+            send_with(&layer, other, &[]).await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{other} is in the same /64"
+        );
+    }
+    assert_eq!(
+        send_with(&layer, "[2001:db8:1:3::1]:4000", &[]).await,
+        StatusCode::OK,
+        "the next /64 is another client"
+    );
+    // IPv4 is keyed per address.
+    assert_eq!(send_with(&layer, "192.0.2.1:1", &[]).await, StatusCode::OK);
+    assert_eq!(send_with(&layer, "192.0.2.2:1", &[]).await, StatusCode::OK);
+}
+
+/// Hardening item 5, on Redis: failed authentications are counted by every instance together,
+/// and only failures are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_policy_on_redis_counts_only_unauthorized_answers_across_instances() {
+    let Some(url) = common::redis_url() else {
+        return;
+    };
+    let prefix = common::redis_prefix();
+    let policy = || {
+        Policy::new("auth-failures", Limit::per_minute(4), KeyBy::ClientIp)
+            .unwrap()
+            .charge(portcullis::ratelimit::Charge::FailedAuthentication)
+    };
+    let instance = || redis_layer(&url, &prefix, policy(), WhenRedisDown::FailClosed);
+    let (a, b) = (instance(), instance());
+    let answering = |layer: &RateLimitLayer, status: StatusCode| {
+        layer.layer(service_fn(move |_: Request<Body>| async move {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = status;
+            Ok::<_, Infallible>(response)
+        }))
+    };
+    let request = |peer: &str| {
+        let mut request = Request::new(Body::empty());
+        request
+            .extensions_mut()
+            .insert(peer.parse::<SocketAddr>().unwrap());
+        request
+    };
+    for _ in 0..10 {
+        let ok = answering(&a, StatusCode::OK).oneshot(request("1.1.1.1:1"));
+        assert_eq!(ok.await.unwrap().status(), StatusCode::OK);
+    }
+    for n in 0..4 {
+        let layer = if n % 2 == 0 { &a } else { &b };
+        let failed = answering(layer, StatusCode::UNAUTHORIZED).oneshot(request("1.1.1.1:1"));
+        assert_eq!(failed.await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    for layer in [&a, &b] {
+        let refused = answering(layer, StatusCode::OK)
+            .oneshot(request("1.1.1.1:1"))
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.headers()["retry-after"], "15");
+    }
+    let other = answering(&b, StatusCode::OK).oneshot(request("2.2.2.2:1"));
+    assert_eq!(other.await.unwrap().status(), StatusCode::OK);
+    common::redis_delete_prefix(&url, &prefix).await;
 }

@@ -130,7 +130,7 @@ impl<S: UserStore> UserStore for Counting<S> {
     }
 }
 
-const INTERNAL_KEY: &str = "internal-key-of-more-than-sixteen-bytes";
+const INTERNAL_KEY: &str = "internal-key-of-at-least-thirty-two-bytes";
 
 struct App {
     auth: Auth,

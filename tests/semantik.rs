@@ -1407,6 +1407,9 @@ on_every_backend!(
 #[path = "semantik/attacks.rs"]
 mod attacks;
 
+#[path = "semantik/hardening.rs"]
+mod hardening;
+
 /// Two Semantik instances behind a load balancer, on one PostgreSQL database: a key deleted
 /// through one stops working on the other within a second, over NOTIFY or over Redis.
 async fn two_instances_share_revocations(redis: Option<String>) {

@@ -138,6 +138,7 @@ macro_rules! conformance {
                 duplicate_digests_conflict_within_a_kind,
                 unicode_sql_metacharacters_and_large_values_round_trip,
                 nul_bytes_are_refused_by_every_store,
+                lookups_by_text_no_store_can_keep_find_nothing,
                 tokens_of_unknown_users_are_refused,
                 audit_events_are_kept_newest_first_and_filtered_by_user,
                 counters_consume_within_a_limit_per_window,
@@ -392,6 +393,19 @@ mod suite {
             None,
             "nothing written"
         );
+    }
+
+    /// Hardening item 8: such text comes from clients (a login form, say); PostgreSQL refused
+    /// the query, which surfaced as a 503.
+    pub(super) async fn lookups_by_text_no_store_can_keep_find_nothing(store: Arc<dyn UserStore>) {
+        user(&*store, "ada").await;
+        assert_eq!(store.user_by_username("ada\0").await.unwrap(), None);
+        assert_eq!(store.user_by_username("\0").await.unwrap(), None);
+        assert_eq!(
+            store.user_by_email("ada@example.com\0").await.unwrap(),
+            None
+        );
+        assert_eq!(store.counter("quota\0", at(0)).await.unwrap(), 0);
     }
 
     pub(super) async fn tokens_of_unknown_users_are_refused(store: Arc<dyn UserStore>) {

@@ -1,13 +1,13 @@
 //! The `Forwarded` / `X-Forwarded-For` reading behind trusted proxies: never panics, and the
-//! client it names is the socket peer or a hop some header carried; an untrusted peer is
-//! always its own client, whatever the headers claim.
+//! client it names is the socket peer or a hop of the configured header; an untrusted peer is
+//! always its own client, and the other header never decides, whatever the headers claim.
 #![no_main]
 
 use std::net::SocketAddr;
 
 use http::{HeaderName, HeaderValue, Request};
 use libfuzzer_sys::fuzz_target;
-use portcullis::ratelimit::{ClientIp, forwarded_for};
+use portcullis::ratelimit::{ClientIp, ForwardedHeader};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {
@@ -33,17 +33,23 @@ fuzz_target!(|data: &[u8]| {
     };
     parts.extensions.insert(peer);
 
+    let header = if selector & 0x40 == 0 {
+        ForwardedHeader::XForwardedFor
+    } else {
+        ForwardedHeader::Forwarded
+    };
     let client_ip = ClientIp::new(|parts| parts.extensions.get::<SocketAddr>().copied())
         .trust_proxies(["10.0.0.0/8", "::1"])
-        .unwrap();
+        .unwrap()
+        .header(header.clone());
     let client = client_ip.of(&parts).expect("the peer is recorded");
     if selector & 0x80 != 0 {
         assert_eq!(client, peer.ip(), "an untrusted peer cannot be overridden");
     } else {
-        let hops = forwarded_for(&parts.headers);
+        let hops = header.hops(&parts.headers);
         assert!(
             client == peer.ip() || hops.contains(&Some(client)),
-            "{client} is neither the peer nor a forwarded hop"
+            "{client} is neither the peer nor a hop of {header:?}"
         );
     }
 });

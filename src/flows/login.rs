@@ -7,6 +7,9 @@ use crate::store::{
     NewUser, RevokeReason, StoreError, TokenKind, TokenSelector, User, UserId, UserUpdate,
 };
 
+/// The default of [`PasswordLogin::max_username_len`].
+pub const DEFAULT_MAX_USERNAME_LEN: usize = 254;
+
 /// Registers users and checks their passwords.
 ///
 /// Login answers the same [`LoginError::InvalidCredentials`] for an unknown username and a
@@ -37,6 +40,7 @@ use crate::store::{
 pub struct PasswordLogin {
     auth: Auth,
     passwords: Passwords,
+    max_username_len: usize,
     #[cfg(feature = "ratelimit")]
     throttle: Option<std::sync::Arc<crate::ratelimit::LoginThrottle>>,
 }
@@ -115,6 +119,12 @@ pub enum RegisterError {
     /// The username or email is taken; the string names which.
     #[error("{0} already registered")]
     Taken(&'static str),
+    /// The username is longer than [`PasswordLogin::max_username_len`].
+    #[error("username must be at most {max} bytes long")]
+    UsernameTooLong {
+        /// The limit.
+        max: usize,
+    },
     /// Hashing failed.
     #[error(transparent)]
     Hashing(#[from] PasswordError),
@@ -175,9 +185,20 @@ impl PasswordLogin {
         Self {
             auth: auth.clone(),
             passwords: passwords.clone(),
+            max_username_len: DEFAULT_MAX_USERNAME_LEN,
             #[cfg(feature = "ratelimit")]
             throttle: None,
         }
+    }
+
+    /// The longest username accepted, in bytes (default 254, the longest email address an
+    /// SMTP path allows, for applications whose usernames are addresses). Longer ones are
+    /// refused at registration and answered as a wrong password at login, before any lookup
+    /// or throttling, so their size never reaches the store or the throttle's keys.
+    #[must_use]
+    pub fn max_username_len(mut self, bytes: usize) -> Self {
+        self.max_username_len = bytes;
+        self
     }
 
     /// Throttles failed logins per account and per client address (see
@@ -196,6 +217,11 @@ impl PasswordLogin {
 
     /// Creates an account after checking the password policy.
     pub async fn register(&self, registration: Registration) -> Result<User, RegisterError> {
+        if registration.username.len() > self.max_username_len {
+            return Err(RegisterError::UsernameTooLong {
+                max: self.max_username_len,
+            });
+        }
         self.passwords.policy().check(&registration.password)?;
         let hash = self.passwords.hash(&registration.password).await?;
         let mut user = NewUser::new(registration.username)
@@ -221,6 +247,12 @@ impl PasswordLogin {
 
     /// Checks a username and password from the client at `address`, applying the throttle
     /// when one is configured.
+    ///
+    /// The attempt is counted before the password is checked and taken back when it succeeds
+    /// (see [`Attempt`](crate::ratelimit::Attempt)), so concurrent guesses get no more tries than
+    /// the policy's, and a client that hangs up mid-check is charged all the same. A username
+    /// that no account can have (see [`max_username_len`](Self::max_username_len)) is refused
+    /// before the throttle and the store see it.
     pub async fn login_from(
         &self,
         username: &str,
@@ -229,19 +261,19 @@ impl PasswordLogin {
     ) -> Result<User, LoginError> {
         #[cfg(feature = "ratelimit")]
         if let Some(throttle) = &self.throttle {
-            throttle
-                .check(username, address)
+            self.check_username(username)?;
+            let attempt = throttle
+                .attempt(username, address)
                 .await
                 .map_err(|throttled| LoginError::Throttled {
                     retry_after: throttled.retry_after,
                 })?;
             let result = self.login(username, password).await;
             match &result {
-                Ok(_) => throttle.succeeded(username, address).await,
-                Err(LoginError::InvalidCredentials | LoginError::Inactive) => {
-                    throttle.failed(username, address).await;
-                }
-                Err(_) => {}
+                Ok(_) => attempt.succeeded().await,
+                Err(LoginError::InvalidCredentials | LoginError::Inactive) => attempt.failed(),
+                // Says nothing about the password: not the client's failure.
+                Err(_) => attempt.refund().await,
             }
             return result;
         }
@@ -249,9 +281,19 @@ impl PasswordLogin {
         self.login(username, password).await
     }
 
+    /// Refuses a username no account can have: longer than the cap, or holding text a store
+    /// refuses (U+0000). Answered as a wrong password, without a lookup.
+    fn check_username(&self, username: &str) -> Result<(), LoginError> {
+        if username.len() > self.max_username_len || !crate::store::validate::storable(username) {
+            return Err(LoginError::InvalidCredentials);
+        }
+        Ok(())
+    }
+
     /// Checks a username and password; records the login and upgrades a legacy hash. Not
     /// throttled: prefer [`login_from`](Self::login_from).
     pub async fn login(&self, username: &str, password: &str) -> Result<User, LoginError> {
+        self.check_username(username)?;
         let user = self.auth.store().user_by_username(username).await?;
         let stored = user.as_ref().and_then(|user| user.password_hash.as_deref());
         let verification = match stored {

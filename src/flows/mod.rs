@@ -3,4 +3,7 @@
 
 mod login;
 
-pub use login::{ChangePasswordError, LoginError, PasswordLogin, RegisterError, Registration};
+pub use login::{
+    ChangePasswordError, DEFAULT_MAX_USERNAME_LEN, LoginError, PasswordLogin, RegisterError,
+    Registration,
+};

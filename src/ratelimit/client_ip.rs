@@ -1,24 +1,126 @@
 //! The client's IP address: the socket peer, or — only behind configured trusted proxies — the
-//! rightmost untrusted address in `X-Forwarded-For` / `Forwarded`.
+//! rightmost untrusted address in the one forwarding header those proxies write.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use http::HeaderMap;
 use http::request::Parts;
+use http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
 
 /// Reads the peer's socket address from a request (the server puts it there; with axum,
 /// `into_make_service_with_connect_info::<SocketAddr>()` stores a `ConnectInfo<SocketAddr>`).
 pub type PeerAddress = Arc<dyn Fn(&Parts) -> Option<SocketAddr> + Send + Sync>;
 
+/// The header your trusted proxies write the client's address into. Only this header is read;
+/// any other forwarding header is the client's own writing and is ignored.
+///
+/// What common proxies write (check your configuration; each can be changed):
+///
+/// | proxy | writes | choose |
+/// |---|---|---|
+/// | nginx, `proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for` | appends the peer to `X-Forwarded-For` | [`XForwardedFor`](Self::XForwardedFor) |
+/// | nginx, `proxy_set_header X-Real-IP $remote_addr` | replaces `X-Real-IP` with the peer | [`Named("x-real-ip")`](Self::Named) |
+/// | HAProxy, `option forwardfor` | appends an `X-Forwarded-For` line | [`XForwardedFor`](Self::XForwardedFor) |
+/// | HAProxy ≥ 2.8, `option forwarded` | appends a `Forwarded: for=…` element | [`Forwarded`](Self::Forwarded) |
+/// | Caddy, `reverse_proxy` | appends to `X-Forwarded-For` (only from its own `trusted_proxies`) | [`XForwardedFor`](Self::XForwardedFor) |
+/// | AWS ALB, Google Cloud and Azure load balancers | append to `X-Forwarded-For` (Google appends the client and then its own address: trust its ranges) | [`XForwardedFor`](Self::XForwardedFor) |
+/// | Cloudflare | sets `CF-Connecting-IP` (and appends to `X-Forwarded-For`) | [`Named("cf-connecting-ip")`](Self::Named) |
+///
+/// None of them removes a `Forwarded` header a client sent, which is why reading it when your
+/// proxy writes `X-Forwarded-For` would let every client choose its own address.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2` (the default).
+    #[default]
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1` (RFC 7239).
+    Forwarded,
+    /// Another header in the `X-Forwarded-For` syntax, usually holding the one address a proxy
+    /// set: `X-Real-IP`, `CF-Connecting-IP`, `True-Client-IP`, `Fly-Client-IP`.
+    Named(HeaderName),
+}
+
+impl ForwardedHeader {
+    /// The hops this header lists, left to right; `None` for a hop that is not an address
+    /// (obfuscated, `unknown`, garbage). Several header lines form one list, in order.
+    pub fn hops(&self, headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+        let lines = |name: &HeaderName| {
+            headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap_or("\u{0}"))
+                .flat_map(|line| line.split(','))
+                .collect::<Vec<_>>()
+        };
+        match self {
+            Self::Forwarded => lines(&http::header::FORWARDED)
+                .into_iter()
+                .map(|element| {
+                    element
+                        .split(';')
+                        .find_map(|pair| {
+                            let (name, value) = pair.trim().split_once('=')?;
+                            name.trim()
+                                .eq_ignore_ascii_case("for")
+                                .then_some(value.trim())
+                        })
+                        .and_then(parse_forwarded_node)
+                })
+                .collect(),
+            Self::XForwardedFor => lines(&X_FORWARDED_FOR)
+                .into_iter()
+                .map(|hop| parse_node(hop.trim()))
+                .collect(),
+            Self::Named(name) => lines(name)
+                .into_iter()
+                .map(|hop| parse_node(hop.trim()))
+                .collect(),
+        }
+    }
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// The default IPv6 prefix length clients are keyed by: one /64 is one subscriber's network
+/// (RFC 6177 assigns at least a /64 to every site), so a client can change its address
+/// within it at will.
+pub const DEFAULT_IPV6_PREFIX: u8 = 64;
+
+/// The network `address` stands for when counting requests: IPv4 addresses as they are,
+/// IPv6 addresses cut to their first `ipv6_prefix` bits (at most 128).
+///
+/// ```
+/// use std::net::IpAddr;
+/// use portcullis::ratelimit::client_network;
+///
+/// let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+/// let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+/// assert_eq!(client_network(a, 64), client_network(b, 64));
+/// assert_eq!(client_network("192.0.2.1".parse().unwrap(), 64), "192.0.2.1".parse::<IpAddr>().unwrap());
+/// ```
+pub fn client_network(address: IpAddr, ipv6_prefix: u8) -> IpAddr {
+    match canonical(address) {
+        IpAddr::V6(v6) => {
+            let prefix = u32::from(ipv6_prefix.min(128));
+            let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+        }
+        v4 => v4,
+    }
+}
+
 /// Finds a request's client address.
 ///
-/// Forwarding headers are attacker-controlled unless a proxy you run wrote them, so they are
-/// read only when the socket peer is a trusted proxy, and then from the right: each trusted
-/// hop is skipped and the first untrusted address is the client (an attacker can prepend
-/// anything, but not append past your proxy). Nothing is trusted by default.
+/// Forwarding headers are attacker-controlled unless a proxy you run wrote them, so one
+/// header (see [`ForwardedHeader`], `X-Forwarded-For` by default) is read, only when the
+/// socket peer is a trusted proxy, and then from the right: each trusted hop is skipped and
+/// the first untrusted address is the client (an attacker can prepend anything, but not
+/// append past your proxy). Nothing is trusted by default.
+///
+/// Rate limits count IPv6 clients per /64 ([`ipv6_prefix`](Self::ipv6_prefix)).
 ///
 /// ```
 /// use std::net::SocketAddr;
@@ -27,7 +129,9 @@ pub type PeerAddress = Arc<dyn Fn(&Parts) -> Option<SocketAddr> + Send + Sync>;
 /// let client_ip = ClientIp::new(|parts| parts.extensions.get::<SocketAddr>().copied())
 ///     .trust_proxies(["10.0.0.0/8"])?;
 ///
-/// let mut request = http::Request::get("/").header("x-forwarded-for", "1.2.3.4, 203.0.113.9, 10.0.0.7");
+/// let request = http::Request::get("/")
+///     .header("x-forwarded-for", "1.2.3.4, 203.0.113.9, 10.0.0.7")
+///     .header("forwarded", "for=6.6.6.6"); // written by the client: ignored
 /// let (mut parts, ()) = request.body(()).unwrap().into_parts();
 /// parts.extensions.insert("10.0.0.1:4000".parse::<SocketAddr>().unwrap());
 /// assert_eq!(client_ip.of(&parts), Some("203.0.113.9".parse().unwrap()));
@@ -37,12 +141,16 @@ pub type PeerAddress = Arc<dyn Fn(&Parts) -> Option<SocketAddr> + Send + Sync>;
 pub struct ClientIp {
     peer: PeerAddress,
     trusted: Vec<IpNet>,
+    header: ForwardedHeader,
+    ipv6_prefix: u8,
 }
 
 impl std::fmt::Debug for ClientIp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientIp")
             .field("trusted", &self.trusted)
+            .field("header", &self.header)
+            .field("ipv6_prefix", &self.ipv6_prefix)
             .finish_non_exhaustive()
     }
 }
@@ -58,6 +166,8 @@ impl ClientIp {
         Self {
             peer: Arc::new(peer),
             trusted: Vec::new(),
+            header: ForwardedHeader::default(),
+            ipv6_prefix: DEFAULT_IPV6_PREFIX,
         }
     }
 
@@ -77,6 +187,21 @@ impl ClientIp {
         Ok(self)
     }
 
+    /// The header the trusted proxies write (default `X-Forwarded-For`); no other is read.
+    #[must_use]
+    pub fn header(mut self, header: ForwardedHeader) -> Self {
+        self.header = header;
+        self
+    }
+
+    /// Counts IPv6 clients per network of this prefix length (default 64; 128 counts every
+    /// address on its own, which lets one subscriber use 2^64 buckets).
+    #[must_use]
+    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
+        self.ipv6_prefix = bits.min(128);
+        self
+    }
+
     fn is_trusted(&self, address: IpAddr) -> bool {
         let address = canonical(address);
         self.trusted.iter().any(|net| net.contains(&address))
@@ -90,7 +215,7 @@ impl ClientIp {
         }
         // Walk the hops right to left; the first one not in our proxy chain is the client.
         let mut client = peer;
-        for hop in forwarded_for(&request.headers).into_iter().rev() {
+        for hop in self.header.hops(&request.headers).into_iter().rev() {
             match hop {
                 Some(address) if self.is_trusted(address) => client = address,
                 Some(address) => return Some(address),
@@ -100,6 +225,13 @@ impl ClientIp {
         }
         Some(client)
     }
+
+    /// The network the client is counted as: [`of`](Self::of) cut to the IPv6 prefix (see
+    /// [`client_network`]).
+    pub fn network_of(&self, request: &Parts) -> Option<IpAddr> {
+        self.of(request)
+            .map(|address| client_network(address, self.ipv6_prefix))
+    }
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`) are the IPv4 address.
@@ -108,41 +240,6 @@ fn canonical(address: IpAddr) -> IpAddr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
         v4 => v4,
     }
-}
-
-/// The hops of `Forwarded` (RFC 7239), or else `X-Forwarded-For`, left to right; `None` for a
-/// hop that is not an address (obfuscated, `unknown`, garbage). Several header lines form
-/// one list, in order.
-pub fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    let forwarded: Vec<&str> = headers
-        .get_all(http::header::FORWARDED)
-        .iter()
-        .map(|v| v.to_str().unwrap_or("\u{0}"))
-        .collect();
-    if !forwarded.is_empty() {
-        return forwarded
-            .iter()
-            .flat_map(|line| line.split(','))
-            .map(|element| {
-                element
-                    .split(';')
-                    .find_map(|pair| {
-                        let (name, value) = pair.trim().split_once('=')?;
-                        name.trim()
-                            .eq_ignore_ascii_case("for")
-                            .then_some(value.trim())
-                    })
-                    .and_then(parse_forwarded_node)
-            })
-            .collect();
-    }
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .map(|v| v.to_str().unwrap_or("\u{0}"))
-        .flat_map(|line| line.split(','))
-        .map(|hop| parse_node(hop.trim()))
-        .collect()
 }
 
 /// A `for=` node: `192.0.2.43`, `"192.0.2.43:47011"`, `"[2001:db8:cafe::17]:4711"`.
@@ -190,7 +287,7 @@ mod tests {
         let trusted = client_ip().trust_proxies(["10.0.0.0/8"]).unwrap();
         assert_eq!(
             format!("{trusted:?}"),
-            "ClientIp { trusted: [10.0.0.0/8], .. }"
+            "ClientIp { trusted: [10.0.0.0/8], header: XForwardedFor, ipv6_prefix: 64, .. }"
         );
     }
 
@@ -221,21 +318,65 @@ mod tests {
     }
 
     #[test]
-    fn rfc7239_forwarded_takes_precedence_and_allows_ports_and_ipv6() {
-        let trusted = client_ip().trust_proxies(["10.0.0.0/8"]).unwrap();
+    fn only_the_configured_header_is_read() {
+        let headers = [
+            ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-for", "7.7.7.7"),
+            ("x-real-ip", "8.8.8.8"),
+        ];
+        let request = parts("10.0.0.2:80", &headers);
+        let trusted = || client_ip().trust_proxies(["10.0.0.0/8"]).unwrap();
+        assert_eq!(
+            trusted().of(&request),
+            ip("7.7.7.7"),
+            "X-Forwarded-For by default"
+        );
+        assert_eq!(
+            trusted().header(ForwardedHeader::Forwarded).of(&request),
+            ip("6.6.6.6")
+        );
+        let real_ip = ForwardedHeader::Named(HeaderName::from_static("x-real-ip"));
+        assert_eq!(trusted().header(real_ip).of(&request), ip("8.8.8.8"));
+        // The configured header absent: the proxy itself, never another header.
+        let only_forwarded = parts("10.0.0.2:80", &[("forwarded", "for=6.6.6.6")]);
+        assert_eq!(trusted().of(&only_forwarded), ip("10.0.0.2"));
+    }
+
+    #[test]
+    fn rfc7239_forwarded_allows_ports_and_ipv6() {
+        let trusted = client_ip()
+            .trust_proxies(["10.0.0.0/8"])
+            .unwrap()
+            .header(ForwardedHeader::Forwarded);
         let request = parts(
             "10.0.0.2:80",
-            &[
-                (
-                    "forwarded",
-                    "for=6.6.6.6, for=\"[2001:db8:cafe::17]:4711\";proto=https",
-                ),
-                ("x-forwarded-for", "7.7.7.7"),
-            ],
+            &[(
+                "forwarded",
+                "for=6.6.6.6, for=\"[2001:db8:cafe::17]:4711\";proto=https",
+            )],
         );
         assert_eq!(trusted.of(&request), ip("2001:db8:cafe::17"));
         let ported = parts("10.0.0.2:80", &[("forwarded", "For=\"192.0.2.43:47011\"")]);
         assert_eq!(trusted.of(&ported), ip("192.0.2.43"));
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_network_of_the_configured_prefix() {
+        let request = parts("[2001:db8:1:2:3:4:5:6]:80", &[]);
+        assert_eq!(client_ip().of(&request), ip("2001:db8:1:2:3:4:5:6"));
+        assert_eq!(client_ip().network_of(&request), ip("2001:db8:1:2::"));
+        assert_eq!(
+            client_ip().ipv6_prefix(48).network_of(&request),
+            ip("2001:db8:1::")
+        );
+        assert_eq!(
+            client_ip().ipv6_prefix(200).network_of(&request),
+            ip("2001:db8:1:2:3:4:5:6"),
+            "capped at 128"
+        );
+        assert_eq!(client_network("::1".parse().unwrap(), 0), ip("::").unwrap());
+        let v4 = parts("192.0.2.9:80", &[]);
+        assert_eq!(client_ip().ipv6_prefix(8).network_of(&v4), ip("192.0.2.9"));
     }
 
     #[test]
@@ -280,10 +421,10 @@ mod tests {
             if let Ok(header) = http::HeaderValue::from_str(&value) {
                 let mut headers = HeaderMap::new();
                 headers.insert(http::header::FORWARDED, header.clone());
-                let _ = forwarded_for(&headers);
+                let _ = ForwardedHeader::Forwarded.hops(&headers);
                 headers.clear();
                 headers.insert("x-forwarded-for", header);
-                let _ = forwarded_for(&headers);
+                let _ = ForwardedHeader::XForwardedFor.hops(&headers);
             }
         }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum_core::response::Response;
 use http::request::Parts;
-use http::{HeaderValue, Request};
+use http::{HeaderValue, Request, StatusCode};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -42,7 +42,9 @@ pub(crate) struct Limits {
 /// renderer when one runs first).
 ///
 /// Place it inside the `AuthLayer` (add it with `.layer()` *before* the `AuthLayer`) when a
-/// policy keys by user or API key, so that the identity is known.
+/// policy keys by user or API key, so that the identity is known; place a policy that counts
+/// failed authentications ([`Charge::FailedAuthentication`](super::Charge)) in front of it
+/// (add it *after*), so that a bad credential is counted before it is checked.
 ///
 /// ```
 /// use std::net::SocketAddr;
@@ -137,8 +139,9 @@ impl Limits {
             .enumerate()
             .filter_map(move |(index, policy)| {
                 let ip = || {
-                    *client_ip
-                        .get_or_insert_with(|| self.client_ip.as_ref().and_then(|c| c.of(request)))
+                    *client_ip.get_or_insert_with(|| {
+                        self.client_ip.as_ref().and_then(|c| c.network_of(request))
+                    })
                 };
                 request_key(policy.key_by(), request, ip).map(|key| (index, key))
             })
@@ -146,36 +149,63 @@ impl Limits {
 
     /// Policies are checked in order and checking stops at the first refusal, so a request
     /// refused by a short-term limit does not also use up a long-term budget. `None` when no
-    /// policy applies.
-    fn decide_in_memory(&self, memory: &MemoryLimits, request: &Parts) -> Option<Verdict> {
+    /// policy applies. The deferred policies that let the request through are returned, to be
+    /// charged if the answer is a failed authentication.
+    fn decide_in_memory(
+        &self,
+        memory: &MemoryLimits,
+        request: &Parts,
+    ) -> (Option<Verdict>, Deferred) {
         let mut verdict = VerdictBuilder::default();
+        let mut deferred = Deferred::new();
         for (index, key) in self.keys(request) {
-            if !verdict.add(index, &self.policies[index], &memory.check(index, &key)) {
+            let policy = &self.policies[index];
+            let decision = memory.check(index, &key);
+            if !verdict.add(index, policy, &decision, &mut deferred, key) {
                 break;
             }
         }
-        verdict.finish()
+        (verdict.finish(), deferred)
     }
 
     #[cfg(feature = "redis")]
-    async fn decide_in_redis(&self, redis: &RedisLimits, keys: &[(usize, RequestKey)]) -> Verdict {
+    async fn decide_in_redis(
+        &self,
+        redis: &RedisLimits,
+        keys: Vec<(usize, RequestKey)>,
+    ) -> (Verdict, Deferred) {
         let mut verdict = VerdictBuilder::default();
+        let mut deferred = Deferred::new();
         for (index, key) in keys {
-            match redis.check(&self.policies[*index], key).await {
+            let policy = &self.policies[index];
+            match redis.check(policy, &key).await {
                 Some(decision) => {
-                    if !verdict.add(*index, &self.policies[*index], &decision) {
+                    if !verdict.add(index, policy, &decision, &mut deferred, key) {
                         break;
                     }
                 }
                 None if redis.when_down() == WhenRedisDown::FailOpen => {}
-                None => return Verdict::Unavailable,
+                None => return (Verdict::Unavailable, Deferred::new()),
             }
         }
-        verdict
+        let verdict = verdict
             .finish()
-            .unwrap_or(Verdict::Allowed(RateLimitHeaders::default()))
+            .unwrap_or(Verdict::Allowed(RateLimitHeaders::default()));
+        (verdict, deferred)
+    }
+
+    /// Charges the deferred policies for a request whose answer was `status`.
+    fn charge_in_memory(&self, memory: &MemoryLimits, deferred: &Deferred, status: StatusCode) {
+        if status == StatusCode::UNAUTHORIZED {
+            for (index, key) in deferred {
+                memory.charge(*index, key);
+            }
+        }
     }
 }
+
+/// The deferred policies (and keys) a request still has to be charged to once answered.
+type Deferred = Vec<(usize, RequestKey)>;
 
 /// Collects the decisions of the policies that applied, in order.
 #[derive(Default)]
@@ -185,8 +215,21 @@ struct VerdictBuilder {
 }
 
 impl VerdictBuilder {
-    /// Adds one policy's decision; `false` when it refused (stop checking).
-    fn add(&mut self, index: usize, policy: &Policy, decision: &Decision) -> bool {
+    /// Adds one policy's decision; `false` when it refused (stop checking). A deferred policy
+    /// that lets the request through goes to `deferred` instead: it is not charged yet, and
+    /// names itself in the headers only when it refuses.
+    fn add(
+        &mut self,
+        index: usize,
+        policy: &Policy,
+        decision: &Decision,
+        deferred: &mut Deferred,
+        key: RequestKey,
+    ) -> bool {
+        if policy.is_deferred() && decision.allowed {
+            deferred.push((index, key));
+            return true;
+        }
         self.headers
             .get_or_insert_with(RateLimitHeaders::default)
             .push(index, policy, decision);
@@ -246,17 +289,29 @@ where
         let (parts, body) = request.into_parts();
         match &self.limits.backend {
             Backend::Memory(memory) => match self.limits.decide_in_memory(memory, &parts) {
-                None => {
+                (None, deferred) if deferred.is_empty() => {
                     ResponseFuture::limited(self.inner.call(Request::from_parts(parts, body)), None)
                 }
-                Some(Verdict::Allowed(headers)) => ResponseFuture::limited(
+                (None, deferred) => ResponseFuture::limited(
                     self.inner.call(Request::from_parts(parts, body)),
-                    Some((headers, Arc::clone(&self.limits))),
+                    Some(After {
+                        headers: None,
+                        deferred,
+                        limits: Arc::clone(&self.limits),
+                    }),
                 ),
-                Some(Verdict::Refused(headers, wait)) => {
+                (Some(Verdict::Allowed(headers)), deferred) => ResponseFuture::limited(
+                    self.inner.call(Request::from_parts(parts, body)),
+                    Some(After {
+                        headers: Some(headers),
+                        deferred,
+                        limits: Arc::clone(&self.limits),
+                    }),
+                ),
+                (Some(Verdict::Refused(headers, wait)), _) => {
                     ResponseFuture::ready(refusal(&self.limits, &parts, headers, wait))
                 }
-                Some(Verdict::Unavailable) => ResponseFuture::ready(unavailable()),
+                (Some(Verdict::Unavailable), _) => ResponseFuture::ready(unavailable()),
             },
             #[cfg(feature = "redis")]
             Backend::Redis(_) => {
@@ -274,19 +329,45 @@ where
                     let Backend::Redis(redis) = &limits.backend else {
                         unreachable!("matched Redis above")
                     };
-                    match limits.decide_in_redis(redis, &keys).await {
-                        Verdict::Allowed(headers) => {
+                    match limits.decide_in_redis(redis, keys).await {
+                        (Verdict::Allowed(headers), deferred) => {
                             let mut response = inner.call(Request::from_parts(parts, body)).await?;
+                            if response.status() == StatusCode::UNAUTHORIZED {
+                                for (index, key) in &deferred {
+                                    redis.charge(&limits.policies[*index], key).await;
+                                }
+                            }
                             headers.apply(&limits.headers, response.headers_mut());
                             Ok(response)
                         }
-                        Verdict::Refused(headers, wait) => {
+                        (Verdict::Refused(headers, wait), _) => {
                             Ok(refusal(&limits, &parts, headers, wait))
                         }
-                        Verdict::Unavailable => Ok(unavailable()),
+                        (Verdict::Unavailable, _) => Ok(unavailable()),
                     }
                 })
             }
+        }
+    }
+}
+
+/// What is left to do once the inner service answered: headers to add, deferred policies to
+/// charge.
+struct After {
+    headers: Option<RateLimitHeaders>,
+    deferred: Deferred,
+    limits: Arc<Limits>,
+}
+
+impl After {
+    fn apply(self, response: &mut Response) {
+        #[cfg_attr(not(feature = "redis"), allow(irrefutable_let_patterns))]
+        if let Backend::Memory(memory) = &self.limits.backend {
+            self.limits
+                .charge_in_memory(memory, &self.deferred, response.status());
+        }
+        if let Some(headers) = self.headers {
+            headers.apply(&self.limits.headers, response.headers_mut());
         }
     }
 }
@@ -305,16 +386,16 @@ pin_project! {
 pin_project! {
     #[project = StateProj]
     enum State<F, E> {
-        Limited { #[pin] future: F, headers: Option<(RateLimitHeaders, Arc<Limits>)> },
+        Limited { #[pin] future: F, after: Option<After> },
         Ready { response: Option<Response> },
         Boxed { future: Boxed<E> },
     }
 }
 
 impl<F, E> ResponseFuture<F, E> {
-    fn limited(future: F, headers: Option<(RateLimitHeaders, Arc<Limits>)>) -> Self {
+    fn limited(future: F, after: Option<After>) -> Self {
         Self {
-            state: State::Limited { future, headers },
+            state: State::Limited { future, after },
         }
     }
 
@@ -344,10 +425,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Limited { future, headers } => {
+            StateProj::Limited { future, after } => {
                 let mut response = std::task::ready!(future.poll(cx))?;
-                if let Some((headers, limits)) = headers.take() {
-                    headers.apply(&limits.headers, response.headers_mut());
+                if let Some(after) = after.take() {
+                    after.apply(&mut response);
                 }
                 Poll::Ready(Ok(response))
             }

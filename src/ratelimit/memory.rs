@@ -50,9 +50,109 @@ impl BuildHasher for PreHashed {
 
 /// One policy's limiter, whatever its clock.
 pub(crate) trait KeyedLimiter: Send + Sync {
+    /// The decision on one request. A counting limiter charges an admitted request at once; a
+    /// deferred one only decides, and is charged by [`charge`](Self::charge).
     fn check(&self, key: u64) -> Decision;
+    /// Charges one request after its answer (deferred limiters only).
+    fn charge(&self, key: u64) {
+        let _ = key;
+    }
     fn retain_recent(&self);
     fn len(&self) -> usize;
+}
+
+/// GCRA charged after the fact ([`Charge::FailedAuthentication`](super::Charge)): `check`
+/// looks without consuming, `charge` consumes, and may overdraw (the theoretical arrival time
+/// moves past the tolerance), which later requests pay for by waiting. Buckets live in a
+/// bounded cache: under a flood of distinct keys the oldest are forgotten, never the memory
+/// bound.
+struct Deferred<C: Clock> {
+    /// Theoretical arrival time per key, in nanoseconds since `origin`.
+    buckets: quick_cache::sync::Cache<u64, Arc<std::sync::atomic::AtomicU64>>,
+    clock: C,
+    origin: C::Instant,
+    limit: Limit,
+}
+
+/// The most keys a deferred limiter remembers.
+const DEFERRED_CAPACITY: usize = 100_000;
+
+impl<C: Clock> Deferred<C> {
+    fn new(limit: Limit, clock: C) -> Self {
+        Self {
+            buckets: quick_cache::sync::Cache::new(DEFERRED_CAPACITY),
+            origin: clock.now(),
+            clock,
+            limit,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now().duration_since(self.origin).as_u64()
+    }
+
+    fn nanos(duration: Duration) -> u64 {
+        u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+impl<C> KeyedLimiter for Deferred<C>
+where
+    C: Clock + Send + Sync,
+    C::Instant: Reference + Send + Sync,
+{
+    fn check(&self, key: u64) -> Decision {
+        let now = self.now();
+        let interval = Self::nanos(self.limit.emission_interval());
+        let burst = self.limit.max_burst();
+        let tolerance = interval.saturating_mul(u64::from(burst - 1));
+        let tat = self
+            .buckets
+            .get(&key)
+            .map_or(now, |tat| tat.load(std::sync::atomic::Ordering::Acquire))
+            .max(now);
+        let allow_at = tat.saturating_sub(tolerance);
+        if now < allow_at {
+            let retry_after = Duration::from_nanos(allow_at - now);
+            return Decision {
+                allowed: false,
+                limit: burst,
+                remaining: 0,
+                reset: Duration::from_nanos(tat - now),
+                retry_after,
+            };
+        }
+        let spare = (now + tolerance - tat) / interval.max(1) + 1;
+        Decision {
+            allowed: true,
+            limit: burst,
+            remaining: u32::try_from(spare).unwrap_or(burst).min(burst),
+            reset: Duration::from_nanos(tat - now),
+            retry_after: Duration::ZERO,
+        }
+    }
+
+    fn charge(&self, key: u64) {
+        let now = self.now();
+        let interval = Self::nanos(self.limit.emission_interval());
+        let bucket = self
+            .buckets
+            .get_or_insert_with(&key, || {
+                Ok::<_, std::convert::Infallible>(Arc::new(std::sync::atomic::AtomicU64::new(now)))
+            })
+            .unwrap_or_else(|never| match never {});
+        let _ = bucket.fetch_update(
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+            |tat| Some(tat.max(now).saturating_add(interval)),
+        );
+    }
+
+    fn retain_recent(&self) {}
+
+    fn len(&self) -> usize {
+        self.buckets.len()
+    }
 }
 
 struct Governed<C: Clock> {
@@ -130,6 +230,10 @@ impl MemoryLimits {
         let limiters = policies
             .iter()
             .map(|policy| {
+                if policy.is_deferred() {
+                    return Arc::new(Deferred::new(policy.limit(), clock.clone()))
+                        as Arc<dyn KeyedLimiter>;
+                }
                 let limiter = RateLimiter::dashmap_with_clock_and_hasher(
                     quota(policy.limit()),
                     clock.clone(),
@@ -163,6 +267,12 @@ impl MemoryLimits {
         self.start_janitor();
         let hashed = self.hasher.hash_one(key);
         self.limiters[policy].check(hashed)
+    }
+
+    /// Charges a deferred policy for one request after its answer.
+    pub(crate) fn charge(&self, policy: usize, key: &RequestKey) {
+        let hashed = self.hasher.hash_one(key);
+        self.limiters[policy].charge(hashed);
     }
 
     /// Buckets currently held (all policies).

@@ -7,9 +7,11 @@
 //! * [`Limit`]: a rate and a burst; [`Policy`]: a named limit on a [`KeyBy`] (client IP,
 //!   user, API key, route, your own key). Policies stack: `10/s per key` and `1000/day per user`
 //!   both apply, in order, and the request is refused if either refuses; a refused request is
-//!   not charged to the policies after the one that refused it.
-//! * [`ClientIp`]: the socket peer, or the rightmost untrusted forwarded hop behind trusted
-//!   proxies; forwarding headers are never trusted by default.
+//!   not charged to the policies after the one that refused it. A policy can count failed
+//!   authentications only ([`Charge::FailedAuthentication`]), in front of authentication.
+//! * [`ClientIp`]: the socket peer, or the rightmost untrusted hop of the one forwarding header
+//!   ([`ForwardedHeader`]) your trusted proxies write; forwarding headers are never trusted by
+//!   default, and IPv6 clients are counted per /64.
 //! * Backends: in memory ([`governor`](https://docs.rs/governor)'s GCRA, bounded by a janitor)
 //!   or [`RedisLimits`] (one Lua script per check, shared by every instance), with a choice of
 //!   [`WhenRedisDown`].
@@ -26,13 +28,15 @@ mod redis;
 mod tests;
 pub mod throttle;
 
-pub use client_ip::{ClientIp, InvalidProxy, PeerAddress, forwarded_for};
+pub use client_ip::{
+    ClientIp, DEFAULT_IPV6_PREFIX, ForwardedHeader, InvalidProxy, PeerAddress, client_network,
+};
 pub use layer::{RateLimitLayer, RateLimitService, ResponseFuture};
-pub use policy::{Decision, InvalidPolicyName, KeyBy, KeyFn, Limit, Policy};
+pub use policy::{Charge, Decision, InvalidPolicyName, KeyBy, KeyFn, Limit, Policy};
 pub use quota::{QuotaLayer, QuotaService};
 #[cfg(feature = "redis")]
 pub use redis::{RedisLimits, RedisLimitsError, WhenRedisDown};
-pub use throttle::{LoginThrottle, ThrottlePolicy, Throttled};
+pub use throttle::{Attempt, LoginThrottle, ThrottlePolicy, Throttled};
 
 use layer::{Backend, Limits};
 use memory::MemoryLimits;

@@ -95,8 +95,8 @@ pub type KeyFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum KeyBy {
-    /// The client's IP address (see [`ClientIp`](super::ClientIp)). Requests whose address is
-    /// unknown share one bucket.
+    /// The client's IP address (see [`ClientIp`](super::ClientIp)), IPv6 clients per /64 by
+    /// default. Requests whose address is unknown share one bucket.
     ClientIp,
     /// The authenticated user; anonymous requests are not counted by this policy (pair it with
     /// a [`KeyBy::ClientIp`] policy). Needs the `AuthLayer` to run first.
@@ -121,13 +121,34 @@ impl fmt::Debug for KeyBy {
     }
 }
 
+/// Which requests a policy counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Charge {
+    /// Every request that passes (the default).
+    #[default]
+    EveryRequest,
+    /// Only requests answered `401 Unauthorized`: failed authentications, a bad credential or
+    /// none where one is required. Requests are let through while the budget lasts and refused
+    /// once it is spent; the answer decides whether one is charged. Put the layer *in front of*
+    /// the `AuthLayer` (add it with `.layer()` after it), keyed by client IP, so that guessing
+    /// credentials costs the guesser before any store is asked.
+    ///
+    /// Requests in flight at once are each let through before any of them is charged, so a
+    /// burst of `n` concurrent failures can overdraw the budget by up to `n`; the overdraft is
+    /// paid back by waiting, so the long-run rate never exceeds the limit.
+    FailedAuthentication,
+}
+
 /// A named limit on a key.
 ///
 /// ```
-/// use portcullis::ratelimit::{KeyBy, Limit, Policy};
+/// use portcullis::ratelimit::{Charge, KeyBy, Limit, Policy};
 ///
 /// let per_key = Policy::new("per-key", Limit::per_second(10), KeyBy::ApiKey)?;
 /// let per_user = Policy::new("daily", Limit::per_day(1000), KeyBy::User)?;
+/// let guesses = Policy::new("auth-failures", Limit::per_minute(30), KeyBy::ClientIp)?
+///     .charge(Charge::FailedAuthentication);
 /// # Ok::<(), portcullis::ratelimit::InvalidPolicyName>(())
 /// ```
 #[derive(Clone, Debug)]
@@ -135,6 +156,7 @@ pub struct Policy {
     name: String,
     limit: Limit,
     key: KeyBy,
+    charge: Charge,
 }
 
 /// A policy name that is empty, longer than 32 bytes, or not lower-case letters, digits, `-`
@@ -159,7 +181,29 @@ impl Policy {
         if !valid {
             return Err(InvalidPolicyName(name));
         }
-        Ok(Self { name, limit, key })
+        Ok(Self {
+            name,
+            limit,
+            key,
+            charge: Charge::EveryRequest,
+        })
+    }
+
+    /// Counts only the requests `charge` names (default: every request).
+    #[must_use]
+    pub fn charge(mut self, charge: Charge) -> Self {
+        self.charge = charge;
+        self
+    }
+
+    /// Which requests the policy counts.
+    pub fn charges(&self) -> Charge {
+        self.charge
+    }
+
+    /// Whether the policy is charged after the answer rather than before.
+    pub(crate) fn is_deferred(&self) -> bool {
+        self.charge == Charge::FailedAuthentication
     }
 
     /// The name.

@@ -44,6 +44,27 @@ pub enum WhenRedisDown {
     FailClosed,
 }
 
+/// What one script run does with a bucket.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    /// Decide and, when admitted, charge.
+    Check,
+    /// Decide only (a deferred policy before the answer).
+    Peek,
+    /// Charge only, past the tolerance if need be (a deferred policy after a failure).
+    Charge,
+}
+
+impl Mode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Check => "check",
+            Self::Peek => "peek",
+            Self::Charge => "charge",
+        }
+    }
+}
+
 /// The Redis URL could not be parsed.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid Redis URL: {0}")]
@@ -80,9 +101,24 @@ impl RedisLimits {
             .cloned()
     }
 
-    /// Checks one request against `policy` for `key`; `None` when Redis cannot answer.
+    /// Checks one request against `policy` for `key` (a deferred policy only looks); `None`
+    /// when Redis cannot answer.
     pub(crate) async fn check(&self, policy: &Policy, key: &RequestKey) -> Option<Decision> {
-        match self.run(policy, key).await {
+        let mode = if policy.is_deferred() {
+            Mode::Peek
+        } else {
+            Mode::Check
+        };
+        self.answer(self.run(policy, key, mode).await)
+    }
+
+    /// Charges a deferred policy for one request after its answer.
+    pub(crate) async fn charge(&self, policy: &Policy, key: &RequestKey) {
+        let _ = self.answer(self.run(policy, key, Mode::Charge).await);
+    }
+
+    fn answer(&self, result: Result<Decision, redis::RedisError>) -> Option<Decision> {
+        match result {
             Ok(decision) => {
                 if self.outage.swap(false, std::sync::atomic::Ordering::AcqRel) {
                     tracing::info!("Redis rate limiting is back");
@@ -98,9 +134,15 @@ impl RedisLimits {
         }
     }
 
-    async fn run(&self, policy: &Policy, key: &RequestKey) -> Result<Decision, redis::RedisError> {
+    async fn run(
+        &self,
+        policy: &Policy,
+        key: &RequestKey,
+        mode: Mode,
+    ) -> Result<Decision, redis::RedisError> {
         // A request never waits long on a struggling Redis: past the timeout it is down.
-        match tokio::time::timeout(Duration::from_millis(500), self.run_script(policy, key)).await {
+        let script = self.run_script(policy, key, mode);
+        match tokio::time::timeout(Duration::from_millis(500), script).await {
             Ok(result) => result,
             Err(_) => Err(redis::RedisError::from(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
@@ -113,6 +155,7 @@ impl RedisLimits {
         &self,
         policy: &Policy,
         key: &RequestKey,
+        mode: Mode,
     ) -> Result<Decision, redis::RedisError> {
         let limit = policy.limit();
         let interval = u64::try_from(limit.emission_interval().as_micros())
@@ -125,6 +168,7 @@ impl RedisLimits {
             .key(bucket)
             .arg(interval)
             .arg(limit.max_burst())
+            .arg(mode.as_str())
             .invoke_async(&mut connection)
             .await?;
         let micros = |value: i64| Duration::from_micros(u64::try_from(value).unwrap_or(0));

@@ -344,3 +344,107 @@ proptest! {
         }
     }
 }
+
+/// Sends a request from `peer` to a service that answers `status`.
+async fn answered(layer: &RateLimitLayer, peer: &str, status: StatusCode) -> Response {
+    let service = layer.layer(service_fn(move |_: Request<Body>| async move {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = status;
+        Ok::<_, Infallible>(response)
+    }));
+    let mut request = Request::new(Body::empty());
+    request
+        .extensions_mut()
+        .insert(peer.parse::<SocketAddr>().unwrap());
+    service.oneshot(request).await.unwrap()
+}
+
+fn failures_per_minute(count: u32) -> Policy {
+    Policy::new("auth-failures", Limit::per_minute(count), KeyBy::ClientIp)
+        .unwrap()
+        .charge(Charge::FailedAuthentication)
+}
+
+#[tokio::test]
+async fn a_failure_policy_charges_only_unauthorized_answers() {
+    let clock = FakeRelativeClock::default();
+    let limits = layer(vec![failures_per_minute(3)], &clock);
+    for _ in 0..20 {
+        let ok = answered(&limits, "1.1.1.1:1", StatusCode::OK).await;
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert!(
+            ok.headers().get("ratelimit").is_none(),
+            "not counted, not shown"
+        );
+        assert_eq!(
+            answered(&limits, "1.1.1.1:1", StatusCode::FORBIDDEN)
+                .await
+                .status(),
+            StatusCode::FORBIDDEN
+        );
+    }
+    for _ in 0..3 {
+        let failed = answered(&limits, "1.1.1.1:1", StatusCode::UNAUTHORIZED).await;
+        assert_eq!(failed.status(), StatusCode::UNAUTHORIZED);
+    }
+    // The budget is spent: every request from that address waits, whatever it carries.
+    let refused = answered(&limits, "1.1.1.1:1", StatusCode::OK).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&refused, "retry-after"), "20");
+    assert_eq!(
+        header(&refused, "ratelimit-policy"),
+        "\"auth-failures\";q=3;w=60"
+    );
+    assert_eq!(
+        answered(&limits, "2.2.2.2:1", StatusCode::UNAUTHORIZED)
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED,
+        "per address"
+    );
+    clock.advance(Duration::from_secs(20));
+    assert_eq!(
+        answered(&limits, "1.1.1.1:1", StatusCode::OK)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn failures_in_flight_at_once_overdraw_the_budget_and_pay_it_back_by_waiting() {
+    let clock = FakeRelativeClock::default();
+    let limits = layer(vec![failures_per_minute(2)], &clock);
+    // Four failures decided before any was charged (concurrent requests): all pass …
+    let everyone_decided = std::sync::Arc::new(tokio::sync::Barrier::new(4));
+    let service = limits.layer(service_fn(move |_: Request<Body>| {
+        let everyone_decided = everyone_decided.clone();
+        async move {
+            everyone_decided.wait().await;
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::UNAUTHORIZED;
+            Ok::<_, Infallible>(response)
+        }
+    }));
+    let mut in_flight = Vec::new();
+    for _ in 0..4 {
+        let mut request = Request::new(Body::empty());
+        request
+            .extensions_mut()
+            .insert("1.1.1.1:1".parse::<SocketAddr>().unwrap());
+        in_flight.push(service.clone().oneshot(request));
+    }
+    for response in futures_util::future::join_all(in_flight).await {
+        assert_eq!(response.unwrap().status(), StatusCode::UNAUTHORIZED);
+    }
+    // … then the overdraft (two cells beyond the burst) costs two intervals of 30 s more.
+    let refused = answered(&limits, "1.1.1.1:1", StatusCode::OK).await;
+    assert_eq!(header(&refused, "retry-after"), "90");
+    clock.advance(Duration::from_secs(90));
+    assert_eq!(
+        answered(&limits, "1.1.1.1:1", StatusCode::OK)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}

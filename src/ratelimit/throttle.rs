@@ -4,7 +4,8 @@
 //!
 //! * **Per client IP**: the first 20 failures (any accounts) are free; after that, each attempt
 //!   must wait `1 s × 2^(failures − 20)` after the previous failure, at most 15 minutes. This
-//!   slows credential stuffing from one address to a crawl.
+//!   slows credential stuffing from one address to a crawl. IPv6 clients are counted per /64
+//!   ([`ThrottlePolicy::ipv6_prefix`]): one subscriber's network is one client.
 //! * **Per account**: the first 5 failures (from any address) are free; after that the same
 //!   doubling back-off applies, at most 15 minutes: password guessing against one account,
 //!   even from many addresses, gets at most a few dozen attempts an hour.
@@ -15,13 +16,26 @@
 //! * Failures are forgotten an hour after the last one; a successful login clears the
 //!   account's failures (not the address's: a valid login must not reset a stuffing run).
 //!
+//! # Attempts are reserved, not reported
+//!
+//! [`LoginThrottle::attempt`] decides and counts in one atomic step (one Lua script on Redis):
+//! an admitted attempt is recorded as a failure *before* the password is checked, and
+//! [`Attempt::succeeded`] takes it back. So guesses sent at once cannot all pass a check made
+//! before the first of them failed, and an attempt whose client hung up mid-check (its future
+//! dropped) still counts.
+//!
 //! Throttled attempts are answered before the password is checked, identically for existing
-//! and unknown accounts, so the throttle reveals nothing about which accounts exist.
+//! and unknown accounts, so the throttle reveals nothing about which accounts exist. Accounts
+//! are keyed by a digest of their normalised name, so a key's size never depends on what a
+//! client sent.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
+
+use super::client_ip::{DEFAULT_IPV6_PREFIX, client_network};
 use crate::clock::{Clock, SystemClock, micros};
 
 /// The numbers of the throttling policy; the defaults are described in the
@@ -40,6 +54,8 @@ pub struct ThrottlePolicy {
     pub forget_after: Duration,
     /// A successful address is exempt from the account back-off for this long (default 30 d).
     pub trust_known_address_for: Duration,
+    /// IPv6 clients are counted per network of this prefix length (default 64).
+    pub ipv6_prefix: u8,
 }
 
 impl Default for ThrottlePolicy {
@@ -51,6 +67,7 @@ impl Default for ThrottlePolicy {
             cap: Duration::from_secs(15 * 60),
             forget_after: Duration::from_secs(3600),
             trust_known_address_for: Duration::from_secs(30 * 86_400),
+            ipv6_prefix: DEFAULT_IPV6_PREFIX,
         }
     }
 }
@@ -82,6 +99,28 @@ struct Failures {
     last: i64,
 }
 
+/// The throttle's keys for one attempt: fixed-size, whatever the client sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Keys {
+    account: String,
+    address: Option<String>,
+    known: Option<String>,
+}
+
+impl Keys {
+    fn new(account: &str, address: Option<IpAddr>, ipv6_prefix: u8) -> Self {
+        // 128 bits of SHA-256 of the name as the stores compare it (ASCII case ignored).
+        let digest = Sha256::digest(account.to_ascii_lowercase().as_bytes());
+        let account: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let network = address.map(|address| client_network(address, ipv6_prefix));
+        Self {
+            known: network.map(|network| format!("known:{account}:{network}")),
+            address: network.map(|network| format!("address:{network}")),
+            account: format!("account:{account}"),
+        }
+    }
+}
+
 /// Where the failure counts live.
 enum State {
     /// Entries past their lifetime are ignored when read and eventually evicted; the capacity
@@ -90,9 +129,11 @@ enum State {
         failures: quick_cache::sync::Cache<String, Failures>,
         /// Until when (microseconds) an address that logged in is trusted for the account.
         known: quick_cache::sync::Cache<String, i64>,
+        /// Makes deciding and counting one step.
+        reserving: Mutex<()>,
     },
     #[cfg(feature = "redis")]
-    Redis(redis_state::RedisState),
+    Redis(Box<redis_state::RedisState>),
 }
 
 /// Back-off for failed logins; see the [module docs](self) for the policy.
@@ -103,8 +144,10 @@ enum State {
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let throttle = LoginThrottle::in_memory();
 /// let ip = Some("203.0.113.9".parse().unwrap());
-/// throttle.check("ada", ip).await?;          // before checking the password
-/// throttle.failed("ada", ip).await;          // the password was wrong
+/// let attempt = throttle.attempt("ada", ip).await?; // before checking the password
+/// // … the password was right:
+/// attempt.succeeded().await;
+/// // … had it been wrong: `attempt.failed()`, or just drop it.
 /// # Ok::<(), portcullis::ratelimit::Throttled>(())
 /// # }).unwrap();
 /// ```
@@ -125,16 +168,40 @@ impl std::fmt::Debug for LoginThrottle {
 /// The most failure counters (and, separately, trusted addresses) kept in memory.
 const MEMORY_CAPACITY: usize = 200_000;
 
-fn account_key(account: &str) -> String {
-    format!("account:{}", account.to_ascii_lowercase())
+/// An admitted login attempt, already counted as a failure. Dropping it (or calling
+/// [`failed`](Self::failed)) keeps it counted; [`succeeded`](Self::succeeded) and
+/// [`refund`](Self::refund) take it back.
+#[must_use = "an attempt counts as failed unless `succeeded` or `refund` is called"]
+pub struct Attempt<'a> {
+    throttle: &'a LoginThrottle,
+    keys: Keys,
+    /// Whether the attempt was recorded (not when a fail-open Redis could not be reached).
+    recorded: bool,
 }
 
-fn address_key(address: IpAddr) -> String {
-    format!("address:{address}")
+impl std::fmt::Debug for Attempt<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attempt")
+            .field("recorded", &self.recorded)
+            .finish_non_exhaustive()
+    }
 }
 
-fn known_key(account: &str, address: IpAddr) -> String {
-    format!("known:{}:{address}", account.to_ascii_lowercase())
+impl Attempt<'_> {
+    /// The password was wrong: the attempt stays counted (the same as dropping it).
+    pub fn failed(self) {}
+
+    /// The login succeeded: the account's failures are cleared, this attempt is taken back
+    /// from the address's count, and the address is trusted for the account.
+    pub async fn succeeded(self) {
+        self.throttle.settle(&self.keys, self.recorded, true).await;
+    }
+
+    /// The attempt said nothing about the password (the store failed, say): it is taken back
+    /// from both counts.
+    pub async fn refund(self) {
+        self.throttle.settle(&self.keys, self.recorded, false).await;
+    }
 }
 
 impl LoginThrottle {
@@ -149,6 +216,7 @@ impl LoginThrottle {
             state: State::Memory {
                 failures: quick_cache::sync::Cache::new(MEMORY_CAPACITY),
                 known: quick_cache::sync::Cache::new(MEMORY_CAPACITY),
+                reserving: Mutex::new(()),
             },
             policy,
             clock: Arc::new(SystemClock),
@@ -163,7 +231,7 @@ impl LoginThrottle {
         when_down: super::WhenRedisDown,
     ) -> Result<Self, super::RedisLimitsError> {
         Ok(Self {
-            state: State::Redis(redis_state::RedisState::open(url, when_down)?),
+            state: State::Redis(Box::new(redis_state::RedisState::open(url, when_down)?)),
             policy,
             clock: Arc::new(SystemClock),
         })
@@ -191,25 +259,77 @@ impl LoginThrottle {
         &self.policy
     }
 
-    /// Whether an attempt for `account` from `address` may be checked now.
-    pub async fn check(&self, account: &str, address: Option<IpAddr>) -> Result<(), Throttled> {
+    /// Admits an attempt for `account` from `address` and counts it as a failure, in one
+    /// atomic step; or says how long to wait. Call it before checking the password.
+    pub async fn attempt(
+        &self,
+        account: &str,
+        address: Option<IpAddr>,
+    ) -> Result<Attempt<'_>, Throttled> {
+        let keys = Keys::new(account, address, self.policy.ipv6_prefix);
         let now = self.clock.now_micros();
-        let (by_address, by_account, known) = match self.read(account, address).await {
-            Some(read) => read,
-            None => return self.when_unavailable(),
+        let wait = match &self.state {
+            State::Memory {
+                failures,
+                known,
+                reserving,
+            } => {
+                let _one_at_a_time = reserving.lock().unwrap_or_else(|p| p.into_inner());
+                let wait = self.memory_wait(failures, known, &keys, now);
+                if wait.is_zero() {
+                    for key in std::iter::once(&keys.account).chain(&keys.address) {
+                        let previous = self.recent(failures.get(key), now).unwrap_or_default();
+                        failures.insert(
+                            key.clone(),
+                            Failures {
+                                count: previous.count.saturating_add(1),
+                                last: now,
+                            },
+                        );
+                    }
+                }
+                Some(wait)
+            }
+            #[cfg(feature = "redis")]
+            State::Redis(redis) => redis.reserve(&keys, now, &self.policy).await,
         };
+        match wait {
+            Some(wait) if wait.is_zero() => Ok(Attempt {
+                throttle: self,
+                keys,
+                recorded: true,
+            }),
+            Some(retry_after) => Err(Throttled { retry_after }),
+            None => self.when_unavailable().map(|()| Attempt {
+                throttle: self,
+                keys,
+                recorded: false,
+            }),
+        }
+    }
+
+    fn memory_wait(
+        &self,
+        failures: &quick_cache::sync::Cache<String, Failures>,
+        known: &quick_cache::sync::Cache<String, i64>,
+        keys: &Keys,
+        now: i64,
+    ) -> Duration {
         let mut wait = Duration::ZERO;
-        if let Some(failures) = by_address {
-            wait = wait.max(self.remaining(failures, self.policy.address_free, now));
+        if let Some(address) = &keys.address
+            && let Some(by_address) = self.recent(failures.get(address), now)
+        {
+            wait = wait.max(self.remaining(by_address, self.policy.address_free, now));
         }
-        if let Some(failures) = by_account.filter(|_| !known) {
-            wait = wait.max(self.remaining(failures, self.policy.account_free, now));
+        let is_known = keys.known.as_ref().is_some_and(|key| {
+            known
+                .get(key)
+                .is_some_and(|trusted_until| now < trusted_until)
+        });
+        if !is_known && let Some(by_account) = self.recent(failures.get(&keys.account), now) {
+            wait = wait.max(self.remaining(by_account, self.policy.account_free, now));
         }
-        if wait.is_zero() {
-            Ok(())
-        } else {
-            Err(Throttled { retry_after: wait })
-        }
+        wait
     }
 
     fn remaining(&self, failures: Failures, free: u32, now: i64) -> Duration {
@@ -218,85 +338,41 @@ impl LoginThrottle {
         wait.saturating_sub(waited)
     }
 
-    /// Records a failed attempt.
-    pub async fn failed(&self, account: &str, address: Option<IpAddr>) {
-        let now = self.clock.now_micros();
-        let mut keys = vec![account_key(account)];
-        keys.extend(address.map(address_key));
+    /// Takes a recorded attempt back; on success also clears the account and trusts the
+    /// address.
+    async fn settle(&self, keys: &Keys, recorded: bool, succeeded: bool) {
         match &self.state {
-            State::Memory { failures, .. } => {
-                for key in keys {
-                    let previous = self.recent(failures.get(&key), now).unwrap_or_default();
-                    failures.insert(
-                        key,
-                        Failures {
-                            count: previous.count.saturating_add(1),
-                            last: now,
-                        },
-                    );
+            State::Memory {
+                failures,
+                known,
+                reserving,
+            } => {
+                let _one_at_a_time = reserving.lock().unwrap_or_else(|p| p.into_inner());
+                let refund = |key: &String| {
+                    if let Some(mut current) = failures.get(key) {
+                        current.count = current.count.saturating_sub(1);
+                        failures.insert(key.clone(), current);
+                    }
+                };
+                if recorded {
+                    keys.address.iter().for_each(refund);
                 }
-            }
-            #[cfg(feature = "redis")]
-            State::Redis(redis) => redis.failed(&keys, now, self.policy.forget_after).await,
-        }
-    }
-
-    /// Records a successful login: the account's failures are cleared and the address is
-    /// trusted for it.
-    pub async fn succeeded(&self, account: &str, address: Option<IpAddr>) {
-        match &self.state {
-            State::Memory { failures, known } => {
-                failures.remove(&account_key(account));
-                if let Some(address) = address {
-                    let trusted_until = self
-                        .clock
-                        .now_micros()
-                        .saturating_add(micros(self.policy.trust_known_address_for));
-                    known.insert(known_key(account, address), trusted_until);
+                if succeeded {
+                    failures.remove(&keys.account);
+                    if let Some(key) = &keys.known {
+                        let trusted_until = self
+                            .clock
+                            .now_micros()
+                            .saturating_add(micros(self.policy.trust_known_address_for));
+                        known.insert(key.clone(), trusted_until);
+                    }
+                } else if recorded {
+                    refund(&keys.account);
                 }
             }
             #[cfg(feature = "redis")]
             State::Redis(redis) => {
-                let known = address.map(|address| known_key(account, address));
-                redis
-                    .succeeded(
-                        &account_key(account),
-                        known.as_deref(),
-                        self.policy.trust_known_address_for,
-                    )
-                    .await;
-            }
-        }
-    }
-
-    async fn read(
-        &self,
-        account: &str,
-        address: Option<IpAddr>,
-    ) -> Option<(Option<Failures>, Option<Failures>, bool)> {
-        match &self.state {
-            State::Memory { failures, known } => {
-                let now = self.clock.now_micros();
-                Some((
-                    address.and_then(|a| self.recent(failures.get(&address_key(a)), now)),
-                    self.recent(failures.get(&account_key(account)), now),
-                    address.is_some_and(|a| {
-                        known
-                            .get(&known_key(account, a))
-                            .is_some_and(|trusted_until| now < trusted_until)
-                    }),
-                ))
-            }
-            #[cfg(feature = "redis")]
-            State::Redis(redis) => {
-                let known = address.map(|a| known_key(account, a));
-                redis
-                    .read(
-                        address.map(address_key).as_deref(),
-                        &account_key(account),
-                        known.as_deref(),
-                    )
-                    .await
+                redis.settle(keys, recorded, succeeded, &self.policy).await;
             }
         }
     }
@@ -324,10 +400,10 @@ impl LoginThrottle {
 mod redis_state {
     use std::time::Duration;
 
-    use redis::AsyncCommands;
     use redis::aio::ConnectionManager;
 
-    use super::Failures;
+    use super::{Keys, ThrottlePolicy};
+    use crate::clock::micros;
     use crate::ratelimit::{RedisLimitsError, WhenRedisDown};
 
     pub(super) struct RedisState {
@@ -336,6 +412,8 @@ mod redis_state {
         pub(super) prefix: String,
         pub(super) when_down: WhenRedisDown,
         outage: std::sync::atomic::AtomicBool,
+        reserve: redis::Script,
+        settle: redis::Script,
     }
 
     impl RedisState {
@@ -346,6 +424,8 @@ mod redis_state {
                 prefix: "{portcullis}:throttle:".to_owned(),
                 when_down,
                 outage: std::sync::atomic::AtomicBool::new(false),
+                reserve: redis::Script::new(include_str!("throttle_reserve.lua")),
+                settle: redis::Script::new(include_str!("throttle_settle.lua")),
             })
         }
 
@@ -385,72 +465,65 @@ mod redis_state {
             }
         }
 
-        pub(super) async fn read(
+        /// The script's keys: account, address, known address (`-` when there is none).
+        fn script_keys(&self, keys: &Keys) -> [String; 3] {
+            let prefixed = |key: Option<&String>| match key {
+                Some(key) => format!("{}{key}", self.prefix),
+                None => format!("{}-", self.prefix),
+            };
+            [
+                prefixed(Some(&keys.account)),
+                prefixed(keys.address.as_ref()),
+                prefixed(keys.known.as_ref()),
+            ]
+        }
+
+        /// The wait, zero when the attempt was admitted and counted; `None` when Redis
+        /// could not answer.
+        pub(super) async fn reserve(
             &self,
-            address: Option<&str>,
-            account: &str,
-            known: Option<&str>,
-        ) -> Option<(Option<Failures>, Option<Failures>, bool)> {
+            keys: &Keys,
+            now: i64,
+            policy: &ThrottlePolicy,
+        ) -> Option<Duration> {
             let mut connection = self.connection().await?;
-            let prefix = &self.prefix;
-            let mut pipe = redis::pipe();
-            pipe.cmd("HMGET")
-                .arg(format!("{prefix}{}", address.unwrap_or("-")))
-                .arg("count")
-                .arg("last")
-                .cmd("HMGET")
-                .arg(format!("{prefix}{account}"))
-                .arg("count")
-                .arg("last")
-                .exists(format!("{prefix}{}", known.unwrap_or("-")));
-            type Pair = (Option<u32>, Option<i64>);
-            let (by_address, by_account, known_exists): (Pair, Pair, bool) =
-                self.timed(pipe.query_async(&mut connection)).await?;
-            let failures = |(count, last): Pair| {
-                count.map(|count| Failures {
-                    count,
-                    last: last.unwrap_or(0),
-                })
-            };
-            Some((
-                address.and(failures(by_address)),
-                failures(by_account),
-                known.is_some() && known_exists,
-            ))
-        }
-
-        pub(super) async fn failed(&self, keys: &[String], now: i64, forget_after: Duration) {
-            let Some(mut connection) = self.connection().await else {
-                return;
-            };
-            let ttl = i64::try_from(forget_after.as_millis()).unwrap_or(i64::MAX);
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            for key in keys {
-                let key = format!("{}{key}", self.prefix);
-                pipe.hincr(&key, "count", 1).ignore();
-                pipe.hset(&key, "last", now).ignore();
-                pipe.pexpire(&key, ttl).ignore();
+            let mut invocation = self.reserve.prepare_invoke();
+            for key in self.script_keys(keys) {
+                invocation.key(key);
             }
-            let _: Option<()> = self.timed(pipe.query_async(&mut connection)).await;
+            invocation
+                .arg(now)
+                .arg(micros(policy.forget_after) / 1000)
+                .arg(policy.account_free)
+                .arg(policy.address_free)
+                .arg(micros(policy.base))
+                .arg(micros(policy.cap))
+                .arg(u8::from(keys.address.is_some()))
+                .arg(u8::from(keys.known.is_some()));
+            let wait: i64 = self.timed(invocation.invoke_async(&mut connection)).await?;
+            Some(Duration::from_micros(u64::try_from(wait).unwrap_or(0)))
         }
 
-        pub(super) async fn succeeded(
+        pub(super) async fn settle(
             &self,
-            account: &str,
-            known: Option<&str>,
-            trust_for: Duration,
+            keys: &Keys,
+            recorded: bool,
+            succeeded: bool,
+            policy: &ThrottlePolicy,
         ) {
             let Some(mut connection) = self.connection().await else {
                 return;
             };
-            let account = format!("{}{account}", self.prefix);
-            let _: Option<()> = self.timed(connection.del(&account)).await;
-            if let Some(known) = known {
-                let key = format!("{}{known}", self.prefix);
-                let seconds = trust_for.as_secs();
-                let _: Option<()> = self.timed(connection.set_ex(&key, 1, seconds)).await;
+            let mut invocation = self.settle.prepare_invoke();
+            for key in self.script_keys(keys) {
+                invocation.key(key);
             }
+            invocation
+                .arg(u8::from(recorded))
+                .arg(u8::from(succeeded))
+                .arg(u8::from(keys.address.is_some()))
+                .arg(policy.trust_known_address_for.as_secs().max(1));
+            let _: Option<()> = self.timed(invocation.invoke_async(&mut connection)).await;
         }
     }
 }
@@ -469,17 +542,30 @@ mod tests {
         Some(IpAddr::from([203, 0, 113, n]))
     }
 
+    /// A wrong password: admitted, then left counted.
+    async fn fail(throttle: &LoginThrottle, account: &str, address: Option<IpAddr>) {
+        throttle.attempt(account, address).await.unwrap().failed();
+    }
+
+    async fn succeed(throttle: &LoginThrottle, account: &str, address: Option<IpAddr>) {
+        throttle
+            .attempt(account, address)
+            .await
+            .unwrap()
+            .succeeded()
+            .await;
+    }
+
     #[tokio::test]
     async fn five_free_failures_then_a_doubling_back_off_capped_at_fifteen_minutes() {
         let (throttle, clock) = throttle();
         for _ in 0..5 {
-            assert!(throttle.check("ada", ip(1)).await.is_ok());
-            throttle.failed("ada", ip(1)).await;
+            fail(&throttle, "ada", ip(1)).await;
         }
         // Sixth failure onwards: 1 s, 2 s, 4 s, … after the previous failure.
         let mut expected = Duration::from_secs(1);
         for _ in 0..15 {
-            let Err(throttled) = throttle.check("ada", ip(1)).await else {
+            let Err(throttled) = throttle.attempt("ada", ip(1)).await else {
                 panic!("must wait {expected:?}");
             };
             assert_eq!(
@@ -487,8 +573,7 @@ mod tests {
                 expected.min(Duration::from_secs(900))
             );
             clock.advance(throttled.retry_after);
-            assert!(throttle.check("ada", ip(1)).await.is_ok());
-            throttle.failed("ada", ip(1)).await;
+            fail(&throttle, "ada", ip(1)).await;
             expected *= 2;
         }
     }
@@ -497,18 +582,18 @@ mod tests {
     async fn the_account_back_off_follows_the_account_across_addresses() {
         let (throttle, _clock) = throttle();
         for n in 0..5 {
-            throttle.failed("ada", ip(n)).await;
+            fail(&throttle, "ada", ip(n)).await;
         }
         assert!(
-            throttle.check("ada", ip(99)).await.is_err(),
+            throttle.attempt("ada", ip(99)).await.is_err(),
             "distributed guessing is slowed"
         );
         assert!(
-            throttle.check("bob", ip(99)).await.is_ok(),
+            throttle.attempt("bob", ip(99)).await.is_ok(),
             "other accounts are not"
         );
         assert!(
-            throttle.check("ADA", ip(99)).await.is_err(),
+            throttle.attempt("ADA", ip(99)).await.is_err(),
             "account names ignore ASCII case"
         );
     }
@@ -516,26 +601,18 @@ mod tests {
     #[tokio::test]
     async fn an_attacker_cannot_lock_the_owner_out_from_a_known_address() {
         let (throttle, _clock) = throttle();
-        throttle.succeeded("ada", ip(7)).await;
-        for _ in 0..50 {
-            throttle.failed("ada", ip(66)).await;
+        succeed(&throttle, "ada", ip(7)).await;
+        for _ in 0..5 {
+            fail(&throttle, "ada", ip(66)).await;
         }
         assert!(
-            throttle.check("ada", ip(66)).await.is_err(),
+            throttle.attempt("ada", ip(66)).await.is_err(),
             "the attacker waits"
         );
+        succeed(&throttle, "ada", ip(7)).await;
         assert!(
-            throttle.check("ada", ip(7)).await.is_ok(),
-            "the owner's usual address does not"
-        );
-        throttle.succeeded("ada", ip(7)).await;
-        assert!(
-            throttle.check("ada", ip(88)).await.is_ok(),
+            throttle.attempt("ada", ip(88)).await.is_ok(),
             "success clears the account's failures"
-        );
-        assert!(
-            throttle.check("ada", ip(66)).await.is_err(),
-            "but not the attacker's address"
         );
     }
 
@@ -543,24 +620,84 @@ mod tests {
     async fn one_address_failing_on_many_accounts_is_slowed() {
         let (throttle, _clock) = throttle();
         for n in 0..20 {
-            throttle.failed(&format!("user{n}"), ip(5)).await;
+            fail(&throttle, &format!("user{n}"), ip(5)).await;
         }
         assert_eq!(
-            throttle.check("someone-new", ip(5)).await,
-            Err(Throttled {
+            throttle.attempt("someone-new", ip(5)).await.unwrap_err(),
+            Throttled {
                 retry_after: Duration::from_secs(1)
-            })
+            }
         );
-        assert!(throttle.check("someone-new", ip(6)).await.is_ok());
+        assert!(throttle.attempt("someone-new", ip(6)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_success_takes_its_own_attempt_back_from_the_address_but_keeps_the_rest() {
+        let (throttle, _clock) = throttle();
+        for n in 0..19 {
+            fail(&throttle, &format!("user{n}"), ip(5)).await;
+        }
+        // Logins that succeed do not move the address towards its back-off …
+        for _ in 0..10 {
+            succeed(&throttle, "owner", ip(5)).await;
+        }
+        fail(&throttle, "user19", ip(5)).await;
+        // … nor do they forgive the failures before them.
+        assert!(throttle.attempt("user20", ip(5)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_attempt_counts_as_a_failure_and_a_refunded_one_does_not() {
+        let (throttle, _clock) = throttle();
+        for _ in 0..5 {
+            let cancelled = throttle.attempt("ada", ip(1)).await.unwrap();
+            drop(cancelled);
+        }
+        assert!(throttle.attempt("ada", ip(2)).await.is_err());
+        let (throttle, _clock) = self::throttle();
+        for _ in 0..10 {
+            throttle.attempt("bob", ip(1)).await.unwrap().refund().await;
+        }
+        assert!(throttle.attempt("bob", ip(2)).await.is_ok());
     }
 
     #[tokio::test]
     async fn unknown_addresses_are_throttled_by_account_only() {
         let (throttle, _clock) = throttle();
-        for _ in 0..30 {
-            throttle.failed("ada", None).await;
+        for _ in 0..5 {
+            fail(&throttle, "ada", None).await;
         }
-        assert!(throttle.check("ada", None).await.is_err());
-        assert!(throttle.check("bob", None).await.is_ok());
+        assert!(throttle.attempt("ada", None).await.is_err());
+        assert!(throttle.attempt("bob", None).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn failures_are_forgotten_an_hour_after_the_last_one() {
+        let (throttle, clock) = throttle();
+        for _ in 0..5 {
+            fail(&throttle, "ada", ip(1)).await;
+        }
+        clock.advance(Duration::from_secs(3600));
+        for _ in 0..5 {
+            fail(&throttle, "ada", ip(1)).await;
+        }
+        assert!(throttle.attempt("ada", ip(1)).await.is_err());
+    }
+
+    #[test]
+    fn keys_have_a_fixed_size_and_name_the_normalised_account() {
+        let long = "x".repeat(100_000);
+        let keys = Keys::new(&long, ip(1), 64);
+        assert_eq!(keys.account.len(), "account:".len() + 32);
+        assert_eq!(
+            Keys::new("ADA", None, 64).account,
+            Keys::new("ada", None, 64).account
+        );
+        assert_ne!(
+            Keys::new("ada", None, 64).account,
+            Keys::new("adb", None, 64).account
+        );
+        let v6 = Keys::new("ada", Some("2001:db8::1".parse().unwrap()), 64);
+        assert_eq!(v6.address.as_deref(), Some("address:2001:db8::"));
     }
 }

@@ -38,15 +38,19 @@ impl std::fmt::Debug for InternalKey {
     }
 }
 
-/// An internal key shorter than 16 bytes was configured.
+/// The shortest internal key accepted, in bytes: 32 random bytes' worth of guessing (the
+/// key is compared in constant time, but a short one falls to plain enumeration).
+pub const MIN_INTERNAL_KEY_LEN: usize = 32;
+
+/// An internal key shorter than [`MIN_INTERNAL_KEY_LEN`] bytes was configured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the internal API key must be at least 16 bytes long")]
+#[error("the internal API key must be at least 32 bytes long")]
 pub struct InternalKeyTooShort;
 
 impl InternalKey {
     /// Accepts `key` in `X-Internal-Api-Key`, authenticating as the service `service`.
     pub fn new(service: impl Into<String>, key: &str) -> Result<Self, InternalKeyTooShort> {
-        if key.len() < 16 {
+        if key.len() < MIN_INTERNAL_KEY_LEN {
             return Err(InternalKeyTooShort);
         }
         Ok(Self {

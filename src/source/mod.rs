@@ -25,7 +25,7 @@ use http::request::Parts;
 
 pub use authorization::bearer_token;
 pub use bearer::Bearer;
-pub use internal::{InternalKey, InternalKeyTooShort};
+pub use internal::{InternalKey, InternalKeyTooShort, MIN_INTERNAL_KEY_LEN};
 pub use query::QueryToken;
 pub use session::SessionCookie;
 

@@ -43,7 +43,8 @@ use crate::token::TokenDigest;
 /// Users and opaque tokens.
 ///
 /// Usernames and emails are unique and compared ignoring ASCII case. Text containing U+0000 is
-/// refused with [`StoreError::InvalidInput`] (see [`validate`]). Timestamps are passed in
+/// refused with [`StoreError::InvalidInput`] when written (see [`validate`]), and a lookup by
+/// such text finds nothing (`Ok(None)`, never an error: it comes from clients). Timestamps are passed in
 /// by the caller (from its [`Clock`](crate::clock::Clock)) so that a store never reads the time
 /// itself, and are kept to microsecond precision.
 ///

@@ -6,8 +6,14 @@
 
 use super::{NewToken, NewUser, StoreError, UserUpdate};
 
+/// Whether every store can keep `value`. A lookup by a value no store can keep finds nothing:
+/// stores answer it with `None` rather than an error (PostgreSQL would refuse the query).
+pub fn storable(value: &str) -> bool {
+    !value.contains('\0')
+}
+
 fn text(field: &'static str, value: &str) -> Result<(), StoreError> {
-    if value.contains('\0') {
+    if !storable(value) {
         Err(StoreError::InvalidInput(field))
     } else {
         Ok(())

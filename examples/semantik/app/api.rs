@@ -112,7 +112,13 @@ impl From<AuthError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        AuthError::from(error).into()
+        match error {
+            // Client text the store cannot keep (U+0000): the client's mistake, not an outage.
+            StoreError::InvalidInput(field) => {
+                Self::unprocessable(format!("{field} contains a character that is not allowed"))
+            }
+            other => AuthError::from(other).into(),
+        }
     }
 }
 

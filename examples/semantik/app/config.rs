@@ -25,6 +25,10 @@ pub struct Config {
     pub access_token_ttl: Duration,
     pub cors_origins: Vec<String>,
     pub trusted_proxies: Vec<String>,
+    /// The header the trusted proxies write the client's address into.
+    pub forwarded_header: portcullis::ratelimit::ForwardedHeader,
+    /// Failed authentications (401s) an address may cause per minute.
+    pub auth_failures_per_minute: u32,
     pub when_redis_down: portcullis::ratelimit::WhenRedisDown,
     pub production: bool,
 }
@@ -69,7 +73,7 @@ impl fmt::Display for ConfigError {
             Self::Database(why) => write!(f, "cannot open the database: {why}"),
             Self::Key(error) => write!(f, "invalid JWT key: {error}"),
             Self::InternalKeyTooShort => {
-                f.write_str("INTERNAL_API_KEY must be at least 16 bytes long")
+                f.write_str("INTERNAL_API_KEY must be at least 32 bytes long")
             }
             Self::Bind(address, why) => write!(f, "cannot listen on {address}: {why}"),
         }
@@ -113,7 +117,7 @@ impl Config {
         let internal_api_key = secret(
             var("INTERNAL_API_KEY"),
             "INTERNAL_API_KEY",
-            16,
+            portcullis::source::MIN_INTERNAL_KEY_LEN,
             production,
             &data_dir.join(".internal_api_key"),
         )?;
@@ -155,6 +159,21 @@ impl Config {
                         .collect()
                 })
                 .unwrap_or_default(),
+            forwarded_header: super::limits::forwarded_header(var("FORWARDED_HEADER"))?,
+            auth_failures_per_minute: match var("AUTH_FAILURES_PER_MINUTE") {
+                None => super::limits::AUTH_FAILURES_PER_MINUTE,
+                Some(text) => text
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|count| *count > 0)
+                    .ok_or_else(|| {
+                        ConfigError::Invalid(
+                            "AUTH_FAILURES_PER_MINUTE",
+                            format!("{text:?} is not a positive number"),
+                        )
+                    })?,
+            },
             when_redis_down: super::limits::when_redis_down(var("RATE_LIMIT_WHEN_REDIS_DOWN"))?,
             production,
         })

@@ -7,26 +7,36 @@
 //! | `POST /api/auth/register` | 20 per hour | client address |
 //! | `POST /api/auth/refresh` | 60 per minute | client address |
 //! | every authenticated request | 600 per minute | user |
+//! | every request answered 401 (a bad or missing credential) | 30 per minute | client address |
 //!
-//! plus failed-login back-off per account and per address ([`LoginThrottle`]). With
+//! plus failed-login back-off per account and per address ([`LoginThrottle`]). The failure
+//! limit runs in front of authentication, so guessing the internal key or flooding random
+//! API keys is slowed before any store is asked (`AUTH_FAILURES_PER_MINUTE` changes it). With
 //! `REDIS_URL` the buckets and the throttle are shared by every instance; while Redis is down
 //! requests are let through (`RATE_LIMIT_WHEN_REDIS_DOWN=open`, the default) or refused with
 //! 503 (`closed`). `REDIS_PREFIX` (default `{semantik}:`) namespaces the keys when deployments
 //! share a Redis. `TRUSTED_PROXIES` lists the proxies (addresses or CIDR blocks) whose
-//! `X-Forwarded-For` / `Forwarded` headers are believed.
+//! forwarding header is believed, and `FORWARDED_HEADER` names the header they write:
+//! `x-forwarded-for` (the default), `forwarded` (RFC 7239), or another such as `x-real-ip`.
+//! IPv6 clients are counted per /64.
 
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use http::request::Parts;
 use portcullis::ratelimit::{
-    ClientIp, KeyBy, Limit, LoginThrottle, Policy, RateLimitLayer, RedisLimits, ThrottlePolicy,
-    WhenRedisDown,
+    Charge, ClientIp, ForwardedHeader, KeyBy, Limit, LoginThrottle, Policy, RateLimitLayer,
+    RedisLimits, ThrottlePolicy, WhenRedisDown,
 };
 
 use super::{AppState, Config, ConfigError};
 
+/// The default of `AUTH_FAILURES_PER_MINUTE`.
+pub const AUTH_FAILURES_PER_MINUTE: u32 = 30;
+
 pub struct Limits {
+    /// In front of authentication: failed authentications per client address.
+    pub auth_failures: RateLimitLayer,
     pub login: RateLimitLayer,
     pub register: RateLimitLayer,
     pub refresh: RateLimitLayer,
@@ -47,6 +57,7 @@ fn client_ip(config: &Config) -> Result<ClientIp, ConfigError> {
             .map(|info| info.0)
     })
     .trust_proxies(&config.trusted_proxies)
+    .map(|client_ip| client_ip.header(config.forwarded_header.clone()))
     .map_err(|error| invalid("TRUSTED_PROXIES", error))
 }
 
@@ -76,7 +87,11 @@ pub fn build(config: &Config) -> Result<Limits, ConfigError> {
             .prefix(format!("{}throttle:", config.redis_prefix)),
         None => LoginThrottle::in_memory(),
     };
+    let failures = Limit::per_minute(config.auth_failures_per_minute);
+    let failures =
+        policy("auth-failures", failures, KeyBy::ClientIp)?.charge(Charge::FailedAuthentication);
     Ok(Limits {
+        auth_failures: layer(config, failures)?,
         login: layer(
             config,
             policy("login", Limit::per_minute(10), KeyBy::ClientIp)?,
@@ -93,6 +108,19 @@ pub fn build(config: &Config) -> Result<Limits, ConfigError> {
         throttle,
         client_ip: client_ip(config)?,
     })
+}
+
+pub fn forwarded_header(value: Option<String>) -> Result<ForwardedHeader, ConfigError> {
+    let Some(name) = value.map(|name| name.trim().to_ascii_lowercase()) else {
+        return Ok(ForwardedHeader::XForwardedFor);
+    };
+    match name.as_str() {
+        "x-forwarded-for" => Ok(ForwardedHeader::XForwardedFor),
+        "forwarded" => Ok(ForwardedHeader::Forwarded),
+        other => http::HeaderName::from_bytes(other.as_bytes())
+            .map(ForwardedHeader::Named)
+            .map_err(|error| invalid("FORWARDED_HEADER", error)),
+    }
 }
 
 pub fn when_redis_down(value: Option<String>) -> Result<WhenRedisDown, ConfigError> {

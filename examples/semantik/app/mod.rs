@@ -142,6 +142,7 @@ pub async fn build(config: &Config) -> Result<(Router, AppState), ConfigError> {
         .layer(DefaultBodyLimit::max(api::MAX_BODY_BYTES))
         .layer(limits.api)
         .layer(authentication)
+        .layer(limits.auth_failures)
         .layer(cors(&config.cors_origins))
         .with_state(state.clone());
     Ok((router, state))

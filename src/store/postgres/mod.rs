@@ -268,6 +268,9 @@ impl UserStore for PostgresStore {
     }
 
     async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        if !validate::storable(username) {
+            return Ok(None);
+        }
         let query = concat!(
             "SELECT ",
             user_columns!(),
@@ -277,6 +280,9 @@ impl UserStore for PostgresStore {
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        if !validate::storable(email) {
+            return Ok(None);
+        }
         let query = concat!(
             "SELECT ",
             user_columns!(),
@@ -571,6 +577,9 @@ impl UserStore for PostgresStore {
     }
 
     async fn counter(&self, key: &str, window: OffsetDateTime) -> Result<u64, StoreError> {
+        if validate::counter_key(key).is_err() {
+            return Ok(0);
+        }
         let value: Option<i64> = sqlx::query_scalar(
             "SELECT value FROM portcullis_counters WHERE key = $1 AND window_start >= $2",
         )

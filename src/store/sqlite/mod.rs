@@ -295,6 +295,9 @@ impl UserStore for SqliteStore {
     }
 
     async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
+        if !validate::storable(username) {
+            return Ok(None);
+        }
         let query = concat!(
             "SELECT ",
             user_columns!(),
@@ -304,6 +307,9 @@ impl UserStore for SqliteStore {
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        if !validate::storable(email) {
+            return Ok(None);
+        }
         let query = concat!(
             "SELECT ",
             user_columns!(),
@@ -595,6 +601,9 @@ impl UserStore for SqliteStore {
     }
 
     async fn counter(&self, key: &str, window: OffsetDateTime) -> Result<u64, StoreError> {
+        if validate::counter_key(key).is_err() {
+            return Ok(0);
+        }
         let value: Option<i64> = sqlx::query_scalar(
             "SELECT value FROM portcullis_counters WHERE key = ? AND window_start >= ?",
         )

@@ -1,0 +1,254 @@
+//! Password login under attack, through `PasswordLogin` on real stores (a SQLite file, a
+//! PostgreSQL server) with the throttle in memory and in a real Redis: concurrent guesses,
+//! address rotation within one IPv6 network, attacker-sized and unstorable usernames
+//! (hardening items 2 to 4 and 8). Each test is named after the defect it pins down.
+
+mod common;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use argon2::Params;
+use portcullis::audit::{AuditKind, RecordedEvents};
+use portcullis::flows::{LoginError, PasswordLogin, Registration};
+use portcullis::ratelimit::{LoginThrottle, ThrottlePolicy, WhenRedisDown};
+use portcullis::store::{PostgresStore, SqliteStore, UserStore};
+use portcullis::{Auth, PasswordPolicy, Passwords};
+
+struct Fixture {
+    login: PasswordLogin,
+    events: RecordedEvents,
+    _dir: tempfile::TempDir,
+}
+
+/// Cheap hashes, two at a time: what is tested is the throttle, not Argon2's cost.
+fn passwords() -> Passwords {
+    Passwords::with_params(
+        PasswordPolicy::default(),
+        Params::new(1024, 1, 1, None).unwrap(),
+        2,
+    )
+}
+
+async fn fixture(throttle: LoginThrottle) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::connect(&format!("sqlite://{}", dir.path().join("db").display()))
+        .await
+        .unwrap();
+    let events = RecordedEvents::new();
+    let auth = Auth::builder(store).events(events.clone()).build();
+    let login = PasswordLogin::new(&auth, &passwords()).throttle(throttle);
+    login
+        .register(Registration::new("ada", "correct horse"))
+        .await
+        .unwrap();
+    Fixture {
+        login,
+        events,
+        _dir: dir,
+    }
+}
+
+fn verifications(events: &RecordedEvents) -> usize {
+    events
+        .events()
+        .iter()
+        .filter(|event| event.kind == AuditKind::LoginFailed)
+        .count()
+}
+
+fn address(n: usize) -> Option<IpAddr> {
+    Some(common::client_address(n).parse().unwrap())
+}
+
+/// Hardening item 4: the throttle was checked before the password and charged after it, so
+/// guesses sent at once all passed the check. Each attempt now reserves its failure up front.
+async fn concurrent_wrong_passwords_reach_verification_only_as_often_as_the_throttle_allows(
+    throttle: LoginThrottle,
+) {
+    let allowed = throttle.policy().account_free as usize;
+    let f = Arc::new(fixture(throttle).await);
+    let guesses: Vec<_> = (0..200)
+        .map(|n| {
+            let f = f.clone();
+            tokio::spawn(async move {
+                f.login
+                    .login_from("ada", &format!("guess {n}"), address(n))
+                    .await
+            })
+        })
+        .collect();
+    for guess in guesses {
+        match guess.await.unwrap() {
+            Err(LoginError::InvalidCredentials | LoginError::Throttled { .. }) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let verified = verifications(&f.events);
+    assert!(
+        verified <= allowed,
+        "{verified} guesses reached password verification; the policy allows {allowed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_passwords_reach_verification_only_as_often_as_the_throttle_allows_in_memory()
+ {
+    concurrent_wrong_passwords_reach_verification_only_as_often_as_the_throttle_allows(
+        LoginThrottle::in_memory(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wrong_passwords_reach_verification_only_as_often_as_the_throttle_allows_on_redis()
+ {
+    let Some(url) = common::redis_url() else {
+        return;
+    };
+    let prefix = common::redis_prefix();
+    let throttle = LoginThrottle::redis(&url, ThrottlePolicy::default(), WhenRedisDown::FailClosed)
+        .unwrap()
+        .prefix(prefix.clone());
+    concurrent_wrong_passwords_reach_verification_only_as_often_as_the_throttle_allows(throttle)
+        .await;
+    common::redis_delete_prefix(&url, &prefix).await;
+}
+
+/// Hardening item 2: an attacker with one IPv6 /64 has 2^64 addresses; the throttle's
+/// per-address back-off counts the network.
+async fn ipv6_addresses_of_one_slash_64_share_the_address_back_off(throttle: LoginThrottle) {
+    let f = fixture(throttle).await;
+    let ip = |text: &str| Some(text.parse::<IpAddr>().unwrap());
+    for n in 1..=3 {
+        let attempt = f
+            .login
+            .login_from(
+                &format!("user{n}"),
+                "wrong",
+                ip(&format!("2001:db8:7:7::{n}")),
+            )
+            .await;
+        assert!(
+            matches!(attempt, Err(LoginError::InvalidCredentials)),
+            "{attempt:?}"
+        );
+    }
+    let rotated = f
+        .login
+        .login_from("someone", "wrong", ip("2001:db8:7:7:ffff::99"))
+        .await;
+    assert!(
+        matches!(rotated, Err(LoginError::Throttled { .. })),
+        "another address of the same /64: {rotated:?}"
+    );
+    let neighbour = f
+        .login
+        .login_from("someone", "wrong", ip("2001:db8:7:8::1"))
+        .await;
+    assert!(
+        matches!(neighbour, Err(LoginError::InvalidCredentials)),
+        "the next /64 is another client: {neighbour:?}"
+    );
+}
+
+fn three_free_failures_per_address() -> ThrottlePolicy {
+    ThrottlePolicy {
+        address_free: 3,
+        account_free: 1000,
+        ..ThrottlePolicy::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_addresses_of_one_slash_64_share_the_address_back_off_in_memory() {
+    ipv6_addresses_of_one_slash_64_share_the_address_back_off(LoginThrottle::in_memory_with(
+        three_free_failures_per_address(),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_addresses_of_one_slash_64_share_the_address_back_off_on_redis() {
+    let Some(url) = common::redis_url() else {
+        return;
+    };
+    let prefix = common::redis_prefix();
+    let throttle = LoginThrottle::redis(
+        &url,
+        three_free_failures_per_address(),
+        WhenRedisDown::FailClosed,
+    )
+    .unwrap()
+    .prefix(prefix.clone());
+    ipv6_addresses_of_one_slash_64_share_the_address_back_off(throttle).await;
+    common::redis_delete_prefix(&url, &prefix).await;
+}
+
+/// Hardening item 3: the throttle was keyed by the username as sent, so every failed login
+/// with a long name stored a key of that length (in Redis: up to the body limit per failure).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttle_keys_stay_small_whatever_username_is_sent() {
+    let Some(url) = common::redis_url() else {
+        return;
+    };
+    let prefix = common::redis_prefix();
+    let throttle = LoginThrottle::redis(&url, ThrottlePolicy::default(), WhenRedisDown::FailClosed)
+        .unwrap()
+        .prefix(prefix.clone());
+    let f = fixture(throttle).await;
+    for (n, username) in ["x".repeat(60_000), "y".repeat(200), "ADA".to_owned()]
+        .iter()
+        .enumerate()
+    {
+        let attempt = f.login.login_from(username, "wrong", address(n)).await;
+        assert!(
+            matches!(attempt, Err(LoginError::InvalidCredentials)),
+            "{} bytes: {attempt:?}",
+            username.len()
+        );
+    }
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let pattern = format!("{}*", prefix.replace('{', "\\{").replace('}', "\\}"));
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(&pattern)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty(), "failures were recorded");
+    let longest = keys.iter().map(String::len).max().unwrap();
+    assert!(
+        longest <= prefix.len() + 80,
+        "a throttle key of {longest} bytes: {:?}",
+        keys.iter()
+            .map(|k| &k[..k.len().min(100)])
+            .collect::<Vec<_>>()
+    );
+    common::redis_delete_prefix(&url, &prefix).await;
+}
+
+/// Hardening item 8: a username holding text PostgreSQL cannot store (U+0000) made the
+/// lookup fail, which the login answered as a store outage (503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_in_a_login_username_is_a_wrong_password_on_postgres() {
+    let Some(server) = common::postgres_url() else {
+        return;
+    };
+    let schema = common::PgSchema::create(&server).await;
+    let store: Arc<dyn UserStore> = Arc::new(PostgresStore::connect(&schema.url).await.unwrap());
+    let auth = Auth::builder_shared(store).build();
+    let login = PasswordLogin::new(&auth, &passwords());
+    login
+        .register(Registration::new("ada", "correct horse"))
+        .await
+        .unwrap();
+    for username in ["ada\0", "\0", "a\0da"] {
+        let attempt = login.login(username, "correct horse").await;
+        assert!(
+            matches!(attempt, Err(LoginError::InvalidCredentials)),
+            "{username:?}: {attempt:?}"
+        );
+    }
+    login.login("ada", "correct horse").await.unwrap();
+}
