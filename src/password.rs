@@ -162,8 +162,74 @@ pub struct Passwords {
 struct Inner {
     policy: PasswordPolicy,
     params: Params,
-    permits: Semaphore,
+    /// Owned by each running hash, not by the request's future: a request dropped mid-hash
+    /// (its client hung up) keeps its permit until the hash is done.
+    permits: Arc<Semaphore>,
     dummy_hash: OnceCell<String>,
+    /// Hashes and verifications running on the blocking pool right now.
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// How long verifications take, per scheme, to pad failures to the slowest.
+    timings: Timings,
+}
+
+/// The schemes a stored hash can be in, as far as timing goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scheme {
+    /// Argon2id with the configured parameters: what the dummy verification costs.
+    Current,
+    /// Argon2 with other parameters (weaker or stronger: either takes another time).
+    OtherArgon2,
+    /// Legacy bcrypt.
+    Bcrypt,
+}
+
+impl Scheme {
+    const COUNT: usize = 3;
+
+    /// The scheme of a hash that verified (so it is Argon2 or bcrypt).
+    fn of(stored: &str, params: &Params) -> Self {
+        if !stored.starts_with("$argon2") {
+            return Self::Bcrypt;
+        }
+        match PasswordHash::new(stored) {
+            Ok(hash) if is_current(&hash, params) => Self::Current,
+            _ => Self::OtherArgon2,
+        }
+    }
+}
+
+/// A running average (weight 1/8) of each scheme's verification time, in microseconds; zero
+/// until the scheme is first seen.
+#[derive(Debug, Default)]
+struct Timings([std::sync::atomic::AtomicU64; Scheme::COUNT]);
+
+impl Timings {
+    fn record(&self, scheme: Scheme, elapsed: std::time::Duration) {
+        let micros = u64::try_from(elapsed.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let _ = self.0[scheme as usize].fetch_update(
+            std::sync::atomic::Ordering::AcqRel,
+            std::sync::atomic::Ordering::Acquire,
+            |average| {
+                Some(if average == 0 {
+                    micros
+                } else {
+                    average - average / 8 + micros / 8
+                })
+            },
+        );
+    }
+
+    fn slowest(&self) -> std::time::Duration {
+        let slowest = self
+            .0
+            .iter()
+            .map(|average| average.load(std::sync::atomic::Ordering::Acquire))
+            .max()
+            .unwrap_or(0);
+        std::time::Duration::from_micros(slowest)
+    }
 }
 
 impl fmt::Debug for Passwords {
@@ -188,10 +254,20 @@ impl Passwords {
             inner: Arc::new(Inner {
                 policy,
                 params,
-                permits: Semaphore::new(concurrent_hashes.max(1)),
+                permits: Arc::new(Semaphore::new(concurrent_hashes.max(1))),
                 dummy_hash: OnceCell::new(),
+                in_flight: std::sync::atomic::AtomicUsize::new(0),
+                timings: Timings::default(),
             }),
         }
+    }
+
+    /// How many hashes and verifications are running right now (never more than the
+    /// configured concurrency), e.g. for a metric.
+    pub fn hashes_in_flight(&self) -> usize {
+        self.inner
+            .in_flight
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The policy for new passwords.
@@ -221,8 +297,31 @@ impl Passwords {
         let params = self.inner.params.clone();
         let password = password.to_owned();
         let stored = stored.to_owned();
-        self.blocking(move || verify_blocking(&params, &password, &stored))
-            .await
+        let inner = Arc::clone(&self.inner);
+        self.blocking(move || {
+            let started = std::time::Instant::now();
+            let verification = verify_blocking(&params, &password, &stored);
+            if verification.is_ok() {
+                inner
+                    .timings
+                    .record(Scheme::of(&stored, &params), started.elapsed());
+            }
+            verification
+        })
+        .await
+    }
+
+    /// Waits until a failed password check that began at `started` has taken as long as the
+    /// slowest kind of verification this hasher has seen (a running average per scheme).
+    ///
+    /// A wrong password for an account with a legacy bcrypt hash takes bcrypt's time, an
+    /// unknown user the dummy Argon2id verification's: without padding, the difference tells
+    /// which accounts exist (and which still have a legacy hash). Padding every failure to
+    /// the slowest scheme leaves nothing to tell; it waits on the timer, not on a CPU.
+    /// [`PasswordLogin`](crate::flows::PasswordLogin) calls it on every failed login.
+    pub async fn pad_failure(&self, started: std::time::Instant) {
+        let until = started + self.inner.timings.slowest();
+        tokio::time::sleep_until(until.into()).await;
     }
 
     /// Spends the same time as verifying a real password and always answers
@@ -243,15 +342,45 @@ impl Passwords {
         &self,
         work: impl FnOnce() -> Result<T, PasswordError> + Send + 'static,
     ) -> Result<T, PasswordError> {
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
+        let permit = Arc::clone(&self.inner.permits)
+            .acquire_owned()
             .await
             .map_err(|error| PasswordError::Hashing(error.to_string()))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|error| PasswordError::Hashing(error.to_string()))?
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            // Released when the work ends, whether or not anyone still waits for it.
+            let _running = Running::start(&inner, permit);
+            work()
+        })
+        .await
+        .map_err(|error| PasswordError::Hashing(error.to_string()))?
+    }
+}
+
+/// One hash on the blocking pool: counted in flight, holding its permit, until dropped.
+struct Running<'a> {
+    inner: &'a Inner,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl<'a> Running<'a> {
+    fn start(inner: &'a Inner, permit: tokio::sync::OwnedSemaphorePermit) -> Self {
+        inner
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Self {
+            inner,
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        // Before the permit goes (fields drop after this), so the count never exceeds the cap.
+        self.inner
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 

@@ -252,3 +252,153 @@ async fn a_nul_in_a_login_username_is_a_wrong_password_on_postgres() {
     }
     login.login("ada", "correct horse").await.unwrap();
 }
+
+/// Hardening item 6: the concurrency cap's permit belonged to the request's future while the
+/// hash ran on the blocking pool, so a client that hung up right after posting freed its
+/// permit with its hash still running: 200 such logins ran up to 200 hashes at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_cancelled_mid_hash_never_run_more_hashes_than_the_cap() {
+    const CAP: usize = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::connect(&format!("sqlite://{}", dir.path().join("db").display()))
+        .await
+        .unwrap();
+    let auth = Auth::builder(store).build();
+    // About 10 ms a hash: long enough to outlive the 1 ms its request waits.
+    let passwords = Passwords::with_params(
+        PasswordPolicy::default(),
+        Params::new(8192, 2, 1, None).unwrap(),
+        CAP,
+    );
+    let login = PasswordLogin::new(&auth, &passwords);
+    login
+        .register(Registration::new("ada", "correct horse"))
+        .await
+        .unwrap();
+    let watching = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let watcher = {
+        let (passwords, watching, most) = (passwords.clone(), watching.clone(), most.clone());
+        tokio::task::spawn_blocking(move || {
+            while watching.load(std::sync::atomic::Ordering::Acquire) {
+                most.fetch_max(
+                    passwords.hashes_in_flight(),
+                    std::sync::atomic::Ordering::AcqRel,
+                );
+                std::thread::yield_now();
+            }
+        })
+    };
+    let hang_ups: Vec<_> = (0..200)
+        .map(|n| {
+            let login = login.clone();
+            tokio::spawn(async move {
+                let guess = format!("guess {n}");
+                let attempt = login.login("ada", &guess);
+                let _ = tokio::time::timeout(std::time::Duration::from_millis(1), attempt).await;
+            })
+        })
+        .collect();
+    for hang_up in hang_ups {
+        hang_up.await.unwrap();
+    }
+    // Let whatever the cancelled requests left behind finish.
+    let started = std::time::Instant::now();
+    while passwords.hashes_in_flight() > 0 && started.elapsed().as_secs() < 30 {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    watching.store(false, std::sync::atomic::Ordering::Release);
+    watcher.await.unwrap();
+    let most = most.load(std::sync::atomic::Ordering::Acquire);
+    assert!(most >= 1, "the watcher saw hashing");
+    assert!(most <= CAP, "{most} hashes ran at once; the cap is {CAP}");
+}
+
+/// Hardening item 6: a login whose client hung up before the answer was never charged to the
+/// throttle, so hanging up after each guess made guessing free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_cancelled_mid_check_counts_as_a_failure() {
+    let f = fixture(LoginThrottle::in_memory()).await;
+    for n in 0..10 {
+        let guess = format!("guess {n}");
+        let attempt = f.login.login_from("ada", &guess, address(n));
+        // Long enough for the throttle to admit it, too short for the password check.
+        let _ = tokio::time::timeout(std::time::Duration::from_micros(200), attempt).await;
+    }
+    let after = f
+        .login
+        .login_from("ada", "correct horse", address(99))
+        .await;
+    assert!(
+        matches!(after, Err(LoginError::Throttled { .. })),
+        "the hang-ups were free: {after:?}"
+    );
+}
+
+/// Hardening item 7: a stored hash that could not be parsed was answered at once, and a
+/// legacy bcrypt hash took bcrypt's time where an unknown user took the dummy Argon2id
+/// verification's, so the timing told which accounts exist. Every failure now costs a
+/// verification and waits out the slowest scheme seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failed_login_takes_as_long_as_the_slowest_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::connect(&format!("sqlite://{}", dir.path().join("db").display()))
+        .await
+        .unwrap();
+    let auth = Auth::builder(store).build();
+    // Argon2id a few times faster than bcrypt at cost 10 (the seeds use 12: slower still).
+    let passwords = Passwords::with_params(
+        PasswordPolicy::default(),
+        Params::new(4096, 1, 1, None).unwrap(),
+        2,
+    );
+    let login = PasswordLogin::new(&auth, &passwords);
+    login
+        .register(Registration::new("argon", "correct horse"))
+        .await
+        .unwrap();
+    let legacy = bcrypt::hash("correct horse", 10).unwrap();
+    for (name, hash) in [
+        ("legacy", Some(legacy.as_str())),
+        ("corrupt", Some("$argon2id$v=19$garbage")),
+        ("sso", None),
+    ] {
+        let mut user = portcullis::store::NewUser::new(name);
+        user.password_hash = hash.map(str::to_owned);
+        auth.store().create_user(user, auth.now()).await.unwrap();
+    }
+    let paths = ["legacy", "argon", "nobody", "corrupt", "sso"];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+    for round in 0..12 {
+        for (path, username) in paths.iter().enumerate() {
+            let started = std::time::Instant::now();
+            let attempt = login.login(username, "wrong horse").await;
+            let elapsed = started.elapsed().as_secs_f64();
+            assert!(
+                matches!(attempt, Err(LoginError::InvalidCredentials)),
+                "{username}: {attempt:?}"
+            );
+            // The first round teaches the hasher each scheme's time.
+            if round > 0 {
+                times[path].push(elapsed);
+            }
+        }
+    }
+    let median = |samples: &mut Vec<f64>| {
+        samples.sort_by(f64::total_cmp);
+        samples[samples.len() / 2]
+    };
+    let medians: Vec<f64> = times.iter_mut().map(median).collect();
+    let legacy = medians[0];
+    for (username, time) in paths.iter().zip(&medians) {
+        let ratio = time / legacy;
+        eprintln!(
+            "{username}: median {:.1} ms, {ratio:.2} × a wrong bcrypt password",
+            time * 1e3
+        );
+        assert!(
+            (0.8..=1.25).contains(&ratio),
+            "a failed login for {username:?} takes {ratio:.2} × what a wrong bcrypt password takes"
+        );
+    }
+}

@@ -294,8 +294,12 @@ impl PasswordLogin {
     /// throttled: prefer [`login_from`](Self::login_from).
     pub async fn login(&self, username: &str, password: &str) -> Result<User, LoginError> {
         self.check_username(username)?;
+        let started = std::time::Instant::now();
         let user = self.auth.store().user_by_username(username).await?;
         let stored = user.as_ref().and_then(|user| user.password_hash.as_deref());
+        // Every way of failing costs one verification and then waits out the slowest scheme
+        // (see `Passwords::pad_failure`): unknown user, no password, corrupt hash, wrong
+        // password under any scheme.
         let verification = match stored {
             Some(stored) => match self.passwords.verify(password, stored).await {
                 Ok(verification) => verification,
@@ -303,7 +307,7 @@ impl PasswordLogin {
                     tracing::warn!(
                         "a user's stored password hash cannot be verified by this build"
                     );
-                    Verification::Mismatch
+                    self.passwords.verify_dummy(password).await?
                 }
                 Err(other) => return Err(other.into()),
             },
@@ -311,6 +315,7 @@ impl PasswordLogin {
         };
         let (Some(user), Verification::Match { needs_rehash }) = (user, verification) else {
             self.auth.audit(AuditKind::LoginFailed, None).await;
+            self.passwords.pad_failure(started).await;
             return Err(LoginError::InvalidCredentials);
         };
         if !user.is_active {
