@@ -117,7 +117,14 @@ struct Inner {
     auth: Auth,
     keys: JwtKeys,
     config: JwtConfig,
+    /// Names this verifier in its cache keys. Every `AccessTokens` of an `Auth` shares its
+    /// cache; a token one of them verified must not pass another (other keys, issuer or
+    /// audience) on the strength of that.
+    verifier: u64,
 }
+
+/// Gives every `AccessTokens` of the process its own cache tag.
+static NEXT_VERIFIER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl fmt::Debug for AccessTokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -157,15 +164,18 @@ pub enum IssueError {
 impl AccessTokens {
     /// Access tokens signed and verified with `keys`.
     ///
-    /// Building a new `AccessTokens` (e.g. with a rotated key set) drops the verifications
-    /// cached by earlier ones, so a key removed from the set stops working at once.
+    /// Each `AccessTokens` keeps its own verified tokens in the shared cache: a new one (with a
+    /// rotated key set, say) never accepts what an earlier one verified, so a key removed from
+    /// the set stops working at once, and a verifier for another issuer, audience or partner's
+    /// keys checks every token itself.
     pub fn new(auth: &Auth, keys: JwtKeys, config: JwtConfig) -> Self {
-        auth.cache().invalidate_domain(Domain::AccessToken);
+        let verifier = NEXT_VERIFIER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Self {
             inner: Arc::new(Inner {
                 auth: auth.clone(),
                 keys,
                 config,
+                verifier,
             }),
         }
     }
@@ -306,7 +316,8 @@ impl AccessTokens {
         if token.len() > self.inner.config.max_len {
             return Err(InvalidToken::TooLarge.into());
         }
-        Ok(CacheKey::new(Domain::AccessToken, TokenDigest::of(token)))
+        let digest = TokenDigest::of(token).tagged(self.inner.verifier);
+        Ok(CacheKey::new(Domain::AccessToken, digest))
     }
 }
 

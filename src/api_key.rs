@@ -177,6 +177,7 @@ impl ApiKeys {
                 scopes: key.scopes,
                 created_at: now,
                 expires_at: ttl.map(|ttl| clock::add(now, ttl)),
+                auth_time: None,
                 max_active: self.inner.max_active,
             })
             .await

@@ -91,4 +91,6 @@ pub use extract::{AuthRejection, CurrentUser};
 pub use identity::{AuthMethod, Identity, Scopes, Subject};
 pub use layer::{AuthLayer, AuthLayerBuilder, AuthService, ResponseFuture};
 pub use password::{PasswordError, PasswordPolicy, Passwords, PolicyViolation, Verification};
-pub use refresh_token::{IssueRefreshError, IssuedRefreshToken, RefreshTokens, Refreshed};
+pub use refresh_token::{
+    DEFAULT_FAMILY_LIFETIME, IssueRefreshError, IssuedRefreshToken, RefreshTokens, Refreshed,
+};

@@ -54,14 +54,25 @@ struct Inner {
     auth: Auth,
     format: TokenFormat,
     ttl: Duration,
+    lifetime: Duration,
     reuse_grace: Duration,
+    /// Families whose reuse was reported lately, so that a rotated token presented again and
+    /// again is one audit event an hour, not one per request.
+    reported: Arc<quick_cache::sync::Cache<FamilyId, i64>>,
 }
+
+/// The default [`RefreshTokens::absolute_lifetime`]: 90 days after the sign-in.
+pub const DEFAULT_FAMILY_LIFETIME: Duration = Duration::from_secs(90 * 86_400);
+
+/// How often the reuse of one family is reported once it is dead.
+const REPORT_REUSE_EVERY: Duration = Duration::from_secs(3600);
 
 impl fmt::Debug for RefreshTokens {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RefreshTokens")
             .field("prefix", &self.inner.format.prefix())
             .field("ttl", &self.inner.ttl)
+            .field("lifetime", &self.inner.lifetime)
             .field("reuse_grace", &self.inner.reuse_grace)
             .finish()
     }
@@ -113,16 +124,30 @@ impl From<IssueRefreshError> for AuthError {
 }
 
 impl RefreshTokens {
-    /// Refresh tokens in `format` that live `ttl`, with no reuse grace period.
+    /// Refresh tokens in `format` that live `ttl` each, in families that end 90 days after
+    /// their sign-in ([`absolute_lifetime`](Self::absolute_lifetime)), with no reuse grace
+    /// period.
     pub fn new(auth: &Auth, format: TokenFormat, ttl: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
                 auth: auth.clone(),
                 format,
                 ttl,
+                lifetime: DEFAULT_FAMILY_LIFETIME,
                 reuse_grace: Duration::ZERO,
+                reported: Arc::new(quick_cache::sync::Cache::new(10_000)),
             }),
         }
+    }
+
+    /// Ends every family this long after its sign-in, however often it rotates (default 90
+    /// days): a stolen refresh token cannot be kept alive forever, and users sign in again
+    /// now and then (OWASP ASVS 5.0 V7.3.2's absolute session lifetime). Each token still
+    /// lives at most its own `ttl`.
+    #[must_use]
+    pub fn absolute_lifetime(mut self, lifetime: Duration) -> Self {
+        Arc::make_mut(&mut self.inner).lifetime = lifetime;
+        self
     }
 
     /// Treats a rotated token presented again within `grace` of its rotation as a harmless
@@ -144,7 +169,7 @@ impl RefreshTokens {
         let family = FamilyId::generate()?;
         let generated = self.inner.format.generate()?;
         let now = self.inner.auth.now();
-        let expires_at = clock::add(now, self.inner.ttl);
+        let expires_at = clock::add(now, self.inner.ttl.min(self.inner.lifetime));
         let record = self
             .inner
             .auth
@@ -159,6 +184,7 @@ impl RefreshTokens {
                 scopes: None,
                 created_at: now,
                 expires_at: Some(expires_at),
+                auth_time: Some(now),
                 max_active: None,
             })
             .await?;
@@ -206,7 +232,13 @@ impl RefreshTokens {
             .family
             .clone()
             .ok_or_else(|| StoreError::Corrupt("refresh token without family".into()))?;
-        let expires_at = clock::add(now, self.inner.ttl);
+        // Rows written before families had a start: their own creation is the best known.
+        let auth_time = record.auth_time.unwrap_or(record.created_at);
+        let family_ends = clock::add(auth_time, self.inner.lifetime);
+        if family_ends <= now {
+            return Err(InvalidToken::Expired.into());
+        }
+        let expires_at = clock::add(now, self.inner.ttl).min(family_ends);
         let replacement = NewToken {
             kind: TokenKind::Refresh,
             digest: generated.digest(),
@@ -217,6 +249,7 @@ impl RefreshTokens {
             scopes: record.scopes.clone(),
             created_at: now,
             expires_at: Some(expires_at),
+            auth_time: Some(auth_time),
             max_active: None,
         };
         match auth
@@ -260,24 +293,51 @@ impl RefreshTokens {
             return InvalidToken::Reused.into();
         };
         let auth = &self.inner.auth;
-        let revoked = auth
+        let revoked = match auth
             .store()
             .revoke_tokens(
                 TokenSelector::Family(family.clone()),
                 RevokeReason::Reuse,
                 now,
             )
+            .await
+        {
+            Ok(revoked) => revoked,
+            Err(error) => return error.into(),
+        };
+        // A family already dead has nothing left to invalidate or broadcast; its reuse is
+        // reported once an hour, so one old token cannot flood the log or the bus.
+        let report = if revoked.is_empty() {
+            self.first_report_in_a_while(&family)
+        } else {
+            auth.invalidate_family(&family).await;
+            self.first_report_in_a_while(&family);
+            true
+        };
+        if report {
+            auth.audit(
+                AuditKind::RefreshTokenReused { family },
+                Some(record.user_id),
+            )
             .await;
-        auth.invalidate_family(&family).await;
-        auth.audit(
-            AuditKind::RefreshTokenReused { family },
-            Some(record.user_id),
-        )
-        .await;
-        match revoked {
-            Ok(_) => InvalidToken::Reused.into(),
-            Err(error) => error.into(),
         }
+        InvalidToken::Reused.into()
+    }
+
+    /// Whether `family`'s reuse has not been reported within the last hour (and notes that
+    /// it is now).
+    fn first_report_in_a_while(&self, family: &FamilyId) -> bool {
+        let now = clock::to_micros(self.inner.auth.now());
+        let every = clock::micros(REPORT_REUSE_EVERY);
+        let reported = &self.inner.reported;
+        if reported
+            .get(family)
+            .is_some_and(|last| now.saturating_sub(last) < every)
+        {
+            return false;
+        }
+        reported.insert(family.clone(), now);
+        true
     }
 
     /// Ends the session `presented` belongs to, if `owner` owns it: every token of the family

@@ -544,3 +544,53 @@ mod properties {
         }
     }
 }
+
+/// Hardening item 9: the verified-token cache was shared by every `AccessTokens` of one `Auth`,
+/// so a token one verifier had checked passed another (other keys, issuer or audience) from
+/// the cache, with no signature, issuer or audience check of its own.
+#[tokio::test]
+async fn a_token_verified_by_one_verifier_is_checked_again_by_another() {
+    use portcullis::source::TokenResolver;
+    let f = fixture().await;
+    let ours = hs256(&f);
+    let other_audience = AccessTokens::new(
+        &f.auth,
+        JwtKeys::new(JwtKey::hs256(SECRET).unwrap()).unwrap(),
+        JwtConfig::new("issuer", "another-audience"),
+    );
+    let partner = AccessTokens::new(
+        &f.auth,
+        JwtKeys::new(JwtKey::hs256(b"a partner's secret of 32 bytes!!").unwrap()).unwrap(),
+        JwtConfig::new("issuer", "audience"),
+    );
+    let token = ours.issue(&f.user, None).unwrap().token.into_exposed();
+    for _ in 0..2 {
+        assert!(
+            ours.resolve(&token).await.is_ok(),
+            "its own verifier accepts it"
+        );
+        assert!(
+            matches!(ours.resolve_now(&token), Some(Ok(_))),
+            "and caches it"
+        );
+        for (name, verifier, reason) in [
+            (
+                "another audience",
+                &other_audience,
+                InvalidToken::WrongAudience,
+            ),
+            ("other keys", &partner, InvalidToken::BadSignature),
+        ] {
+            let cached = verifier.resolve_now(&token);
+            assert!(
+                !matches!(cached, Some(Ok(_))),
+                "{name}: accepted from the other verifier's cache"
+            );
+            let resolved = verifier.resolve(&token).await;
+            assert!(
+                matches!(&resolved, Err(portcullis::AuthError::InvalidToken(r)) if *r == reason),
+                "{name}: {resolved:?}"
+            );
+        }
+    }
+}

@@ -108,6 +108,8 @@ macro_rules! per_kind {
             concurrent_inserts_never_exceed_the_active_limit,
             rotation_replaces_an_active_token_once,
             fifty_concurrent_rotations_of_one_token_succeed_exactly_once,
+            a_rotation_racing_a_family_revoke_never_leaves_the_family_active,
+            a_rotation_racing_a_user_revoke_never_leaves_a_token_active,
             revocation_selectors_revoke_only_what_they_select,
             families_live_while_a_token_is_active,
             purge_deletes_what_expired_or_was_revoked_before_the_cutoff,
@@ -190,6 +192,7 @@ fn token(kind: TokenKind, user: UserId, n: u32) -> NewToken {
         scopes: None,
         created_at: at(0),
         expires_at: Some(at(3600)),
+        auth_time: None,
         max_active: None,
     }
 }
@@ -842,6 +845,76 @@ mod suite {
         assert_eq!(active.iter().filter(|t| t.is_active(at(1))).count(), 1);
     }
 
+    /// Hardening item 10: under READ COMMITTED, a family revoke's snapshot did not contain the
+    /// replacement a concurrent rotation was inserting, so "log out", reuse detection or a
+    /// password change could leave the new token (and the family's access tokens) alive.
+    pub(super) async fn a_rotation_racing_a_family_revoke_never_leaves_the_family_active(
+        store: Arc<dyn UserStore>,
+        kind: TokenKind,
+    ) {
+        race_rotations_against_revokes(store, kind, |_, family| TokenSelector::Family(family))
+            .await;
+    }
+
+    /// Hardening item 10, for "log out everywhere" (a revoke of every token of a user).
+    pub(super) async fn a_rotation_racing_a_user_revoke_never_leaves_a_token_active(
+        store: Arc<dyn UserStore>,
+        kind: TokenKind,
+    ) {
+        race_rotations_against_revokes(store, kind, |user, _| TokenSelector::User {
+            user,
+            kind: Some(kind),
+        })
+        .await;
+    }
+
+    /// 200 rounds of one rotation started at the same time as one revoke of `selector`.
+    async fn race_rotations_against_revokes(
+        store: Arc<dyn UserStore>,
+        kind: TokenKind,
+        selector: impl Fn(UserId, FamilyId) -> TokenSelector,
+    ) {
+        let ada = user(&*store, "ada").await;
+        let mut lost = Vec::new();
+        for round in 0..200u32 {
+            let family = FamilyId::new(format!("family-{round}"));
+            let in_family = |n: u32| NewToken {
+                family: Some(family.clone()),
+                ..token(kind, ada.id, n)
+            };
+            store.insert_token(in_family(round * 2)).await.unwrap();
+            let rotation = {
+                let (store, replacement) = (Arc::clone(&store), in_family(round * 2 + 1));
+                tokio::spawn(async move {
+                    store
+                        .rotate_token(kind, &digest(round * 2), replacement, at(1))
+                        .await
+                        .unwrap()
+                })
+            };
+            let revoke = {
+                let (store, selector) = (Arc::clone(&store), selector(ada.id, family.clone()));
+                tokio::spawn(async move {
+                    store
+                        .revoke_tokens(selector, RevokeReason::Logout, at(1))
+                        .await
+                        .unwrap()
+                })
+            };
+            let (rotated, _) = (rotation.await.unwrap(), revoke.await.unwrap());
+            if store.family_is_active(&family, at(2)).await.unwrap() {
+                lost.push((round, matches!(rotated, Rotation::Rotated { .. })));
+            }
+        }
+        assert!(
+            lost.is_empty(),
+            "{} of 200 rounds left the family active after its revoke (round, rotated): {lost:?}",
+            lost.len()
+        );
+        let active = store.tokens_of_user(ada.id, kind).await.unwrap();
+        assert!(active.iter().all(|token| !token.is_active(at(2))));
+    }
+
     pub(super) async fn revocation_selectors_revoke_only_what_they_select(
         store: Arc<dyn UserStore>,
         kind: TokenKind,
@@ -1091,6 +1164,7 @@ mod suite {
             .insert_token(NewToken {
                 created_at: precise,
                 expires_at: Some(precise + Duration::from_micros(1)),
+                auth_time: Some(precise - Duration::from_micros(7)),
                 ..token(kind, ada.id, 1)
             })
             .await
@@ -1101,6 +1175,8 @@ mod suite {
             .unwrap()
             .unwrap();
         assert_eq!(found.created_at, precise);
+        assert_eq!(found.auth_time, Some(precise - Duration::from_micros(7)));
+        assert_eq!(key.auth_time, found.auth_time, "as inserted");
         assert!(found.is_active(precise));
         assert!(!found.is_active(precise + Duration::from_micros(1)));
     }

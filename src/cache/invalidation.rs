@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::entry::{CacheKey, Domain, Resolved};
+use super::entry::{CacheKey, Resolved};
 use crate::store::{FamilyId, UserId};
 
 /// What one invalidation drops.
@@ -15,7 +15,6 @@ pub(super) enum Target {
     User(UserId),
     Family(FamilyId),
     Key(CacheKey),
-    Domain(Domain),
     Everything,
 }
 
@@ -25,7 +24,6 @@ impl Target {
             Self::User(id) => entry.user_id() == Some(*id),
             Self::Family(family) => entry.family.as_ref() == Some(family),
             Self::Key(k) => k == key,
-            Self::Domain(domain) => key.domain() == *domain,
             Self::Everything => true,
         }
     }

@@ -254,11 +254,6 @@ impl CredentialCache {
         self.entries.clear();
     }
 
-    /// Drops every entry of one resolver kind (a JWT key set was replaced).
-    pub(crate) fn invalidate_domain(&self, domain: Domain) {
-        self.log.push(Target::Domain(domain));
-    }
-
     #[cfg(test)]
     pub(crate) fn entry_count(&self) -> u64 {
         self.entries.len() as u64

@@ -244,8 +244,16 @@ impl Sessions {
             .generate()
             .map_err(StoreError::unavailable)?;
         let now = auth.now();
-        let replacement =
-            session_token(&generated, record.user_id, family.clone(), now, expires_at);
+        // The sign-in the session started with stays its authentication time.
+        let auth_time = record.auth_time.unwrap_or(record.created_at);
+        let replacement = session_token(
+            &generated,
+            record.user_id,
+            family.clone(),
+            now,
+            expires_at,
+            auth_time,
+        );
         let Rotation::Rotated { replacement, .. } = auth
             .store()
             .rotate_token(TokenKind::Session, &digest, replacement, now)
@@ -427,7 +435,9 @@ impl Sessions {
             .inner
             .auth
             .store()
-            .insert_token(session_token(&generated, user, family, now, expires_at))
+            .insert_token(session_token(
+                &generated, user, family, now, expires_at, now,
+            ))
             .await?;
         Ok(self.started(generated.into_secret(), record, now))
     }
@@ -471,6 +481,7 @@ fn session_token(
     family: FamilyId,
     now: time::OffsetDateTime,
     expires_at: time::OffsetDateTime,
+    auth_time: time::OffsetDateTime,
 ) -> NewToken {
     NewToken {
         kind: TokenKind::Session,
@@ -482,6 +493,7 @@ fn session_token(
         scopes: None,
         created_at: now,
         expires_at: Some(expires_at),
+        auth_time: Some(auth_time),
         max_active: None,
     }
 }

@@ -108,6 +108,7 @@ impl State {
             revoked_at: None,
             revoke_reason: None,
             last_used_at: None,
+            auth_time: token.auth_time,
         };
         self.by_digest
             .insert((record.kind, record.digest), record.id);

@@ -510,6 +510,10 @@ pub struct TokenRecord {
     pub revoke_reason: Option<RevokeReason>,
     /// When it last authenticated a request (written behind, coalesced).
     pub last_used_at: Option<OffsetDateTime>,
+    /// When the user signed in for the session this token descends from (OIDC's
+    /// `auth_time`): a session's or refresh family's start, kept through rotations. `None`
+    /// for tokens that do not come from a sign-in (API keys).
+    pub auth_time: Option<OffsetDateTime>,
 }
 
 impl TokenRecord {
@@ -545,6 +549,9 @@ pub struct NewToken {
     pub created_at: OffsetDateTime,
     /// Expiry; `None` never expires.
     pub expires_at: Option<OffsetDateTime>,
+    /// When the user signed in for the session this token belongs to (see
+    /// [`TokenRecord::auth_time`]).
+    pub auth_time: Option<OffsetDateTime>,
     /// Refuse the insert with [`StoreError::LimitReached`](super::StoreError::LimitReached) when
     /// the owner already has this many active tokens of this kind — checked atomically with
     /// the insert, so concurrent creations cannot exceed it.

@@ -29,6 +29,15 @@ impl TokenDigest {
         Self(Sha256::digest(secret.as_bytes()).into())
     }
 
+    /// The digest, its first eight bytes mixed with `tag`: a distinct cache key for each tag
+    /// (the mix is a bijection per tag), for caches shared by several verifiers.
+    pub(crate) fn tagged(mut self, tag: u64) -> Self {
+        for (byte, mask) in self.0.iter_mut().zip(tag.to_le_bytes()) {
+            *byte ^= mask;
+        }
+        self
+    }
+
     /// Wraps a digest read back from a store.
     pub const fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)

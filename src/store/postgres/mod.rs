@@ -38,6 +38,29 @@ pub struct PostgresStore {
 /// Serialises first-user decisions across processes (an arbitrary, fixed lock key).
 const FIRST_USER_LOCK: i64 = 0x706f_7274_6375_6c6c;
 
+/// The class of the two-key advisory locks that serialise changes to one user's tokens.
+const USER_TOKENS_LOCK_CLASS: i32 = 0x7063_746b;
+
+/// Takes the transaction-scoped lock on `user`'s tokens. Rotations and revocations of a user's
+/// tokens take it first, so a revoke never runs beside a rotation of the same user: under
+/// READ COMMITTED a revoke's snapshot would miss the replacement the rotation inserts, and
+/// the new token would outlive "log out everywhere". One lock, always taken first and alone,
+/// cannot deadlock; unrelated users whose ids fold to the same key merely wait for each other.
+async fn lock_user_tokens(
+    tx: &mut Transaction<'static, Postgres>,
+    user: UserId,
+) -> Result<(), StoreError> {
+    #[allow(clippy::cast_possible_truncation)]
+    let folded = (user.0 ^ (user.0 >> 32)) as i32;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind(USER_TOKENS_LOCK_CLASS)
+        .bind(folded)
+        .execute(&mut **tx)
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
 macro_rules! user_columns {
     () => {
         "id, username, email, full_name, password_hash, roles, is_active, created_at, updated_at, last_login"
@@ -46,7 +69,7 @@ macro_rules! user_columns {
 
 macro_rules! token_columns {
     () => {
-        "id, kind, digest, user_id, name, hint, family, scopes, created_at, expires_at, revoked_at, revoke_reason, last_used_at"
+        "id, kind, digest, user_id, name, hint, family, scopes, created_at, expires_at, revoked_at, revoke_reason, last_used_at, auth_time"
     };
 }
 
@@ -109,6 +132,7 @@ fn token_from_row(row: &PgRow) -> Result<TokenRecord, StoreError> {
             .transpose()
             .map_err(corrupt)?,
         last_used_at: row.try_get("last_used_at").map_err(corrupt)?,
+        auth_time: row.try_get("auth_time").map_err(corrupt)?,
     })
 }
 
@@ -141,6 +165,17 @@ impl PostgresStore {
 
     async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         self.pool.begin().await.map_err(store_error)
+    }
+
+    /// Who owns the tokens of `family` (all of a family's tokens have one owner).
+    async fn family_owner(&self, family: &FamilyId) -> Result<Option<UserId>, StoreError> {
+        let owner: Option<i64> =
+            sqlx::query_scalar("SELECT user_id FROM portcullis_tokens WHERE family = $1 LIMIT 1")
+                .bind(family.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(store_error)?;
+        Ok(owner.map(UserId))
     }
 }
 
@@ -204,8 +239,8 @@ async fn insert_token(
     }
     let row = sqlx::query(concat!(
         "INSERT INTO portcullis_tokens \
-         (kind, digest, user_id, name, hint, family, scopes, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ",
+         (kind, digest, user_id, name, hint, family, scopes, created_at, expires_at, auth_time) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ",
         token_columns!()
     ))
     .bind(token.kind.as_str())
@@ -217,6 +252,7 @@ async fn insert_token(
     .bind(token.scopes)
     .bind(token.created_at)
     .bind(token.expires_at)
+    .bind(token.auth_time)
     .fetch_one(&mut **tx)
     .await
     .map_err(store_error)?;
@@ -373,6 +409,7 @@ impl UserStore for PostgresStore {
     ) -> Result<Rotation, StoreError> {
         validate::new_token(&replacement)?;
         let mut tx = self.begin().await?;
+        lock_user_tokens(&mut tx, replacement.user_id).await?;
         // A concurrent rotation of the same row waits for this one to commit, then re-checks
         // `revoked_at IS NULL` against the committed row and updates nothing.
         let rotated = sqlx::query(concat!(
@@ -438,13 +475,24 @@ impl UserStore for PostgresStore {
                 .bind(user.0)
                 .bind(kind.as_str()),
         };
+        // Revokes that can reach a family's newest token wait for rotations of its owner.
+        let owner = match &selector {
+            TokenSelector::User { user, .. } => Some(*user),
+            TokenSelector::Family(family) => self.family_owner(family).await?,
+            TokenSelector::Owned { .. } | TokenSelector::Digest { .. } => None,
+        };
+        let mut tx = self.begin().await?;
+        if let Some(owner) = owner {
+            lock_user_tokens(&mut tx, owner).await?;
+        }
         let mut revoked = query
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(store_error)?
             .iter()
             .map(token_from_row)
             .collect::<Result<Vec<_>, _>>()?;
+        tx.commit().await.map_err(store_error)?;
         // RETURNING has no defined order; keep the stores' documented oldest-first order.
         revoked.sort_by_key(|token| token.id);
         Ok(revoked)

@@ -156,6 +156,9 @@ fn fields(token: &NewToken) -> Result<Vec<String>, StoreError> {
     if let Some(expires) = token.expires_at {
         push("expires_at", to_micros(expires).to_string());
     }
+    if let Some(auth_time) = token.auth_time {
+        push("auth_time", to_micros(auth_time).to_string());
+    }
     Ok(fields)
 }
 
@@ -206,6 +209,7 @@ fn record(value: &Value) -> Result<TokenRecord, StoreError> {
             .map(|r| RevokeReason::from_str(r).map_err(corrupt))
             .transpose()?,
         last_used_at: time("last_used_at")?,
+        auth_time: time("auth_time")?,
     })
 }
 

@@ -47,7 +47,7 @@ macro_rules! user_columns {
 
 macro_rules! token_columns {
     () => {
-        "id, kind, digest, user_id, name, hint, family, scopes, created_at, expires_at, revoked_at, revoke_reason, last_used_at"
+        "id, kind, digest, user_id, name, hint, family, scopes, created_at, expires_at, revoked_at, revoke_reason, last_used_at, auth_time"
     };
 }
 
@@ -133,6 +133,7 @@ fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
             .transpose()
             .map_err(corrupt)?,
         last_used_at: time("last_used_at")?,
+        auth_time: time("auth_time")?,
     })
 }
 
@@ -234,8 +235,8 @@ async fn insert_token(
     let scopes = token.scopes.as_deref().map(json_list).transpose()?;
     let row = sqlx::query(concat!(
         "INSERT INTO portcullis_tokens \
-         (kind, digest, user_id, name, hint, family, scopes, created_at, expires_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
+         (kind, digest, user_id, name, hint, family, scopes, created_at, expires_at, auth_time) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
         token_columns!()
     ))
     .bind(token.kind.as_str())
@@ -247,6 +248,7 @@ async fn insert_token(
     .bind(scopes)
     .bind(to_micros(token.created_at))
     .bind(token.expires_at.map(to_micros))
+    .bind(token.auth_time.map(to_micros))
     .fetch_one(&mut **tx)
     .await
     .map_err(store_error)?;
