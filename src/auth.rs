@@ -8,8 +8,10 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::audit::{AuditEvent, AuditKind, EventSink, TracingEvents};
+use crate::bus::heartbeat::{self, Liveness};
 use crate::bus::{
-    CredentialKey, Invalidation, InvalidationBus, Message, Subscriber, SubscriberSink, WhenBusDown,
+    Body, CredentialKey, DEFAULT_HEARTBEAT, Invalidation, InvalidationBus, Message,
+    PUBLISH_TIMEOUT, Subscriber, SubscriberSink, WhenBusDown,
 };
 use crate::cache::{CacheConfig, CacheKey, Cached, CredentialCache, Resolved};
 use crate::clock::{Clock, SystemClock};
@@ -48,6 +50,8 @@ struct BusLink {
     /// Identifies this instance's own messages when they come back.
     origin: u64,
     policy: WhenBusDown,
+    /// How often to publish a heartbeat; `None` trusts the transport to report every failure.
+    heartbeat: Option<Duration>,
     started: AtomicBool,
     /// Set while a subscription is in place.
     connected: AtomicBool,
@@ -75,6 +79,7 @@ pub struct AuthBuilder {
     usage: UsageConfig,
     bus: Option<Arc<dyn InvalidationBus>>,
     when_bus_down: WhenBusDown,
+    bus_heartbeat: Option<Duration>,
 }
 
 impl fmt::Debug for AuthBuilder {
@@ -143,6 +148,36 @@ impl AuthBuilder {
         self
     }
 
+    /// Publishes a heartbeat on the bus every `interval` (default
+    /// [`DEFAULT_HEARTBEAT`](crate::bus::DEFAULT_HEARTBEAT), 1 s) and counts the bus as down
+    /// once nothing, this instance's own heartbeats included, has been heard for
+    /// [`HEARTBEAT_MISSES`](crate::bus::HEARTBEAT_MISSES) intervals: a connection that died
+    /// silently (a partition, a stopped server) is then noticed within about four intervals
+    /// and [`when_bus_down`](Self::when_bus_down) applies. Each instance adds one small
+    /// message per interval to the bus.
+    ///
+    /// # Panics
+    ///
+    /// If `interval` is zero.
+    #[must_use]
+    pub fn bus_heartbeat(mut self, interval: Duration) -> Self {
+        assert!(
+            !interval.is_zero(),
+            "a bus heartbeat interval must be positive"
+        );
+        self.bus_heartbeat = Some(interval);
+        self
+    }
+
+    /// Publishes no heartbeat, for a bus that does not deliver an instance's own messages back
+    /// to it. A subscription is then treated as down only when the bus reports an error, so a
+    /// silently dead connection goes unnoticed: prefer a bus that echoes.
+    #[must_use]
+    pub fn without_bus_heartbeat(mut self) -> Self {
+        self.bus_heartbeat = None;
+        self
+    }
+
     /// Builds the [`Auth`]. With a bus, the subscription starts at once inside a tokio runtime,
     /// otherwise on first use.
     pub fn build(self) -> Auth {
@@ -154,6 +189,7 @@ impl AuthBuilder {
                 bus,
                 origin: random_origin(),
                 policy: self.when_bus_down,
+                heartbeat: self.bus_heartbeat,
                 started: AtomicBool::new(false),
                 connected: AtomicBool::new(false),
                 outage: AtomicBool::new(false),
@@ -201,6 +237,7 @@ impl Auth {
             usage: UsageConfig::default(),
             bus: None,
             when_bus_down: WhenBusDown::default(),
+            bus_heartbeat: Some(DEFAULT_HEARTBEAT),
         }
     }
 
@@ -261,8 +298,9 @@ impl Auth {
             .await;
     }
 
-    /// Applies `invalidation` locally, then publishes it. A publishing failure is logged; the
-    /// other instances' cache TTL (or their fail-closed policy) bounds the damage.
+    /// Applies `invalidation` locally, then publishes it, for at most [`PUBLISH_TIMEOUT`]. A
+    /// publishing failure is logged; the other instances' cache TTL (or their fail-closed
+    /// policy) bounds the damage.
     async fn invalidate(&self, invalidation: Invalidation) {
         apply(&self.inner.cache, &invalidation);
         let Some(link) = &self.inner.bus else {
@@ -270,10 +308,18 @@ impl Auth {
         };
         let message = Message {
             origin: link.origin,
-            invalidation,
+            body: Body::Invalidate(invalidation),
         };
-        if let Err(error) = link.bus.publish(&message.to_string()).await {
-            tracing::warn!(%error, "could not publish a cache invalidation to the other instances");
+        let text = message.to_string();
+        match tokio::time::timeout(PUBLISH_TIMEOUT, link.bus.publish(&text)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "could not publish a cache invalidation to the other instances");
+            }
+            Err(_) => tracing::warn!(
+                timeout = ?PUBLISH_TIMEOUT,
+                "gave up publishing a cache invalidation to the other instances: the bus is stalled"
+            ),
         }
     }
 
@@ -335,6 +381,7 @@ impl Auth {
         runtime.spawn(subscribe(
             Arc::downgrade(&self.inner),
             Arc::clone(&link.bus),
+            (link.origin, link.heartbeat),
             shutdown,
         ));
     }
@@ -494,10 +541,12 @@ fn apply(cache: &CredentialCache, invalidation: &Invalidation) {
 /// Receives bus messages for one `Auth`.
 struct Sink {
     auth: Weak<Inner>,
+    liveness: Arc<Liveness>,
 }
 
 impl SubscriberSink for Sink {
     fn connected(&self) {
+        self.liveness.heard_now();
         let Some(inner) = self.auth.upgrade() else {
             return;
         };
@@ -512,35 +561,53 @@ impl SubscriberSink for Sink {
     }
 
     fn deliver(&self, text: &str) {
-        let Some(inner) = self.auth.upgrade() else {
-            return;
-        };
-        let Some(link) = &inner.bus else { return };
+        // Even a malformed message shows that the subscription delivers.
+        self.liveness.heard_now();
         let Ok(message) = text.parse::<Message>() else {
             tracing::warn!("ignoring a malformed cache invalidation message");
             return;
         };
-        if message.origin == link.origin {
+        let Body::Invalidate(invalidation) = message.body else {
             return;
+        };
+        let Some(inner) = self.auth.upgrade() else {
+            return;
+        };
+        let Some(link) = &inner.bus else { return };
+        if message.origin != link.origin {
+            apply(&inner.cache, &invalidation);
         }
-        apply(&inner.cache, &message.invalidation);
     }
 }
 
 /// Keeps this instance subscribed to the bus for as long as the `Auth` lives, reconnecting
-/// with back-off (100 ms doubling to 5 s).
+/// with back-off (100 ms doubling to 5 s), and with a heartbeat abandons a subscription that
+/// has gone silent (connecting included).
 async fn subscribe(
     auth: Weak<Inner>,
     bus: Arc<dyn InvalidationBus>,
+    (origin, heartbeat): (u64, Option<Duration>),
     mut shutdown: tokio::sync::watch::Receiver<()>,
 ) {
+    let liveness = Arc::new(Liveness::new());
     let subscriber = Subscriber {
-        inner: Arc::new(Sink { auth: auth.clone() }),
+        inner: Arc::new(Sink {
+            auth: auth.clone(),
+            liveness: Arc::clone(&liveness),
+        }),
     };
     let mut delay = Duration::from_millis(100);
     loop {
+        liveness.heard_now();
+        let watchdog = async {
+            match heartbeat {
+                Some(interval) => heartbeat::watch(&*bus, &liveness, origin, interval).await,
+                None => std::future::pending().await,
+            }
+        };
         let result = tokio::select! {
             result = bus.subscribe(&subscriber) => result,
+            silence = watchdog => Err(silence),
             _ = shutdown.changed() => return,
         };
         let Some(inner) = auth.upgrade() else { return };

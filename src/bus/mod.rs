@@ -12,7 +12,16 @@
 //! cache is emptied. While it is down, [`WhenBusDown`] decides: bypass the cache (every
 //! request asks the store: always correct, more load) or keep serving cached credentials (at
 //! most one cache TTL stale). Outages are logged once when they start and once when they end.
+//!
+//! A connection can also die silently: after a network partition, or with the server or this
+//! instance's backend stopped, no error ever arrives and a subscription would wait forever. So
+//! every instance publishes a heartbeat each [`DEFAULT_HEARTBEAT`] (see
+//! [`AuthBuilder::bus_heartbeat`](crate::AuthBuilder::bus_heartbeat)) and counts the bus as
+//! down once it has heard nothing, its own heartbeats included, for [`HEARTBEAT_MISSES`]
+//! intervals. TCP keepalive alone would not do: a stopped peer's kernel still answers the
+//! probes, and Linux waits two hours before the first one.
 
+pub(crate) mod heartbeat;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]
@@ -20,6 +29,7 @@ mod redis;
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -35,14 +45,27 @@ use crate::token::TokenDigest;
 /// The channel name buses use unless configured otherwise.
 pub const DEFAULT_CHANNEL: &str = "portcullis_invalidation";
 
+/// How often an instance publishes a heartbeat on its bus unless configured otherwise.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// How many heartbeat intervals of silence make an instance count its bus as down.
+pub const HEARTBEAT_MISSES: u32 = 3;
+
+/// How long publishing an invalidation may take before the instance gives up on it, so that a
+/// revocation never hangs on a stalled bus. The change is already in the store and in this
+/// instance's cache; the other instances' own heartbeats notice the stall.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Carries invalidation messages between instances.
 ///
 /// Messages are short opaque strings; a bus only moves them. [`subscribe`](Self::subscribe)
 /// runs for as long as the subscription lives and returns (with an error) when it breaks; the
-/// caller reconnects with back-off.
+/// caller reconnects with back-off, and also abandons a subscription that delivers nothing,
+/// not even the heartbeats, for [`HEARTBEAT_MISSES`] heartbeat intervals.
 #[async_trait]
 pub trait InvalidationBus: Send + Sync + 'static {
-    /// Sends `message` to every subscribed instance (including, possibly, this one).
+    /// Sends `message` to every subscribed instance, this one included: an instance knows
+    /// its subscription works by hearing its own heartbeats.
     async fn publish(&self, message: &str) -> Result<(), BusError>;
 
     /// Subscribes, calls [`Subscriber::connected`] once the subscription is in place, then
@@ -114,18 +137,33 @@ pub enum Invalidation {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CredentialKey(pub(crate) CacheKey);
 
-/// A decoded bus message: who sent it and what to invalidate.
+/// A decoded bus message: who sent it and what it says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Message {
     pub(crate) origin: u64,
-    pub(crate) invalidation: Invalidation,
+    pub(crate) body: Body,
+}
+
+/// What a bus message says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Body {
+    /// Drop something from the cache.
+    Invalidate(Invalidation),
+    /// The sender is alive and its subscription should hear this: the sequence number only
+    /// tells heartbeats apart when debugging.
+    Heartbeat(u64),
 }
 
 impl fmt::Display for Message {
-    /// `<origin hex> u <user id>`, `<origin> s <session>`, `<origin> k <domain> <digest hex>`.
+    /// `<origin hex> u <user id>`, `<origin> s <session>`, `<origin> k <domain> <digest hex>`,
+    /// `<origin> h <sequence>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:016x} ", self.origin)?;
-        match &self.invalidation {
+        let invalidation = match &self.body {
+            Body::Heartbeat(sequence) => return write!(f, "h {sequence}"),
+            Body::Invalidate(invalidation) => invalidation,
+        };
+        match invalidation {
             Invalidation::User(id) => write!(f, "u {id}"),
             Invalidation::Session(family) => write!(f, "s {family}"),
             Invalidation::Credential(CredentialKey(key)) => {
@@ -149,6 +187,12 @@ impl FromStr for Message {
         let kind = parts.next().ok_or(())?;
         let rest = parts.next().ok_or(())?;
         let invalidation = match kind {
+            "h" => {
+                return Ok(Self {
+                    origin,
+                    body: Body::Heartbeat(rest.parse().map_err(|_| ())?),
+                });
+            }
             "u" => Invalidation::User(rest.parse().map_err(|_| ())?),
             "s" if !rest.is_empty() => Invalidation::Session(FamilyId::new(rest)),
             "k" => {
@@ -166,7 +210,7 @@ impl FromStr for Message {
         };
         Ok(Self {
             origin,
-            invalidation,
+            body: Body::Invalidate(invalidation),
         })
     }
 }
@@ -206,11 +250,21 @@ mod tests {
     use proptest::prelude::*;
 
     fn round_trip(invalidation: Invalidation) {
+        round_trip_body(Body::Invalidate(invalidation));
+    }
+
+    fn round_trip_body(body: Body) {
         let message = Message {
             origin: 0xdead_beef,
-            invalidation,
+            body,
         };
         assert_eq!(message.to_string().parse::<Message>(), Ok(message));
+    }
+
+    #[test]
+    fn heartbeats_round_trip_through_the_wire_format() {
+        round_trip_body(Body::Heartbeat(0));
+        round_trip_body(Body::Heartbeat(u64::MAX));
     }
 
     #[test]
@@ -237,6 +291,8 @@ mod tests {
             "01 k a 00",
             "01 k q 00",
             "01 s ",
+            "01 h ",
+            "01 h -1",
         ] {
             assert!(text.parse::<Message>().is_err(), "{text:?}");
         }

@@ -6,6 +6,9 @@ use redis::AsyncCommands;
 
 use super::{BusError, DEFAULT_CHANNEL, InvalidationBus, Subscriber};
 
+/// Idle time before the first TCP keepalive probe, and the limit on unacknowledged data.
+const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Invalidations over Redis pub/sub.
 ///
 /// ```no_run
@@ -24,9 +27,28 @@ pub struct RedisBus {
 impl RedisBus {
     /// A bus on the Redis server at `url` (`redis://host:port/db`), on the default channel.
     /// Nothing connects until the bus is used.
+    ///
+    /// Its connections send TCP keepalive probes after 15 s of silence and (on Linux) give up
+    /// on data unacknowledged for 15 s, so that a vanished host is noticed by the kernel too; the
+    /// heartbeat (see [`bus`](crate::bus)) covers a host that is there but not answering.
     pub fn open(url: &str) -> Result<Self, BusError> {
+        use redis::IntoConnectionInfo;
+        use redis::io::tcp::{TcpSettings, socket2::TcpKeepalive};
+
+        let keepalive = TcpKeepalive::new()
+            .with_time(KEEPALIVE_IDLE)
+            .with_interval(KEEPALIVE_IDLE / 3);
+        let tcp = TcpSettings::default()
+            .set_nodelay(true)
+            .set_keepalive(keepalive);
+        #[cfg(target_os = "linux")]
+        let tcp = tcp.set_user_timeout(KEEPALIVE_IDLE);
+        let info = url
+            .into_connection_info()
+            .map_err(BusError::new)?
+            .set_tcp_settings(tcp);
         Ok(Self {
-            client: redis::Client::open(url).map_err(BusError::new)?,
+            client: redis::Client::open(info).map_err(BusError::new)?,
             channel: DEFAULT_CHANNEL.to_owned(),
             publisher: tokio::sync::OnceCell::new(),
         })
