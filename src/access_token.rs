@@ -194,12 +194,37 @@ impl AccessTokens {
         self.issue_with_scopes(user, session, None)
     }
 
+    /// Issues an unrestricted token for `user` in the session of `refresh`: its `sid` is the
+    /// refresh family and its `auth_time` the family's sign-in, so that
+    /// [`Auth::require_recent_sign_in`](crate::Auth::require_recent_sign_in) can tell a fresh sign-in from a long-refreshed one.
+    pub fn issue_for_session(
+        &self,
+        user: &User,
+        refresh: &crate::IssuedRefreshToken,
+    ) -> Result<IssuedAccessToken, IssueError> {
+        let auth_time = refresh
+            .record
+            .auth_time
+            .unwrap_or(refresh.record.created_at);
+        self.sign(user, Some(&refresh.family), None, Some(auth_time))
+    }
+
     /// Issues a token limited to `scopes` (`None`: unrestricted).
     pub fn issue_with_scopes(
         &self,
         user: &User,
         session: Option<&FamilyId>,
         scopes: Option<&[String]>,
+    ) -> Result<IssuedAccessToken, IssueError> {
+        self.sign(user, session, scopes, None)
+    }
+
+    fn sign(
+        &self,
+        user: &User,
+        session: Option<&FamilyId>,
+        scopes: Option<&[String]>,
+        auth_time: Option<OffsetDateTime>,
     ) -> Result<IssuedAccessToken, IssueError> {
         let key = self.inner.keys.signing_key()?;
         let encoding = key.encoding().ok_or(KeyError::NoSigningKey)?;
@@ -221,6 +246,7 @@ impl AccessTokens {
             sid: session.map(|sid| sid.as_str().to_owned()),
             token_use: TOKEN_USE.to_owned(),
             scope: scopes.map(|scopes| scopes.join(" ")),
+            auth_time: auth_time.map(OffsetDateTime::unix_timestamp),
         };
         let mut header = Header::new(key.algorithm());
         header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
@@ -299,8 +325,15 @@ impl AccessTokens {
             jti: Some(claims.jti),
             sid: sid.clone(),
         };
+        let mut identity = Identity::user(user, method, scopes);
+        if let Some(at) = claims
+            .auth_time
+            .and_then(|at| OffsetDateTime::from_unix_timestamp(at).ok())
+        {
+            identity = identity.signed_in_at(at);
+        }
         Ok(Cached::Found(Arc::new(Resolved::new(
-            Identity::user(user, method, scopes),
+            identity,
             sid,
             None,
             valid_until,

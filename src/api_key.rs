@@ -11,7 +11,10 @@ use crate::clock::{self, to_micros};
 use crate::error::{AuthError, InvalidToken};
 use crate::identity::{AuthMethod, Identity, Scopes};
 use crate::source::TokenResolver;
-use crate::store::{NewToken, StoreError, TokenId, TokenKind, TokenRecord, User, UserId};
+use crate::store::{
+    NewToken, RevokeReason, StoreError, TokenId, TokenKind, TokenRecord, TokenSelector, User,
+    UserId,
+};
 use crate::token::{RandomnessUnavailable, TokenDigest, TokenFormat, TokenSecret};
 use async_trait::async_trait;
 
@@ -218,6 +221,28 @@ impl ApiKeys {
                 .await;
         }
         Ok(revoked.is_some())
+    }
+
+    /// Revokes every live key of `owner` ("end every credential", an account compromise);
+    /// returns how many. Every instance sharing this [`Auth`] stops accepting them at once.
+    pub async fn revoke_all(&self, owner: UserId) -> Result<usize, StoreError> {
+        let auth = &self.inner.auth;
+        let selector = TokenSelector::User {
+            user: owner,
+            kind: Some(TokenKind::ApiKey),
+        };
+        let revoked = auth
+            .store()
+            .revoke_tokens(selector, RevokeReason::Revoked, auth.now())
+            .await?;
+        if !revoked.is_empty() {
+            auth.invalidate_user(owner).await;
+        }
+        for record in &revoked {
+            auth.audit(AuditKind::ApiKeyRevoked { key_id: record.id }, Some(owner))
+                .await;
+        }
+        Ok(revoked.len())
     }
 
     async fn load(&self, digest: TokenDigest, epoch: u64) -> Result<Cached, AuthError> {

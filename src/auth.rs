@@ -251,6 +251,49 @@ impl Auth {
         self.inner.clock.now()
     }
 
+    /// `Ok` when `identity` signed in at most `max_age` ago by this `Auth`'s clock, otherwise
+    /// [`AuthError::StaleAuthentication`] (RFC 9470: `401`, `insufficient_user_authentication`).
+    /// Guards what a stolen access token alone must not be enough for: creating an API key,
+    /// changing a password or an email address. A credential that carries no sign-in (an API
+    /// key, a client application, the internal key) never passes.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use portcullis::{Auth, AuthError, AuthMethod, Identity, Scopes, clock::ManualClock};
+    /// use portcullis::store::{MemoryStore, NewUser};
+    ///
+    /// let clock = ManualClock::new(time::OffsetDateTime::UNIX_EPOCH);
+    /// let auth = Auth::builder(MemoryStore::new()).clock(clock.clone()).build();
+    /// let ada = auth.store().create_user(NewUser::new("ada"), auth.now()).await?;
+    /// let method = AuthMethod::Jwt { jti: None, sid: None };
+    /// let identity = Identity::user(ada, method, Scopes::Unrestricted).signed_in_at(auth.now());
+    ///
+    /// let fifteen_minutes = Duration::from_secs(15 * 60);
+    /// assert!(auth.require_recent_sign_in(&identity, fifteen_minutes).is_ok());
+    /// clock.advance(Duration::from_secs(16 * 60));
+    /// assert!(matches!(
+    ///     auth.require_recent_sign_in(&identity, fifteen_minutes),
+    ///     Err(AuthError::StaleAuthentication { .. })
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn require_recent_sign_in(
+        &self,
+        identity: &crate::Identity,
+        max_age: Duration,
+    ) -> Result<(), AuthError> {
+        let recent = identity
+            .auth_time()
+            .is_some_and(|at| self.now() <= crate::clock::add(at, max_age));
+        if recent {
+            Ok(())
+        } else {
+            Err(AuthError::StaleAuthentication { max_age })
+        }
+    }
+
     /// Records an audit event stamped with the current time.
     pub async fn audit(&self, kind: AuditKind, user_id: Option<UserId>) {
         let event = AuditEvent {

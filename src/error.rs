@@ -39,6 +39,15 @@ pub enum AuthError {
         /// The scope that would have allowed the request (RFC 6750 §3.1 `insufficient_scope`).
         scope: Option<String>,
     },
+    /// The credential is valid, but the action needs a more recent sign-in than the
+    /// credential's (RFC 9470): `401` with an `insufficient_user_authentication` challenge
+    /// naming `max_age`, so the client signs in again and retries. See
+    /// [`Auth::require_recent_sign_in`](crate::Auth::require_recent_sign_in).
+    #[error("a sign-in within the last {max_age:?} is required")]
+    StaleAuthentication {
+        /// How recent the sign-in must be.
+        max_age: Duration,
+    },
     /// An unsafe request that a browser's session cookie would authenticate came from another
     /// site (see [`CrossOrigin`](crate::csrf::CrossOrigin)): `403`, with no challenge, since
     /// no other credential would make it acceptable.
@@ -141,9 +150,10 @@ impl AuthError {
     /// The HTTP status this error maps to.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MissingCredentials | Self::InvalidToken(_) | Self::InactiveUser => {
-                StatusCode::UNAUTHORIZED
-            }
+            Self::MissingCredentials
+            | Self::InvalidToken(_)
+            | Self::InactiveUser
+            | Self::StaleAuthentication { .. } => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::Forbidden { .. } | Self::CrossSiteRequest => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -160,6 +170,9 @@ impl AuthError {
             Self::InvalidRequest(_) => "Malformed Authorization header",
             Self::InactiveUser => "Inactive user",
             Self::Forbidden { .. } => "Not enough permissions",
+            Self::StaleAuthentication { .. } => {
+                "A more recent sign-in is required: sign in again and retry"
+            }
             Self::CrossSiteRequest => "Cross-site request refused",
             Self::RateLimited { .. } => "Too many requests",
             Self::Unavailable(_) => "Authentication service temporarily unavailable",
@@ -194,6 +207,12 @@ impl AuthError {
                 ),
                 None => format!("Bearer realm={realm}, error=\"insufficient_scope\""),
             }),
+            // RFC 9470 §3: the error code, and the largest acceptable age in seconds.
+            Self::StaleAuthentication { max_age } => Some(format!(
+                "Bearer realm={realm}, error=\"insufficient_user_authentication\", \
+                 error_description=\"A more recent authentication is required\", max_age={}",
+                max_age.as_secs()
+            )),
             Self::CrossSiteRequest | Self::RateLimited { .. } | Self::Unavailable(_) => None,
         }
     }
@@ -414,6 +433,22 @@ mod tests {
         assert_eq!(
             challenge_of(&response),
             Some("Bearer realm=\"api\", error=\"insufficient_scope\", scope=\"collections:write\"")
+        );
+    }
+
+    #[test]
+    fn rfc9470_3_a_stale_sign_in_is_401_insufficient_user_authentication_with_max_age() {
+        let error = AuthError::StaleAuthentication {
+            max_age: Duration::from_secs(900),
+        };
+        let response = JsonErrors::default().render(&error);
+        assert_eq!(response.status(), 401);
+        assert_eq!(
+            challenge_of(&response),
+            Some(
+                "Bearer realm=\"api\", error=\"insufficient_user_authentication\", \
+                 error_description=\"A more recent authentication is required\", max_age=900"
+            )
         );
     }
 

@@ -4,6 +4,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
+use time::OffsetDateTime;
+
 use crate::store::{FamilyId, TokenId, User, UserId};
 
 /// The authenticated principal of a request, placed in the request extensions by
@@ -29,10 +31,12 @@ use crate::store::{FamilyId, TokenId, User, UserId};
 #[derive(Clone)]
 pub struct Identity(Arc<Inner>);
 
+#[derive(Clone)]
 struct Inner {
     subject: Subject,
     method: AuthMethod,
     scopes: Scopes,
+    auth_time: Option<OffsetDateTime>,
 }
 
 /// Whom an [`Identity`] stands for.
@@ -125,6 +129,7 @@ impl Identity {
             subject: Subject::User(user),
             method,
             scopes,
+            auth_time: None,
         }))
     }
 
@@ -137,6 +142,7 @@ impl Identity {
             },
             subject: Subject::Service { name },
             scopes: Scopes::Unrestricted,
+            auth_time: None,
         }))
     }
 
@@ -194,6 +200,32 @@ impl Identity {
     /// Whether a trusted service (not a user) authenticated.
     pub fn is_service(&self) -> bool {
         matches!(self.0.subject, Subject::Service { .. })
+    }
+
+    /// Whether the credential came from a person signing in (a session cookie or an access
+    /// token), rather than one a program holds (an API key, a client application's
+    /// credentials, the internal key). Ending sessions and other account actions are
+    /// reserved to these (see [`guard::signed_in`](crate::guard::signed_in)).
+    pub fn is_signed_in(&self) -> bool {
+        matches!(
+            self.0.method,
+            AuthMethod::Session { .. } | AuthMethod::Jwt { .. }
+        )
+    }
+
+    /// When the person behind the credential last proved who they are (entered a password,
+    /// followed a magic link...): the `auth_time` of OpenID Connect and RFC 9470. Kept through
+    /// refresh rotations; `None` for credentials that carry no sign-in.
+    pub fn auth_time(&self) -> Option<OffsetDateTime> {
+        self.0.auth_time
+    }
+
+    /// This identity, signed in at `at` (see [`auth_time`](Self::auth_time)).
+    #[must_use]
+    pub fn signed_in_at(self, at: OffsetDateTime) -> Self {
+        let mut inner = Arc::unwrap_or_clone(self.0);
+        inner.auth_time = Some(at);
+        Self(Arc::new(inner))
     }
 }
 

@@ -76,6 +76,7 @@ mod password;
 pub mod ratelimit;
 pub mod redirect;
 mod refresh_token;
+mod secret;
 pub mod session;
 pub mod source;
 pub mod store;
@@ -94,3 +95,4 @@ pub use password::{PasswordError, PasswordPolicy, Passwords, PolicyViolation, Ve
 pub use refresh_token::{
     DEFAULT_FAMILY_LIFETIME, IssueRefreshError, IssuedRefreshToken, RefreshTokens, Refreshed,
 };
+pub use secret::Secret;

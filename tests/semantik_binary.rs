@@ -147,3 +147,101 @@ async fn invalid_settings_are_reported_clearly() {
     database.env("DATABASE_URL", "mysql://localhost/x");
     assert!(refused(database).contains("DATABASE_URL"));
 }
+
+/// Hardening item 18: on a fresh deployment whoever registers first owns the instance. The
+/// server warns while it has no user, and `create-user` makes the superuser on the same data
+/// directory without serving, before the port opens.
+#[tokio::test]
+async fn create_user_makes_the_superuser_before_the_port_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = start(command(dir.path()));
+    let warning = empty
+        .wait_for_output("no user exists yet", Duration::from_secs(10))
+        .expect("a warning while no user exists");
+    assert!(warning.contains("create-user"), "{warning}");
+    drop(empty);
+
+    let started = Instant::now();
+    let mut create = command(dir.path());
+    create.args([
+        "create-user",
+        "--username",
+        "root",
+        "--email",
+        "root@example.com",
+    ]);
+    create.args(["--password", "correct horse battery", "--superuser"]);
+    let output = create.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("created superuser root"), "{stdout}");
+    assert!(
+        !stdout.contains("listening on"),
+        "create-user must not serve: {stdout}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+
+    // The same rules as /register: a taken name or a weak password is refused clearly.
+    let mut again = command(dir.path());
+    again.args([
+        "create-user",
+        "--username",
+        "root",
+        "--email",
+        "r2@example.com",
+    ]);
+    again.args(["--password", "correct horse battery"]);
+    assert!(refused(again).contains("Username already exists"));
+    let mut weak = command(dir.path());
+    weak.args([
+        "create-user",
+        "--username",
+        "eve",
+        "--email",
+        "eve@example.com",
+        "--password",
+        "short",
+    ]);
+    assert!(refused(weak).contains("cannot create the user"));
+    let mut usage = command(dir.path());
+    usage.args(["create-user", "--username", "x"]);
+    assert!(refused(usage).contains("usage: semantik create-user"));
+
+    // Served afterwards: root signs in, and the first registrant is no superuser.
+    let running = start(command(dir.path()));
+    let client = reqwest::Client::new();
+    let login = client
+        .post(format!("{}/api/auth/login", running.base))
+        .json(&serde_json::json!({"username": "root", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let mallory: serde_json::Value = client
+        .post(format!("{}/api/auth/register", running.base))
+        .json(&serde_json::json!({"username": "mallory", "email": "m@example.com", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = std::fs::read_to_string(dir.path().join(".internal_api_key")).unwrap();
+    let shown: serde_json::Value = client
+        .get(format!(
+            "{}/api/internal/users/{}",
+            running.base, mallory["id"]
+        ))
+        .header("x-internal-api-key", key.trim())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["is_superuser"], false, "{shown}");
+}

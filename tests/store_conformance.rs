@@ -134,6 +134,7 @@ macro_rules! conformance {
                 users_are_found_by_id_username_and_email_ignoring_ascii_case,
                 duplicate_usernames_and_emails_conflict_ignoring_case,
                 first_user_roles_are_granted_once,
+                users_are_counted_deactivated_ones_included,
                 concurrent_registrations_make_exactly_one_first_user,
                 updates_change_only_the_given_fields,
                 tokens_are_found_by_kind_and_digest,
@@ -501,6 +502,19 @@ mod suite {
         assert_eq!(first.roles, ["member", "superuser"]);
         assert!(first.is_superuser());
         assert_eq!(second.roles, ["member"]);
+    }
+
+    pub(super) async fn users_are_counted_deactivated_ones_included(store: Arc<dyn UserStore>) {
+        assert_eq!(store.count_users().await.unwrap(), 0);
+        let ada = user(&*store, "ada").await;
+        user(&*store, "bob").await;
+        assert_eq!(store.count_users().await.unwrap(), 2);
+        let deactivate = UserUpdate {
+            is_active: Some(false),
+            ..UserUpdate::default()
+        };
+        store.update_user(ada.id, deactivate, at(1)).await.unwrap();
+        assert_eq!(store.count_users().await.unwrap(), 2);
     }
 
     pub(super) async fn concurrent_registrations_make_exactly_one_first_user(

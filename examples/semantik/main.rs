@@ -4,11 +4,15 @@
 //! cargo run --example semantik                 # SQLite in ./data/semantik, dev JWT secret generated
 //! ENVIRONMENT=production JWT_SECRET=$(openssl rand -hex 32) \
 //!   INTERNAL_API_KEY=$(openssl rand -hex 32) cargo run --example semantik
+//! # Create the superuser before the port opens, on the same DATA_DIR / DATABASE_URL:
+//! cargo run --example semantik -- create-user --username root --email root@example.com \
+//!   --password '<a long password>' --superuser
 //! ```
 //!
 //! Configuration (environment): `BIND`, `DATA_DIR`, `DATABASE_URL`, `JWT_SECRET`,
-//! `ACCESS_TOKEN_EXPIRE_MINUTES`, `INTERNAL_API_KEY`, `CORS_ORIGINS`, `ENVIRONMENT`, `RUST_LOG`.
-//! See `app/config.rs`.
+//! `ACCESS_TOKEN_EXPIRE_MINUTES`, `INTERNAL_API_KEY`, `CORS_ORIGINS`, `ENVIRONMENT`,
+//! `FIRST_USER_IS_SUPERUSER`, `API_KEY_SIGN_IN_MAX_AGE_MINUTES`, `WS_RECHECK_SECONDS`,
+//! `RUST_LOG`. See `app/config.rs`.
 
 mod app;
 
@@ -22,18 +26,44 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let config = match app::Config::from_env(|name| std::env::var(name).ok()) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("semantik: {error}");
+    let mut args = std::env::args().skip(1);
+    let command = args.next();
+    let create_user = match command.as_deref() {
+        None => None,
+        Some("create-user") => match app::CreateUser::parse(args) {
+            Ok(create_user) => Some(create_user),
+            Err(error) => return fail(error),
+        },
+        Some(other) => {
+            eprintln!("semantik: unknown command {other:?}\n{}", app::USAGE);
             return ExitCode::FAILURE;
         }
     };
-    match app::run(config).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("semantik: {error}");
-            ExitCode::FAILURE
+    let config = match app::Config::from_env(|name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        Err(error) => return fail(error),
+    };
+    let Some(create_user) = create_user else {
+        return match app::run(config).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(error),
+        };
+    };
+    match app::create_user(&config, create_user).await {
+        Ok(user) => {
+            let role = if user.is_superuser() {
+                "superuser"
+            } else {
+                "user"
+            };
+            println!("created {role} {} (id {})", user.username, user.id);
+            ExitCode::SUCCESS
         }
+        Err(error) => fail(error),
     }
+}
+
+fn fail(error: impl std::fmt::Display) -> ExitCode {
+    eprintln!("semantik: {error}");
+    ExitCode::FAILURE
 }

@@ -98,7 +98,17 @@ impl Registration {
         self
     }
 
-    /// Sets the roles the first registered user gets.
+    /// Sets the roles the new user gets, first or not.
+    #[must_use]
+    pub fn roles<I: IntoIterator<Item = S>, S: Into<String>>(mut self, roles: I) -> Self {
+        self.roles = roles.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the roles the first registered user gets, decided atomically by the store: the
+    /// rule of applications whose first registrant owns the instance. Leave it unset (the
+    /// default) unless the deployment is created by its owner before it is reachable;
+    /// otherwise whoever registers first owns it.
     #[must_use]
     pub fn first_user_roles<I: IntoIterator<Item = S>, S: Into<String>>(
         mut self,

@@ -17,6 +17,7 @@ enum Node {
     Role(String),
     Scope(String),
     Service,
+    SignedIn,
     All(Vec<Requirement>),
     Any(Vec<Requirement>),
     Not(Requirement),
@@ -30,6 +31,7 @@ impl fmt::Debug for Requirement {
             Node::Role(role) => write!(f, "role({role:?})"),
             Node::Scope(scope) => write!(f, "scope({scope:?})"),
             Node::Service => f.write_str("service"),
+            Node::SignedIn => f.write_str("signed_in"),
             Node::All(all) => f.debug_tuple("all").field(all).finish(),
             Node::Any(any) => f.debug_tuple("any").field(any).finish(),
             Node::Not(inner) => f.debug_tuple("not").field(inner).finish(),
@@ -65,6 +67,21 @@ pub fn scope(name: impl Into<String>) -> Requirement {
 /// A trusted internal service (see [`InternalKey`](crate::source::InternalKey)).
 pub fn service() -> Requirement {
     node(Node::Service)
+}
+
+/// A credential from a person signing in: a session cookie or an access token, not an API
+/// key, a client application or the internal key (see [`Identity::is_signed_in`]). For what a
+/// program's credential must not do, however broad its scopes: ending the user's sessions,
+/// opening an interactive channel.
+///
+/// ```
+/// use portcullis::guard::{self, RequireLayer};
+///
+/// let only_people = RequireLayer::new(guard::signed_in());
+/// # let _ = only_people;
+/// ```
+pub fn signed_in() -> Requirement {
+    node(Node::SignedIn)
 }
 
 /// Every requirement holds (`true` when empty).
@@ -104,6 +121,7 @@ impl Requirement {
             Node::Role(role) => identity.is_some_and(|id| id.has_role(role)),
             Node::Scope(scope) => identity.is_some_and(|id| id.allows_scope(scope)),
             Node::Service => identity.is_some_and(Identity::is_service),
+            Node::SignedIn => identity.is_some_and(Identity::is_signed_in),
             Node::All(all) => all.iter().all(|r| r.is_met_by(identity)),
             Node::Any(any) => any.iter().any(|r| r.is_met_by(identity)),
             Node::Not(inner) => !inner.is_met_by(identity),

@@ -110,6 +110,36 @@ fn service_requirement_admits_only_services() {
 }
 
 #[test]
+fn signed_in_admits_sessions_and_access_tokens_but_no_program_credential() {
+    let with = |method| Identity::user(User::fixture(1), method, Scopes::Unrestricted);
+    let people = [
+        with(AuthMethod::Jwt {
+            jti: None,
+            sid: None,
+        }),
+        with(AuthMethod::Session {
+            session_id: crate::store::TokenId(1),
+        }),
+    ];
+    for identity in &people {
+        assert!(signed_in().is_met_by(Some(identity)), "{identity:?}");
+    }
+    let programs = [
+        with(AuthMethod::ApiKey {
+            key_id: crate::store::TokenId(1),
+        }),
+        with(AuthMethod::ClientApp {
+            client: "app".into(),
+        }),
+        Identity::service("worker"),
+    ];
+    for identity in &programs {
+        assert!(!signed_in().is_met_by(Some(identity)), "{identity:?}");
+    }
+    assert!(!signed_in().is_met_by(None));
+}
+
+#[test]
 fn not_authenticated_admits_only_anonymous_requests() {
     let anonymous_only = not(authenticated());
     assert!(anonymous_only.check(None).is_ok());
@@ -142,6 +172,7 @@ fn leaf() -> impl Strategy<Value = Requirement> {
     prop_oneof![
         Just(authenticated()),
         Just(service()),
+        Just(signed_in()),
         prop::sample::select(vec!["a", "b", "c"]).prop_map(role),
         prop::sample::select(vec!["x", "y"]).prop_map(scope),
     ]

@@ -399,7 +399,8 @@ impl Sessions {
                 session_id: record.id,
             },
             Scopes::Unrestricted,
-        );
+        )
+        .signed_in_at(record.auth_time.unwrap_or(record.created_at));
         let mut resolved = Resolved::new(
             identity,
             record.family,

@@ -156,6 +156,10 @@ impl UserStore for MemoryStore {
         Ok(user)
     }
 
+    async fn count_users(&self) -> Result<u64, StoreError> {
+        Ok(u64::try_from(self.state().users.len()).unwrap_or(u64::MAX))
+    }
+
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
         Ok(self.state().users.get(&id).cloned())
     }

@@ -58,6 +58,10 @@ pub trait UserStore: Send + Sync + 'static {
     /// Fails with [`StoreError::Conflict`] naming `"username"` or `"email"` when taken.
     async fn create_user(&self, user: NewUser, now: OffsetDateTime) -> Result<User, StoreError>;
 
+    /// How many users exist, deactivated ones included (for a start-up check that the
+    /// instance has an owner, say).
+    async fn count_users(&self) -> Result<u64, StoreError>;
+
     /// Looks a user up by id.
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError>;
 

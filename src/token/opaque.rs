@@ -107,7 +107,7 @@ impl TokenFormat {
         GeneratedToken {
             digest: TokenDigest::of(&raw),
             hint: self.hint(&raw),
-            secret: TokenSecret(raw),
+            secret: TokenSecret::new(raw),
         }
     }
 
@@ -231,32 +231,8 @@ impl GeneratedToken {
     }
 }
 
-/// A secret string whose `Debug` output is redacted, so it cannot leak through logs by accident.
-#[derive(Clone, PartialEq, Eq)]
-pub struct TokenSecret(String);
-
-impl TokenSecret {
-    /// Wraps a secret string.
-    pub fn new(secret: impl Into<String>) -> Self {
-        Self(secret.into())
-    }
-
-    /// The secret itself. Call this only to hand the secret to its owner.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Consumes the wrapper, returning the secret.
-    pub fn into_exposed(self) -> String {
-        self.0
-    }
-}
-
-impl fmt::Debug for TokenSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("TokenSecret(<redacted>)")
-    }
-}
+/// A generated token's secret: a [`Secret`](crate::Secret), whose `Debug` output is redacted.
+pub type TokenSecret = crate::Secret;
 
 /// Why a string is not a token of the expected format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -361,7 +337,7 @@ mod tests {
         let token = format().generate().unwrap();
         let shown = format!("{token:?}");
         assert!(!shown.contains(token.secret().expose()));
-        assert!(shown.contains("<redacted>"));
+        assert!(shown.contains("[redacted]"));
     }
 
     #[test]

@@ -2,10 +2,48 @@
 //! against the running Semantik example. Each test is named after the defect it pins down and
 //! failed on the code before its fix.
 
-use reqwest::{Method, StatusCode};
-use serde_json::json;
+use std::time::{Duration, Instant};
 
-use super::{Backend, start, start_with};
+use futures_util::{SinkExt, StreamExt};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite;
+
+use super::{Backend, Server, jwt_claims, start, start_with};
+
+const JWT_SECRET: &str = "hardening-test-secret-of-at-least-32-bytes";
+
+/// An access token the server accepts, signed with its secret, with claims of the test's
+/// choosing: a stand-in for a token stolen at a given age.
+fn forged_access_token(
+    user_id: &Value,
+    iat_ago: i64,
+    exp_in: i64,
+    auth_time_ago: Option<i64>,
+) -> String {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut claims = json!({
+        "iss": "semantik", "aud": "semantik-api", "sub": user_id.to_string(),
+        "iat": now - iat_ago, "exp": now + exp_in,
+        "jti": format!("forged-{now}-{iat_ago}"), "token_use": "access",
+    });
+    if let Some(ago) = auth_time_ago {
+        claims["auth_time"] = json!(now - ago);
+    }
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.typ = Some(portcullis::ACCESS_TOKEN_TYP.to_owned());
+    let key = jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes());
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+async fn start_signing_with_known_secret(
+    backend: Backend,
+    extra: &[(&'static str, &str)],
+) -> Server {
+    let mut env = vec![("JWT_SECRET", JWT_SECRET)];
+    env.extend_from_slice(extra);
+    start_with(backend, &env).await
+}
 
 /// Item 1 over HTTP: behind a trusted proxy that appends to `X-Forwarded-For`, a client that
 /// writes its own `Forwarded` header for every attempt still has one login budget.
@@ -130,7 +168,270 @@ on_every_backend!(
     a_forwarded_header_written_by_the_client_does_not_reset_the_login_limit,
     text_the_store_refuses_is_a_client_error_in_every_field,
     failed_authentications_are_limited_per_address_before_authentication,
+    a_websocket_closes_with_1008_when_the_token_that_opened_it_ends,
+    a_read_only_api_key_cannot_log_out_or_open_the_websocket,
+    a_stolen_access_token_cannot_mint_an_api_key_without_a_recent_sign_in,
+    ending_every_credential_can_include_the_api_keys,
+    the_first_registrant_rule_can_be_turned_off,
 );
+
+/// Opens `/ws/operations` with `token` in the query and reads the greeting.
+async fn open_socket(
+    server: &Server,
+    token: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let url = format!(
+        "{}/ws/operations?token={token}",
+        server.base.replace("http://", "ws://")
+    );
+    let (mut socket, response) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert_eq!(response.status(), 101);
+    let hello = socket.next().await.unwrap().unwrap();
+    assert!(hello.to_text().unwrap().contains("connected"), "{hello:?}");
+    socket
+}
+
+/// Waits for the server to close `socket`; returns the close code and how long it took.
+async fn closed_by_server(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> (u16, Duration) {
+    let started = Instant::now();
+    let closing = async {
+        loop {
+            match socket.next().await {
+                Some(Ok(tungstenite::Message::Close(frame))) => {
+                    return frame.map(|frame| u16::from(frame.code));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => panic!("socket failed instead of closing: {error}"),
+                None => return None,
+            }
+        }
+    };
+    let code = tokio::time::timeout(Duration::from_secs(8), closing)
+        .await
+        .expect("the server did not close the socket within 8 s");
+    (code.expect("a close frame with a code"), started.elapsed())
+}
+
+/// Item 14: a WebSocket stayed open after logout, suspension or expiry of the token that
+/// opened it. It is re-checked every `WS_RECHECK_SECONDS` and closed with 1008.
+async fn a_websocket_closes_with_1008_when_the_token_that_opened_it_ends(backend: Backend) {
+    let server = start_signing_with_known_secret(backend, &[("WS_RECHECK_SECONDS", "1")]).await;
+    let ada = server.register("ada").await;
+    server.register("bob").await;
+
+    // Logout everywhere.
+    let (access, _) = server.login("ada").await;
+    let mut socket = open_socket(&server, &access).await;
+    socket
+        .send(tungstenite::Message::Text("ping".into()))
+        .await
+        .unwrap();
+    assert!(
+        socket
+            .next()
+            .await
+            .unwrap()
+            .unwrap()
+            .to_text()
+            .unwrap()
+            .contains("pong")
+    );
+    let (other, _) = server.login("ada").await;
+    let logout = server
+        .post("/api/auth/logout", Some(&other), json!({}))
+        .await;
+    assert_eq!(logout.status, StatusCode::OK);
+    let (code, after) = closed_by_server(&mut socket).await;
+    assert_eq!(code, 1008);
+    eprintln!("closed {after:?} after logout");
+
+    // Expiry: a token 2 s from the end of its leeway.
+    let expiring = forged_access_token(&ada["id"], 60, -28, Some(60));
+    let mut socket = open_socket(&server, &expiring).await;
+    assert_eq!(closed_by_server(&mut socket).await.0, 1008);
+
+    // Suspension through the internal API.
+    let bob = server
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"username": "bob", "password": "correct horse"}),
+        )
+        .await;
+    let bob_access = bob.body["access_token"].as_str().unwrap();
+    let mut socket = open_socket(&server, bob_access).await;
+    let me = server.get("/api/auth/me", Some(bob_access)).await;
+    let suspend = server
+        .internal(
+            Method::PATCH,
+            &format!("/users/{}", me.body["id"]),
+            Some(json!({"is_active": false})),
+        )
+        .await;
+    assert_eq!(suspend.status, StatusCode::OK, "{}", suspend.body);
+    assert_eq!(closed_by_server(&mut socket).await.0, 1008);
+}
+
+/// Item 15: a key limited to `collections:read` could end every session of its user and open
+/// the operations socket. Both now need a sign-in's token.
+async fn a_read_only_api_key_cannot_log_out_or_open_the_websocket(backend: Backend) {
+    let server = start(backend).await;
+    server.register("ada").await;
+    let (access, refresh) = server.login("ada").await;
+    let key = server
+        .api_key(
+            &access,
+            json!({"name": "ro", "permissions": ["collections:read"]}),
+        )
+        .await;
+    let key = key.body["api_key"].as_str().unwrap().to_owned();
+    for body in [json!({}), json!({"refresh_token": refresh})] {
+        let logout = server.post("/api/auth/logout", Some(&key), body).await;
+        assert_eq!(logout.status, StatusCode::FORBIDDEN, "{}", logout.body);
+    }
+    let refreshed = server
+        .post("/api/auth/refresh", None, json!({"refresh_token": refresh}))
+        .await;
+    assert_eq!(
+        refreshed.status,
+        StatusCode::OK,
+        "the session survived: {}",
+        refreshed.body
+    );
+
+    let url = format!("{}/ws/operations", server.base.replace("http://", "ws://"));
+    let mut request = tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 403),
+        other => panic!(
+            "expected 403 before the upgrade, got {:?}",
+            other.map(|(_, r)| r.status())
+        ),
+    }
+}
+
+/// Item 16: a stolen access token could mint an unrestricted API key valid for ten years.
+/// Creating a key now needs a sign-in within `API_KEY_SIGN_IN_MAX_AGE_MINUTES` (15): the sign-in
+/// time rides in the token (`auth_time`) and survives refreshes, so refreshing does not make an
+/// old sign-in fresh.
+async fn a_stolen_access_token_cannot_mint_an_api_key_without_a_recent_sign_in(backend: Backend) {
+    let server = start_signing_with_known_secret(backend, &[]).await;
+    let ada = server.register("ada").await;
+    let (access, refresh) = server.login("ada").await;
+    let signed_in = jwt_claims(&access)["auth_time"]
+        .as_i64()
+        .expect("auth_time claim");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert!((now - signed_in).abs() <= 5, "{signed_in} vs {now}");
+    let refreshed = server
+        .post("/api/auth/refresh", None, json!({"refresh_token": refresh}))
+        .await;
+    let refreshed = refreshed.body["access_token"].as_str().unwrap();
+    assert_eq!(jwt_claims(refreshed)["auth_time"].as_i64(), Some(signed_in));
+    assert_eq!(
+        server
+            .api_key(refreshed, json!({"name": "fresh"}))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+
+    // Issued by a refresh an hour after a sign-in 16 minutes ago: valid, but not fresh.
+    let stale = forged_access_token(&ada["id"], 0, 3600, Some(16 * 60));
+    let no_sign_in = forged_access_token(&ada["id"], 0, 3600, None);
+    for token in [&stale, &no_sign_in] {
+        assert_eq!(
+            server.get("/api/auth/me", Some(token)).await.status,
+            StatusCode::OK
+        );
+        let minted = server
+            .api_key(token, json!({"name": "backdoor", "expires_in_days": 3650}))
+            .await;
+        assert_eq!(minted.status, StatusCode::UNAUTHORIZED, "{}", minted.body);
+        let challenge = minted.headers["www-authenticate"].to_str().unwrap();
+        assert!(
+            challenge.contains("error=\"insufficient_user_authentication\"")
+                && challenge.contains("max_age=900"),
+            "{challenge}"
+        );
+        assert!(
+            minted.detail().contains("sign in again"),
+            "{}",
+            minted.detail()
+        );
+    }
+    let keys = server.get("/api/keys", Some(&access)).await;
+    assert_eq!(keys.body.as_array().map(Vec::len), Some(1), "{}", keys.body);
+}
+
+/// Item 16: "end every credential" must be able to reach the API keys, which outlive every
+/// session: `{"revoke_api_keys": true}` on the logout of every session.
+async fn ending_every_credential_can_include_the_api_keys(backend: Backend) {
+    let server = start(backend).await;
+    server.register("ada").await;
+    let (access, _) = server.login("ada").await;
+    let key = server.api_key(&access, json!({"name": "script"})).await;
+    let key = key.body["api_key"].as_str().unwrap().to_owned();
+
+    let (second, _) = server.login("ada").await;
+    let plain = server
+        .post("/api/auth/logout", Some(&second), json!({}))
+        .await;
+    assert_eq!(plain.status, StatusCode::OK);
+    assert_eq!(
+        server.get("/api/auth/me", Some(&key)).await.status,
+        StatusCode::OK,
+        "a plain logout leaves keys"
+    );
+
+    let (third, refresh) = server.login("ada").await;
+    let mixed = server
+        .post(
+            "/api/auth/logout",
+            Some(&third),
+            json!({"refresh_token": refresh, "revoke_api_keys": true}),
+        )
+        .await;
+    assert_eq!(
+        mixed.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        mixed.body
+    );
+    let everything = server
+        .post(
+            "/api/auth/logout",
+            Some(&third),
+            json!({"revoke_api_keys": true}),
+        )
+        .await;
+    assert_eq!(everything.status, StatusCode::OK, "{}", everything.body);
+    assert_eq!(
+        server.get("/api/auth/me", Some(&key)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        server.get("/api/auth/me", Some(&third)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// Item 18: with `FIRST_USER_IS_SUPERUSER=false` the first registrant is an ordinary user.
+async fn the_first_registrant_rule_can_be_turned_off(backend: Backend) {
+    let server = start_with(backend, &[("FIRST_USER_IS_SUPERUSER", "false")]).await;
+    let first = server.register("mallory").await;
+    let shown = server
+        .internal(Method::GET, &format!("/users/{}", first["id"]), None)
+        .await;
+    assert_eq!(shown.body["is_superuser"], false, "{}", shown.body);
+}
 
 /// Item 5: the per-user API limit sits inside authentication, so a credential that fails to
 /// authenticate was never limited: guesses at the internal key, and random checksum-valid API

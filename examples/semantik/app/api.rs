@@ -56,6 +56,11 @@ impl ApiError {
         }
     }
 
+    /// The message for a person to read.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
     pub fn not_found(what: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, format!("{what} not found"))
     }

@@ -5,7 +5,7 @@ use axum::extract::{Request, State};
 use http::StatusCode;
 use portcullis::flows::{LoginError, RegisterError, Registration};
 use portcullis::store::{SUPERUSER_ROLE, User};
-use portcullis::{AuthError, CurrentUser};
+use portcullis::{AuthError, CurrentUser, Secret};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -46,8 +46,8 @@ pub struct UserCreate {
     username: String,
     #[schema(max_length = 254)]
     email: String,
-    #[schema(min_length = 8)]
-    password: String,
+    #[schema(value_type = String, min_length = 8)]
+    password: Secret,
     #[serde(default)]
     #[schema(max_length = 255)]
     full_name: Option<String>,
@@ -56,18 +56,26 @@ pub struct UserCreate {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct UserLogin {
     username: String,
-    password: String,
+    #[schema(value_type = String)]
+    password: Secret,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RefreshRequest {
-    refresh_token: String,
+    #[schema(value_type = String)]
+    refresh_token: Secret,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct LogoutRequest {
+    /// The session to end; omitted, every session of the caller.
     #[serde(default)]
-    refresh_token: Option<String>,
+    #[schema(value_type = Option<String>)]
+    refresh_token: Option<Secret>,
+    /// With every session, also revoke every API key of the caller ("end every credential",
+    /// after a suspected compromise). Only without `refresh_token`.
+    #[serde(default)]
+    revoke_api_keys: bool,
 }
 
 /// Semantik's `Token` response.
@@ -110,7 +118,8 @@ fn validate_email(email: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Creates an account; the first one becomes the superuser.
+/// Creates an account; the first one becomes the superuser unless `FIRST_USER_IS_SUPERUSER`
+/// is off.
 #[utoipa::path(
     post, path = "/api/auth/register", tag = "auth", request_body = UserCreate,
     responses(
@@ -124,18 +133,42 @@ pub async fn register(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<UserCreate>,
 ) -> Result<Json<UserOut>, ApiError> {
-    let email = body.email.trim();
-    validate_username(&body.username)?;
+    let mut registration = registration(
+        &body.username,
+        &body.email,
+        body.password.expose(),
+        body.full_name,
+    )?;
+    if state.first_user_is_superuser {
+        registration = registration.first_user_roles([SUPERUSER_ROLE]);
+    }
+    register_user(&state, registration)
+        .await
+        .map(|user| Json(UserOut::from(&user)))
+}
+
+/// A registration from the fields of `/register` (and `create-user`), validated.
+pub fn registration(
+    username: &str,
+    email: &str,
+    password: &str,
+    full_name: Option<String>,
+) -> Result<Registration, ApiError> {
+    let email = email.trim();
+    validate_username(username)?;
     validate_email(email)?;
-    if let Some(name) = &body.full_name {
+    if let Some(name) = &full_name {
         check_len("full_name", name, 0, 255)?;
     }
-    let registration = Registration::new(&body.username, &body.password)
+    Ok(Registration::new(username, password)
         .email(email)
-        .full_name(body.full_name)
-        .first_user_roles([SUPERUSER_ROLE]);
+        .full_name(full_name))
+}
+
+/// Creates the account, answering each refusal as `/register` does.
+pub async fn register_user(state: &AppState, registration: Registration) -> Result<User, ApiError> {
     match state.login.register(registration).await {
-        Ok(user) => Ok(Json(UserOut::from(&user))),
+        Ok(user) => Ok(user),
         Err(RegisterError::Policy(violation)) => {
             Err(ApiError::unprocessable(capitalise(&violation.to_string())))
         }
@@ -183,7 +216,7 @@ pub async fn login(
 ) -> Result<Json<TokenOut>, ApiError> {
     let attempt = state
         .login
-        .login_from(&body.username, &body.password, address);
+        .login_from(&body.username, body.password.expose(), address);
     let user = match attempt.await {
         Ok(user) => user,
         Err(LoginError::InvalidCredentials) => {
@@ -222,7 +255,7 @@ fn pair(
 ) -> Result<TokenOut, ApiError> {
     let access = state
         .access
-        .issue(user, Some(&refresh.family))
+        .issue_for_session(user, &refresh)
         .map_err(|error| {
             tracing::error!(%error, "could not sign an access token");
             ApiError::new(
@@ -252,7 +285,7 @@ pub async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Json<TokenOut>, ApiError> {
-    let refreshed = state.refresh.rotate(&body.refresh_token).await?;
+    let refreshed = state.refresh.rotate(body.refresh_token.expose()).await?;
     pair(&state, &refreshed.user, refreshed.issued).map(Json)
 }
 
@@ -261,7 +294,9 @@ pub struct Message {
     message: &'static str,
 }
 
-/// Revokes one session (the refresh token given) or, with an empty body, all of them.
+/// Revokes one session (the refresh token given) or, with an empty body, all of them, and
+/// with `revoke_api_keys` every API key too. Needs a sign-in's access token: an API key is
+/// refused with 403, whatever its permissions.
 #[utoipa::path(
     post, path = "/api/auth/logout", tag = "auth",
     request_body(content = Option<LogoutRequest>, description = "Empty: every session"),
@@ -278,11 +313,19 @@ pub async fn logout(
 ) -> Result<Json<Message>, ApiError> {
     let body: LogoutRequest = optional_json(request).await?;
     match body.refresh_token {
+        Some(_) if body.revoke_api_keys => {
+            return Err(ApiError::unprocessable(
+                "revoke_api_keys ends every credential: send it without refresh_token",
+            ));
+        }
         Some(token) => {
-            state.refresh.revoke(&token, user.id).await?;
+            state.refresh.revoke(token.expose(), user.id).await?;
         }
         None => {
             state.refresh.revoke_all(user.id).await?;
+            if body.revoke_api_keys {
+                state.api_keys.revoke_all(user.id).await?;
+            }
         }
     }
     Ok(Json(Message {
@@ -297,4 +340,50 @@ pub async fn logout(
 )]
 pub async fn me(user: CurrentUser) -> Json<UserOut> {
     Json(UserOut::from(user.user()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hardening item 17: these bodies derive `Debug`, and a `tracing::debug!(?body)` or a
+    /// panic message printed the password or refresh token.
+    #[test]
+    fn request_bodies_holding_passwords_or_refresh_tokens_debug_as_redacted() {
+        let secret = "s3cret-correct-horse";
+        let shown = [
+            format!(
+                "{:?}",
+                serde_json::from_value::<UserCreate>(serde_json::json!({
+                    "username": "ada", "email": "ada@example.com", "password": secret,
+                }))
+                .unwrap()
+            ),
+            format!(
+                "{:?}",
+                serde_json::from_value::<UserLogin>(
+                    serde_json::json!({"username": "ada", "password": secret})
+                )
+                .unwrap()
+            ),
+            format!(
+                "{:?}",
+                serde_json::from_value::<RefreshRequest>(
+                    serde_json::json!({"refresh_token": secret})
+                )
+                .unwrap()
+            ),
+            format!(
+                "{:?}",
+                serde_json::from_value::<LogoutRequest>(
+                    serde_json::json!({"refresh_token": secret})
+                )
+                .unwrap()
+            ),
+        ];
+        for shown in shown {
+            assert!(!shown.contains(secret), "{shown}");
+            assert!(shown.contains("[redacted]"), "{shown}");
+        }
+    }
 }

@@ -30,6 +30,13 @@ pub struct Config {
     /// Failed authentications (401s) an address may cause per minute.
     pub auth_failures_per_minute: u32,
     pub when_redis_down: portcullis::ratelimit::WhenRedisDown,
+    /// How recent a sign-in must be to create an API key.
+    pub key_creation_max_auth_age: Duration,
+    /// How often an open WebSocket checks that the token that opened it is still good.
+    pub ws_recheck: Duration,
+    /// Whether the first account registered over `/api/auth/register` becomes superuser
+    /// (Semantik's documented rule; turn it off once an operator has run `create-user`).
+    pub first_user_is_superuser: bool,
     pub production: bool,
 }
 
@@ -121,20 +128,16 @@ impl Config {
             production,
             &data_dir.join(".internal_api_key"),
         )?;
-        let minutes = match var("ACCESS_TOKEN_EXPIRE_MINUTES") {
-            None => 24 * 60,
+        let number = |name: &'static str, default: u64, max: u64| match var(name) {
+            None => Ok(default),
             Some(text) => text
                 .trim()
                 .parse::<u64>()
                 .ok()
-                .filter(|m| (1..=366 * 24 * 60).contains(m))
-                .ok_or_else(|| {
-                    ConfigError::Invalid(
-                        "ACCESS_TOKEN_EXPIRE_MINUTES",
-                        format!("{text:?} is not 1..=527040"),
-                    )
-                })?,
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| ConfigError::Invalid(name, format!("{text:?} is not 1..={max}"))),
         };
+        let minutes = number("ACCESS_TOKEN_EXPIRE_MINUTES", 24 * 60, 366 * 24 * 60)?;
         let cors_origins = var("CORS_ORIGINS")
             .unwrap_or_else(|| "http://localhost:5173".into())
             .split(',')
@@ -160,21 +163,30 @@ impl Config {
                 })
                 .unwrap_or_default(),
             forwarded_header: super::limits::forwarded_header(var("FORWARDED_HEADER"))?,
-            auth_failures_per_minute: match var("AUTH_FAILURES_PER_MINUTE") {
-                None => super::limits::AUTH_FAILURES_PER_MINUTE,
-                Some(text) => text
-                    .trim()
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|count| *count > 0)
-                    .ok_or_else(|| {
-                        ConfigError::Invalid(
-                            "AUTH_FAILURES_PER_MINUTE",
-                            format!("{text:?} is not a positive number"),
-                        )
-                    })?,
-            },
+            auth_failures_per_minute: u32::try_from(number(
+                "AUTH_FAILURES_PER_MINUTE",
+                super::limits::AUTH_FAILURES_PER_MINUTE.into(),
+                u32::MAX.into(),
+            )?)
+            .unwrap_or(u32::MAX),
             when_redis_down: super::limits::when_redis_down(var("RATE_LIMIT_WHEN_REDIS_DOWN"))?,
+            key_creation_max_auth_age: Duration::from_secs(
+                60 * number("API_KEY_SIGN_IN_MAX_AGE_MINUTES", 15, 24 * 60)?,
+            ),
+            ws_recheck: Duration::from_secs(number("WS_RECHECK_SECONDS", 5, 3600)?),
+            first_user_is_superuser: match var("FIRST_USER_IS_SUPERUSER") {
+                None => true,
+                Some(text) => match text.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" => true,
+                    "false" | "0" | "no" => false,
+                    _ => {
+                        return Err(ConfigError::Invalid(
+                            "FIRST_USER_IS_SUPERUSER",
+                            format!("{text:?} is not true or false"),
+                        ));
+                    }
+                },
+            },
             production,
         })
     }

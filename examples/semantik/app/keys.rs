@@ -131,6 +131,11 @@ fn permissions(
 }
 
 /// Creates an API key; its secret is in this answer and never again.
+///
+/// A key outlives the sessions and survives a password change, so creating one needs a sign-in
+/// within the last `API_KEY_SIGN_IN_MAX_AGE_MINUTES` (15 by default): a stolen access token
+/// from an older sign-in, however often refreshed, and any API key are refused with 401
+/// `insufficient_user_authentication` (RFC 9470) and must sign in again.
 #[utoipa::path(
     post, path = "/api/keys", tag = "keys", request_body = ApiKeyCreate,
     security(("bearer" = ["keys:manage"])),
@@ -145,6 +150,9 @@ pub async fn create(
     user: CurrentUser,
     ApiJson(body): ApiJson<ApiKeyCreate>,
 ) -> Result<(StatusCode, Json<ApiKeyCreated>), ApiError> {
+    state
+        .auth
+        .require_recent_sign_in(user.identity(), state.key_creation_max_auth_age)?;
     check_len("name", body.name.trim(), 1, portcullis::MAX_KEY_NAME_LEN)?;
     let days = body.expires_in_days.unwrap_or(DEFAULT_EXPIRY_DAYS);
     if !(1..=MAX_EXPIRY_DAYS).contains(&days) {

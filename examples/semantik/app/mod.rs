@@ -2,6 +2,7 @@
 
 mod api;
 mod auth_routes;
+mod cli;
 mod collections;
 mod config;
 mod db;
@@ -29,6 +30,7 @@ use portcullis::{
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+pub use cli::{CreateUser, USAGE, create_user};
 pub use config::{Config, ConfigError};
 
 /// Permissions an API key may be limited to.
@@ -44,6 +46,12 @@ pub struct AppState {
     pub api_keys: ApiKeys,
     pub db: db::Database,
     pub client_ip: portcullis::ratelimit::ClientIp,
+    /// How recent a sign-in must be to create an API key.
+    pub key_creation_max_auth_age: Duration,
+    /// How often an open WebSocket re-checks its token.
+    pub ws_recheck: Duration,
+    /// Whether the first registrant becomes superuser.
+    pub first_user_is_superuser: bool,
 }
 
 /// Opens the database and builds the router.
@@ -95,6 +103,9 @@ pub async fn build(config: &Config) -> Result<(Router, AppState), ConfigError> {
         api_keys,
         db,
         client_ip: limits.client_ip,
+        key_creation_max_auth_age: config.key_creation_max_auth_age,
+        ws_recheck: config.ws_recheck,
+        first_user_is_superuser: config.first_user_is_superuser,
     };
     let router = Router::new()
         .route(
@@ -109,7 +120,12 @@ pub async fn build(config: &Config) -> Result<(Router, AppState), ConfigError> {
             "/api/auth/refresh",
             post(auth_routes::refresh).layer(limits.refresh),
         )
-        .route("/api/auth/logout", post(auth_routes::logout))
+        // Ending sessions, and the interactive channel, are for a person's credential: an
+        // API key, whatever its permissions, is a program's.
+        .route(
+            "/api/auth/logout",
+            post(auth_routes::logout).layer(RequireLayer::new(guard::signed_in())),
+        )
         .route("/api/auth/me", get(auth_routes::me))
         .route(
             "/api/keys",
@@ -135,7 +151,10 @@ pub async fn build(config: &Config) -> Result<(Router, AppState), ConfigError> {
             "/api/internal",
             internal::routes().layer(RequireLayer::new(guard::service())),
         )
-        .route("/ws/operations", get(ws::operations))
+        .route(
+            "/ws/operations",
+            get(ws::operations).layer(RequireLayer::new(guard::signed_in())),
+        )
         .route("/openapi.json", get(openapi::document))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
@@ -194,6 +213,8 @@ pub async fn run(config: Config) -> Result<(), ConfigError> {
         .local_addr()
         .map_err(|error| ConfigError::Bind(config.bind.clone(), error.to_string()))?;
     println!("listening on http://{address}");
+    // After the address line, which tools (and the tests) read first.
+    warn_while_ownerless(&state).await;
     // Rotated refresh tokens are kept for a refresh-token lifetime, so reuse is still caught.
     let purger = tokio::spawn(purge_dead_tokens(state.auth.clone(), state.refresh.ttl()));
     let served = serve(listener, router).await;
@@ -203,6 +224,24 @@ pub async fn run(config: Config) -> Result<(), ConfigError> {
         tracing::warn!(%error, "could not record the last API key uses on shutdown");
     }
     Ok(())
+}
+
+/// Warns at start-up while no account exists: with the first-registrant rule on, whoever
+/// reaches `/api/auth/register` first owns the instance.
+async fn warn_while_ownerless(state: &AppState) {
+    match state.auth.store().count_users().await {
+        Ok(0) if state.first_user_is_superuser => tracing::warn!(
+            "no user exists yet: the first account registered at /api/auth/register becomes \
+             superuser. Create it first with `semantik create-user --username U --email E \
+             --password P --superuser`, or set FIRST_USER_IS_SUPERUSER=false"
+        ),
+        Ok(0) => tracing::warn!(
+            "no user exists yet; create the superuser with `semantik create-user --username U \
+             --email E --password P --superuser`"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "could not count the users"),
+    }
 }
 
 /// Deletes dead tokens (expired or revoked more than `retention` ago) at start-up and hourly.

@@ -308,6 +308,10 @@ impl<S: UserStore> UserStore for RedisSessions<S> {
         self.inner.create_user(user, now).await
     }
 
+    async fn count_users(&self) -> Result<u64, StoreError> {
+        self.inner.count_users().await
+    }
+
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
         self.inner.user_by_id(id).await
     }

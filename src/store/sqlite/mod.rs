@@ -287,6 +287,14 @@ impl UserStore for SqliteStore {
         Ok(created)
     }
 
+    async fn count_users(&self) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM portcullis_users")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        u64::try_from(count).map_err(corrupt)
+    }
+
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
         let query = concat!(
             "SELECT ",

@@ -26,7 +26,7 @@ impl Audience {
 
 /// The claims of a portcullis access token.
 ///
-/// Every field but `nbf`, `sid` and `scope` is required. Numeric dates must be JSON integers: a
+/// Every field but `nbf`, `sid`, `scope` and `auth_time` is required. Numeric dates must be JSON integers: a
 /// string (`"exp": "1700000000"`) or a fraction is a malformed token, never a skipped check.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AccessClaims {
@@ -53,6 +53,10 @@ pub struct AccessClaims {
     /// Space-separated scopes the token is limited to (RFC 8693 §4.2); absent means unlimited.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// When the user signed in to the session, seconds since the epoch (OpenID Connect Core
+    /// §2, RFC 9470 §4); absent for a token issued outside a sign-in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
 }
 
 impl AccessClaims {
@@ -79,6 +83,7 @@ impl AccessClaims {
             sid: optional(raw.sid, "sid", Claim::string)?,
             token_use: required(raw.token_use, "token_use", Claim::string)?,
             scope: optional(raw.scope, "scope", Claim::string)?,
+            auth_time: optional(raw.auth_time, "auth_time", Claim::integer)?,
         })
     }
 
@@ -248,6 +253,7 @@ struct RawClaims {
     sid: Option<Claim>,
     token_use: Option<Claim>,
     scope: Option<Claim>,
+    auth_time: Option<Claim>,
 }
 
 impl<'de> Deserialize<'de> for RawClaims {
@@ -282,6 +288,7 @@ impl<'de> serde::de::Visitor<'de> for RawClaimsVisitor {
                 "sid" => &mut raw.sid,
                 "token_use" => &mut raw.token_use,
                 "scope" => &mut raw.scope,
+                "auth_time" => &mut raw.auth_time,
                 _ => {
                     entries.next_value::<serde::de::IgnoredAny>()?;
                     continue;
@@ -347,6 +354,7 @@ mod tests {
             sid: optional(&claims, "sid", string)?,
             token_use: string(&claims, "token_use")?,
             scope: optional(&claims, "scope", string)?,
+            auth_time: optional(&claims, "auth_time", integer)?,
         })
     }
 
@@ -373,7 +381,7 @@ mod tests {
                     prop_oneof![
                         Just("iss"), Just("sub"), Just("aud"), Just("exp"), Just("nbf"),
                         Just("iat"), Just("jti"), Just("sid"), Just("token_use"), Just("scope"),
-                        Just("other"), Just("\\u0065xp"),
+                        Just("auth_time"), Just("other"), Just("\\u0065xp"),
                     ],
                     any_value(),
                 ),
