@@ -1356,6 +1356,8 @@ async fn refresh_tokens_api_keys_and_passwords_are_not_stored_in_plain_text(back
     assert!(contains(digest.as_bytes()) || contains(digest.to_hex().as_bytes()));
 }
 
+/// Instantiates each named `async fn(Backend)` test once per backend: SQLite, and PostgreSQL
+/// (which fails under `CI=true` when no server is given). Also used by the submodules below.
 macro_rules! on_every_backend {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -1370,7 +1372,7 @@ macro_rules! on_every_backend {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    let Some(server) = super::common::postgres_url() else { return };
+                    let Some(server) = crate::common::postgres_url() else { return };
                     super::$test(super::Backend::Postgres(server)).await;
                 }
             )*

@@ -142,28 +142,6 @@ async fn text_the_store_refuses_is_a_client_error_in_every_field(backend: Backen
     );
 }
 
-macro_rules! on_every_backend {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(super::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let Some(server) = super::super::common::postgres_url() else { return };
-                    super::$test(super::Backend::Postgres(server)).await;
-                }
-            )*
-        }
-    };
-}
-
 on_every_backend!(
     a_forwarded_header_written_by_the_client_does_not_reset_the_login_limit,
     text_the_store_refuses_is_a_client_error_in_every_field,
