@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::common::client_address;
-use super::{Backend, Server, common, start_with};
+use super::{Backend, Server, start_with};
 
 /// The proxy every test request claims to come through, so that each simulated client can
 /// have an address of its own (`X-Forwarded-For`) and the per-address limits stay out of the
