@@ -181,8 +181,12 @@ fn peak_kib() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_distinct_keys_cost_bounded_memory_and_are_swept() {
     const KEYS: u32 = 1_000_000;
+    // A bucket refills one emission interval after its request, and the janitor (every 5 s)
+    // drops refilled ones: the interval must outlast the loop (about 5 s in a debug build),
+    // or the count below would see early keys already swept.
+    const INTERVAL: Duration = Duration::from_secs(10);
     let layer = RateLimitLayer::builder()
-        .policy(Policy::new("ip", Limit::per_second(1), KeyBy::ClientIp).unwrap())
+        .policy(Policy::new("ip", Limit::new(1, INTERVAL), KeyBy::ClientIp).unwrap())
         .client_ip(client_ip())
         .build()
         .unwrap();
@@ -211,7 +215,7 @@ async fn a_million_distinct_keys_cost_bounded_memory_and_are_swept() {
     assert!(per_key <= 256, "{per_key} bytes per key");
 
     // A bucket is indistinguishable from a new one one emission interval after it refilled.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(2 * INTERVAL + Duration::from_millis(100)).await;
     layer.retain_recent();
     assert_eq!(layer.buckets_in_memory(), 0, "refilled buckets are dropped");
 }
