@@ -259,12 +259,12 @@ impl Auth {
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use std::time::Duration;
+    /// use std::{sync::Arc, time::Duration};
     /// use portcullis::{Auth, AuthError, AuthMethod, Identity, Scopes, clock::ManualClock};
-    /// use portcullis::store::{MemoryStore, NewUser};
+    /// use portcullis::store::{MemoryStore, NewUser, UserStore};
     ///
-    /// let clock = ManualClock::new(time::OffsetDateTime::UNIX_EPOCH);
-    /// let auth = Auth::builder(MemoryStore::new()).clock(clock.clone()).build();
+    /// let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
+    /// let auth = Auth::builder(MemoryStore::new()).shared_clock(clock.clone()).build();
     /// let ada = auth.store().create_user(NewUser::new("ada"), auth.now()).await?;
     /// let method = AuthMethod::Jwt { jti: None, sid: None };
     /// let identity = Identity::user(ada, method, Scopes::Unrestricted).signed_in_at(auth.now());
