@@ -1,8 +1,8 @@
 //! Persistence: the [`UserStore`] trait and its implementations.
 //!
-//! A store keeps users and the single opaque-token table (DESIGN §2, §4). It is the one seam a
-//! third party implements to put portcullis on another database; the methods are small and
-//! each states the atomicity it must provide. Every implementation runs the same conformance
+//! A store keeps users and the single opaque-token table ([`UserStore`]), and one-time secrets
+//! ([`SecretStore`]). They are the seam a third party implements to put portcullis on another
+//! database; the methods are small and each states the atomicity it must provide. Every implementation runs the same conformance
 //! tests (`tests/store_conformance.rs`).
 //!
 //! | store | feature |
@@ -18,6 +18,7 @@ mod postgres;
 mod records;
 #[cfg(feature = "redis")]
 mod redis_sessions;
+mod secrets;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 pub mod validate;
@@ -34,6 +35,10 @@ pub use records::{
 };
 #[cfg(feature = "redis")]
 pub use redis_sessions::RedisSessions;
+pub use secrets::{
+    Guess, MAX_SECRET_KIND_LEN, MAX_SECRET_PAYLOAD, NewSecret, PayloadTooLarge, SecretId,
+    SecretKind, SecretRecord, SecretStore, SecretSubject,
+};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 

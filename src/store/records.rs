@@ -319,7 +319,8 @@ impl fmt::Display for TokenId {
     }
 }
 
-/// What an opaque token is for. One table holds every kind (DESIGN §2).
+/// What an opaque credential is for. One table holds every kind; one-time secrets (magic
+/// links, reset links, invites, recovery codes) are a [`SecretStore`](super::SecretStore)'s.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TokenKind {
@@ -329,30 +330,11 @@ pub enum TokenKind {
     Refresh,
     /// A browser session id.
     Session,
-    /// A magic-link code or link token.
-    MagicLink,
-    /// A password-reset token.
-    PasswordReset,
-    /// A two-factor recovery code.
-    RecoveryCode,
-    /// An invitation code.
-    Invite,
-    /// A one-time WebSocket ticket.
-    WebSocketTicket,
 }
 
 impl TokenKind {
     /// Every kind, for stores and tests that iterate over them.
-    pub const ALL: [TokenKind; 8] = [
-        Self::ApiKey,
-        Self::Refresh,
-        Self::Session,
-        Self::MagicLink,
-        Self::PasswordReset,
-        Self::RecoveryCode,
-        Self::Invite,
-        Self::WebSocketTicket,
-    ];
+    pub const ALL: [TokenKind; 3] = [Self::ApiKey, Self::Refresh, Self::Session];
 
     /// The stable name stores persist.
     pub const fn as_str(self) -> &'static str {
@@ -360,11 +342,6 @@ impl TokenKind {
             Self::ApiKey => "api_key",
             Self::Refresh => "refresh",
             Self::Session => "session",
-            Self::MagicLink => "magic_link",
-            Self::PasswordReset => "password_reset",
-            Self::RecoveryCode => "recovery_code",
-            Self::Invite => "invite",
-            Self::WebSocketTicket => "ws_ticket",
         }
     }
 }

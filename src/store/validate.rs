@@ -4,7 +4,7 @@
 //! username or key name with a NUL in it is an attack, never a real name. Third-party stores
 //! should call these before writing.
 
-use super::{NewToken, NewUser, StoreError, UserUpdate};
+use super::{NewSecret, NewToken, NewUser, SecretSubject, StoreError, UserUpdate};
 
 /// Whether every store can keep `value`. A lookup by a value no store can keep finds nothing:
 /// stores answer it with `None` rather than an error (PostgreSQL would refuse the query).
@@ -50,6 +50,37 @@ pub fn new_token(token: &NewToken) -> Result<(), StoreError> {
     text("hint", &token.hint)?;
     text("family", token.family.as_ref().map_or("", |f| f.as_str()))?;
     texts("scopes", token.scopes.iter().flatten())
+}
+
+/// Checks a one-time secret: its subject (see [`subject`]) and its payload (at most
+/// [`MAX_SECRET_PAYLOAD`](super::MAX_SECRET_PAYLOAD) bytes).
+pub fn new_secret(secret: &NewSecret) -> Result<(), StoreError> {
+    subject(&secret.subject)?;
+    match &secret.payload {
+        Some(payload) if payload.len() > super::MAX_SECRET_PAYLOAD => {
+            Err(StoreError::InvalidInput("payload"))
+        }
+        payload => texts("payload", payload),
+    }
+}
+
+/// Checks a one-time secret's subject: an email address of at most 320 bytes (RFC 5321's
+/// 64-byte local part and 255-byte domain) without NUL.
+pub fn subject(subject: &SecretSubject) -> Result<(), StoreError> {
+    match subject {
+        SecretSubject::Email(address) if address.len() > 320 => {
+            Err(StoreError::InvalidInput("subject"))
+        }
+        SecretSubject::Email(address) => text("subject", address),
+        _ => Ok(()),
+    }
+}
+
+/// The key a subject's secrets are looked up by ([`SecretSubject::key`]), or `None` when there
+/// is nothing to find: [`SecretSubject::Nobody`], or a subject [`subject`] refuses.
+pub fn subject_key(secret_subject: &SecretSubject) -> Option<String> {
+    subject(secret_subject).ok()?;
+    secret_subject.key()
 }
 
 /// Checks a counter key: 1 to 256 bytes, no NUL.

@@ -1,5 +1,7 @@
 //! [`PostgresStore`]: the production store for several instances sharing one database.
 
+mod secrets;
+
 use std::str::FromStr;
 use std::time::Duration;
 

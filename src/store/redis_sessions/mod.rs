@@ -1,4 +1,7 @@
-//! [`RedisSessions`]: browser sessions in Redis, everything else in another store.
+//! [`RedisSessions`]: browser sessions and one-time secrets in Redis, everything else in
+//! another store.
+
+mod secrets;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -24,7 +27,8 @@ fn script(body: &str) -> redis::Script {
 }
 
 /// A [`UserStore`] that keeps session ids ([`TokenKind::Session`]) in Redis and delegates
-/// users and every other token kind to `inner` (e.g. a [`PostgresStore`](super::PostgresStore)).
+/// users and every other token kind to `inner` (e.g. a [`PostgresStore`](super::PostgresStore)),
+/// and a [`SecretStore`](super::SecretStore) that keeps one-time secrets in Redis.
 ///
 /// Sessions are read on every browser request and written on every login; keeping them in
 /// Redis takes that load off the database. Each session is a hash with an expiry (kept one
@@ -57,6 +61,7 @@ struct Scripts {
     revoke: redis::Script,
     query: redis::Script,
     purge: redis::Script,
+    secrets: redis::Script,
 }
 
 impl<S> std::fmt::Debug for RedisSessions<S> {
@@ -90,6 +95,7 @@ impl<S: UserStore> RedisSessions<S> {
                 revoke: script(include_str!("revoke.lua")),
                 query: script(include_str!("query.lua")),
                 purge: script(include_str!("purge.lua")),
+                secrets: script(include_str!("secrets.lua")),
             },
         })
     }
@@ -125,6 +131,42 @@ impl<S: UserStore> RedisSessions<S> {
             .invoke_async(&mut connection)
             .await
             .map_err(unavailable)
+    }
+
+    /// Walks the keys under the prefix that match `pattern` with `SCAN`, in small steps so
+    /// that Redis keeps serving meanwhile, and runs `script` with `leading` arguments and each
+    /// batch of keys (atomic per batch); returns the sum of the counts the script answers.
+    async fn purge_matching(
+        &self,
+        pattern: &str,
+        script: &redis::Script,
+        leading: &[String],
+    ) -> Result<u64, StoreError> {
+        let pattern = format!("{}{pattern}", glob_escape(&self.prefix));
+        let mut connection = self.connection().await?;
+        let (mut cursor, mut deleted) = (0u64, 0u64);
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut connection)
+                .await
+                .map_err(unavailable)?;
+            if !keys.is_empty() {
+                let args: Vec<String> = leading.iter().cloned().chain(keys).collect();
+                match self.run(script, &args).await? {
+                    Value::Int(n) => deleted += n.unsigned_abs(),
+                    other => return Err(corrupt(format!("purge answered {other:?}"))),
+                }
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
     }
 
     fn retain_seconds(&self) -> String {
@@ -470,36 +512,14 @@ impl<S: UserStore> UserStore for RedisSessions<S> {
     }
 
     async fn purge_tokens(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
-        let mut deleted = self.inner.purge_tokens(before).await?;
+        let deleted = self.inner.purge_tokens(before).await?;
         // Sessions expire from Redis on their own a day after their expiry; this removes the
-        // revoked and expired ones sooner. SCAN walks the keyspace in small steps, so Redis
-        // keeps serving meanwhile; each batch is checked and deleted atomically.
-        let pattern = format!("{}session:*", glob_escape(&self.prefix));
-        let mut connection = self.connection().await?;
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(500)
-                .query_async(&mut connection)
-                .await
-                .map_err(unavailable)?;
-            if !keys.is_empty() {
-                let mut args = vec![to_micros(before).to_string()];
-                args.extend(keys);
-                match self.run(&self.scripts.purge, &args).await? {
-                    Value::Int(n) => deleted += n.unsigned_abs(),
-                    other => return Err(corrupt(format!("purge answered {other:?}"))),
-                }
-            }
-            if next == 0 {
-                return Ok(deleted);
-            }
-            cursor = next;
-        }
+        // revoked and expired ones sooner.
+        let leading = [to_micros(before).to_string()];
+        let sessions = self
+            .purge_matching("session:*", &self.scripts.purge, &leading)
+            .await?;
+        Ok(deleted + sessions)
     }
 
     async fn record_token_use(&self, uses: &[TokenUse]) -> Result<(), StoreError> {

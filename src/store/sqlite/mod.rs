@@ -1,5 +1,7 @@
 //! [`SqliteStore`]: the embedded default, one file, zero set-up.
 
+mod secrets;
+
 use std::str::FromStr;
 use std::time::Duration;
 

@@ -1,5 +1,7 @@
 //! An in-process store for tests and prototypes.
 
+mod secrets;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
@@ -13,7 +15,8 @@ use super::{
 use crate::audit::AuditEvent;
 use crate::token::TokenDigest;
 
-/// A [`UserStore`] in memory: fast, complete, and gone when the process exits.
+/// A [`UserStore`] and [`SecretStore`](super::SecretStore) in memory: fast, complete, and gone
+/// when the process exits.
 ///
 /// One mutex guards all state, which makes every method trivially atomic.
 ///
@@ -44,6 +47,7 @@ struct State {
     by_digest: HashMap<(TokenKind, TokenDigest), TokenId>,
     events: Vec<AuditEvent>,
     counters: HashMap<String, (OffsetDateTime, u64)>,
+    secrets: secrets::Secrets,
     next_user: i64,
     next_token: i64,
 }
