@@ -506,6 +506,21 @@ mod tests {
         assert_eq!(secret.attempts, Some(1));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn every_subject_round_trips_and_stored_keys_never_panic(
+            id in proptest::prelude::any::<i64>(),
+            address in "\\PC{0,40}",
+            stored in proptest::option::of("\\PC{0,40}"),
+        ) {
+            for subject in [SecretSubject::User(UserId(id)), SecretSubject::email(&address)] {
+                let key = subject.key();
+                proptest::prop_assert_eq!(SecretSubject::from_key(key.as_deref()), Ok(subject));
+            }
+            let _ = SecretSubject::from_key(stored.as_deref());
+        }
+    }
+
     #[test]
     #[should_panic(expected = "lowercase")]
     fn custom_kinds_are_checked() {
