@@ -2,7 +2,8 @@
 # what it started when the calling shell exits. Sourced by scripts/test.sh.
 #
 # Exports PORTCULLIS_TEST_POSTGRES_URL and PORTCULLIS_TEST_REDIS_URL (and, for the browser test,
-# PORTCULLIS_TEST_CHROMIUM and PORTCULLIS_TEST_PLAYWRIGHT). Set any beforehand to use your own.
+# PORTCULLIS_TEST_CHROMIUM and PORTCULLIS_TEST_PLAYWRIGHT; for the mail tests,
+# PORTCULLIS_TEST_SMTP and PORTCULLIS_TEST_SMTP_MAILDIR). Set any beforehand to use your own.
 
 services_dir="$(mktemp -d /tmp/portcullis-services.XXXXXX)"
 chmod 755 "$services_dir"
@@ -113,9 +114,37 @@ require_service() {
     fi
 }
 
+# An SMTP sink (Python aiosmtpd, from PyPI) that delivers into a maildir, for tests/mail.rs;
+# exports PORTCULLIS_TEST_SMTP (host:port) and PORTCULLIS_TEST_SMTP_MAILDIR.
+start_smtp() {
+    if [ -n "${PORTCULLIS_TEST_SMTP:-}" ] && [ -n "${PORTCULLIS_TEST_SMTP_MAILDIR:-}" ]; then
+        return 0
+    fi
+    python3 -c 'import aiosmtpd' 2>/dev/null || install_python_interop || return 1
+    local port dir pid
+    port="$(free_port)"
+    dir="$services_dir/maildir"
+    python3 -m aiosmtpd -n -l "127.0.0.1:$port" -c aiosmtpd.handlers.Mailbox "$dir" \
+        >"$services_dir/smtp.log" 2>&1 &
+    pid=$!
+    services_cleanup+=("kill $pid")
+    python3 - "$port" <<'PY' || return 1
+import socket, sys, time
+for _ in range(100):
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.1)
+sys.exit(1)
+PY
+    export PORTCULLIS_TEST_SMTP="127.0.0.1:$port" PORTCULLIS_TEST_SMTP_MAILDIR="$dir"
+    echo "aiosmtpd $(python3 -c 'import aiosmtpd; print(aiosmtpd.__version__)') on 127.0.0.1:$port"
+}
+
 # The Python libraries of the seed applications, for the interop tests (PyPI, pinned).
 install_python_interop() {
-    python3 -c 'import jwt, jose, passlib.hash, argon2, cryptography, schemathesis' 2>/dev/null && return 0
+    python3 -c 'import jwt, jose, passlib.hash, argon2, cryptography, schemathesis, aiosmtpd' 2>/dev/null && return 0
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
         -r "$(dirname "${BASH_SOURCE[0]}")/interop-requirements.txt"
 }

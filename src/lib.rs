@@ -43,6 +43,10 @@
 //! |---|---|
 //! | *(default)* | everything above with [`MemoryStore`](store::MemoryStore) |
 //! | `sqlite` | `SqliteStore` (sqlx, embedded migrations) |
+//! | `postgres` | `PostgresStore` (sqlx, embedded migrations) and `PostgresBus` (`LISTEN/NOTIFY`) |
+//! | `redis` | `RedisSessions` (sessions and one-time secrets in Redis) and `RedisBus` |
+//! | `ratelimit` | `RateLimitLayer`, `LoginThrottle`, `QuotaLayer`, `ClientIp` (with `redis`: shared through Redis) |
+//! | `smtp` | `mail::SmtpMailer` (lettre, rustls) |
 //! | `bcrypt` | verification of legacy bcrypt password hashes, rehashed to Argon2id at login |
 //!
 //! [tower]: https://docs.rs/tower
@@ -71,6 +75,7 @@ pub mod flows;
 pub mod guard;
 mod identity;
 mod layer;
+pub mod mail;
 mod password;
 #[cfg(feature = "ratelimit")]
 pub mod ratelimit;

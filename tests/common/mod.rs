@@ -48,6 +48,13 @@ pub fn redis_url() -> Option<String> {
     service_url("PORTCULLIS_TEST_REDIS_URL", "Redis")
 }
 
+/// The SMTP sink to send to (`host:port`) and the maildir it delivers into, if any.
+pub fn smtp_sink() -> Option<(String, std::path::PathBuf)> {
+    let address = service_url("PORTCULLIS_TEST_SMTP", "an SMTP sink")?;
+    let maildir = service_url("PORTCULLIS_TEST_SMTP_MAILDIR", "an SMTP sink")?;
+    Some((address, maildir.into()))
+}
+
 /// A key prefix no other test uses, in one hash slot.
 pub fn redis_prefix() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
