@@ -130,6 +130,19 @@ fn digest_of(subject: &SecretSubject, code: &str) -> TokenDigest {
     key().digest(SecretKind::MAGIC_LINK, subject, code)
 }
 
+/// `subject` presents `code` for its magic-link secret at `now`.
+async fn guess_code(
+    store: &Arc<dyn SecretStore>,
+    subject: &SecretSubject,
+    code: &str,
+    now: OffsetDateTime,
+) -> Result<Guess, StoreError> {
+    let digest = digest_of(subject, code);
+    store
+        .guess_secret(SecretKind::MAGIC_LINK, subject, &digest, now)
+        .await
+}
+
 mod suite {
     use super::*;
 
@@ -171,14 +184,7 @@ mod suite {
             .consume_secret(SecretKind::MAGIC_LINK, &link, at(300))
             .await;
         assert_eq!(consumed.unwrap(), None);
-        let guessed = store
-            .guess_secret(
-                SecretKind::MAGIC_LINK,
-                &ada(),
-                &digest_of(&ada(), "123456"),
-                at(300),
-            )
-            .await;
+        let guessed = guess_code(&store, &ada(), "123456", at(300)).await;
         assert_eq!(guessed.unwrap(), Guess::NoSecret);
         // A microsecond before, both are live.
         let before = at(300) - Duration::from_micros(1);
@@ -186,14 +192,7 @@ mod suite {
             .consume_secret(SecretKind::MAGIC_LINK, &link, before)
             .await;
         assert!(consumed.unwrap().is_some());
-        let guessed = store
-            .guess_secret(
-                SecretKind::MAGIC_LINK,
-                &ada(),
-                &digest_of(&ada(), "123456"),
-                before,
-            )
-            .await;
+        let guessed = guess_code(&store, &ada(), "123456", before).await;
         assert!(matches!(guessed.unwrap(), Guess::Right(_)));
     }
 
@@ -235,15 +234,7 @@ mod suite {
             .await
             .unwrap();
         for left in [2, 1, 0] {
-            let guess = store
-                .guess_secret(
-                    SecretKind::MAGIC_LINK,
-                    &ada(),
-                    &digest_of(&ada(), "000000"),
-                    at(1),
-                )
-                .await
-                .unwrap();
+            let guess = guess_code(&store, &ada(), "000000", at(1)).await.unwrap();
             assert_eq!(
                 guess,
                 Guess::Wrong {
@@ -251,14 +242,7 @@ mod suite {
                 }
             );
         }
-        let right = store
-            .guess_secret(
-                SecretKind::MAGIC_LINK,
-                &ada(),
-                &digest_of(&ada(), "123456"),
-                at(2),
-            )
-            .await;
+        let right = guess_code(&store, &ada(), "123456", at(2)).await;
         assert_eq!(right.unwrap(), Guess::NoSecret, "a dead code stays dead");
         let consumed = store
             .consume_secret(SecretKind::MAGIC_LINK, &digest_of(&ada(), "123456"), at(2))
@@ -297,14 +281,7 @@ mod suite {
         left_seen.sort_unstable();
         assert_eq!(left_seen, [0, 1, 2, 3, 4], "each attempt was taken once");
         assert_eq!(refused, 45);
-        let right = store
-            .guess_secret(
-                SecretKind::MAGIC_LINK,
-                &ada(),
-                &digest_of(&ada(), "123456"),
-                at(2),
-            )
-            .await;
+        let right = guess_code(&store, &ada(), "123456", at(2)).await;
         assert_eq!(right.unwrap(), Guess::NoSecret);
     }
 
@@ -323,15 +300,7 @@ mod suite {
                 } else {
                     format!("{:06}", 300_000 + n)
                 };
-                store
-                    .guess_secret(
-                        SecretKind::MAGIC_LINK,
-                        &ada(),
-                        &digest_of(&ada(), &presented),
-                        at(1),
-                    )
-                    .await
-                    .unwrap()
+                guess_code(&store, &ada(), &presented, at(1)).await.unwrap()
             })
         });
         let (mut right, mut wrong) = (0, 0);
@@ -364,28 +333,14 @@ mod suite {
         second.created_at = at(10);
         store.insert_secret(second).await.unwrap();
         // The first code is gone: presenting it is a wrong guess at the second.
-        let old = store
-            .guess_secret(
-                SecretKind::MAGIC_LINK,
-                &ada(),
-                &digest_of(&ada(), "111111"),
-                at(11),
-            )
-            .await;
+        let old = guess_code(&store, &ada(), "111111", at(11)).await;
         assert_eq!(
             old.unwrap(),
             Guess::Wrong {
                 attempts_left: Some(4)
             }
         );
-        let new = store
-            .guess_secret(
-                SecretKind::MAGIC_LINK,
-                &ada(),
-                &digest_of(&ada(), "222222"),
-                at(12),
-            )
-            .await;
+        let new = guess_code(&store, &ada(), "222222", at(12)).await;
         assert!(matches!(new.unwrap(), Guess::Right(_)));
         // Without replacement, codes coexist (recovery codes).
         for n in 0..3 {
@@ -459,14 +414,7 @@ mod suite {
         }
         // The same address in another case is the same subject.
         let same = SecretSubject::email("ADA@Example.com");
-        let right = store
-            .guess_secret(
-                SecretKind::MAGIC_LINK,
-                &same,
-                &digest_of(&same, "123456"),
-                at(2),
-            )
-            .await;
+        let right = guess_code(&store, &same, "123456", at(2)).await;
         assert!(matches!(right.unwrap(), Guess::Right(_)));
     }
 
