@@ -245,10 +245,17 @@ async fn register_returns_the_user_and_the_first_user_becomes_superuser(backend:
             "full_name",
             "id",
             "is_active",
+            "is_superuser",
+            "last_login",
+            "updated_at",
             "username"
-        ]
+        ],
+        "every field of upstream's user object: Semantik's web app reads is_superuser"
     );
     assert_eq!(ada.body["username"], "ada");
+    assert_eq!(ada.body["is_superuser"], true);
+    assert_eq!(ada.body["last_login"], Value::Null);
+    assert_eq!(ada.body["updated_at"], ada.body["created_at"]);
     assert_eq!(ada.body["full_name"], "Ada Lovelace");
     assert_eq!(ada.body["is_active"], true);
     assert!(
@@ -260,6 +267,11 @@ async fn register_returns_the_user_and_the_first_user_becomes_superuser(backend:
     );
     let bob = server.register("bob").await;
     assert_eq!(bob["full_name"], Value::Null);
+    assert_eq!(bob["is_superuser"], false);
+    // After a login, /me tells when it happened.
+    let (access, _) = server.login("bob").await;
+    let me = server.get("/api/auth/me", Some(&access)).await;
+    assert!(me.body["last_login"].is_string(), "{}", me.body);
     let superuser = |id: &Value| format!("/users/{id}");
     assert_eq!(
         server
@@ -629,7 +641,12 @@ async fn me_requires_a_valid_bearer_credential(backend: Backend) {
     let (access, _) = server.login("ada").await;
     let me = server.get("/api/auth/me", Some(&access)).await;
     assert_eq!(me.status, StatusCode::OK);
-    assert_eq!(me.body, ada);
+    // The same user, as the login left it: its time recorded.
+    let mut expected = ada.clone();
+    expected["last_login"] = me.body["last_login"].clone();
+    expected["updated_at"] = me.body["updated_at"].clone();
+    assert_eq!(me.body, expected);
+    assert!(me.body["last_login"].is_string(), "{}", me.body);
     let anonymous = server.get("/api/auth/me", None).await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     assert_eq!(

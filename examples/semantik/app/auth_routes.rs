@@ -15,7 +15,7 @@ use super::api::{
 };
 use super::limits::ClientAddress;
 
-/// Semantik's `User` response.
+/// Semantik's `User` response, with every field upstream returns.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct UserOut {
     pub id: i64,
@@ -23,8 +23,14 @@ pub struct UserOut {
     pub email: Option<String>,
     pub full_name: Option<String>,
     pub is_active: bool,
+    /// Semantik's web app shows its admin pages only when this is true.
+    pub is_superuser: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_login: Option<OffsetDateTime>,
 }
 
 impl From<&User> for UserOut {
@@ -35,7 +41,10 @@ impl From<&User> for UserOut {
             email: user.email.clone(),
             full_name: user.full_name.clone(),
             is_active: user.is_active,
+            is_superuser: user.is_superuser(),
             created_at: user.created_at,
+            updated_at: user.updated_at,
+            last_login: user.last_login,
         }
     }
 }
