@@ -310,18 +310,54 @@ pub struct SecretRecord {
 }
 
 impl SecretRecord {
-    /// The record of `secret`, stored as `id` with `attempts_left` guesses to go: for stores
-    /// reading a row back.
-    pub fn new(id: SecretId, secret: NewSecret, attempts_left: Option<u32>) -> Self {
+    /// A record read back from a store: the secret of `kind` stored as `id`, issued at
+    /// `created_at` and redeemable until `expires_at`, with no subject, payload or guess
+    /// limit until [`with_subject`](Self::with_subject), [`with_payload`](Self::with_payload)
+    /// and [`with_attempts_left`](Self::with_attempts_left) say otherwise. For stores.
+    pub fn new(
+        id: SecretId,
+        kind: SecretKind,
+        created_at: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Self {
         Self {
             id,
-            kind: secret.kind,
-            subject: secret.subject,
-            payload: secret.payload,
-            created_at: secret.created_at,
-            expires_at: secret.expires_at,
-            attempts_left,
+            kind,
+            subject: SecretSubject::Nobody,
+            payload: None,
+            created_at,
+            expires_at,
+            attempts_left: None,
         }
+    }
+
+    /// The record of `secret`, just stored as `id`: every attempt still to go.
+    pub fn inserted(id: SecretId, secret: NewSecret) -> Self {
+        Self::new(id, secret.kind, secret.created_at, secret.expires_at)
+            .with_subject(secret.subject)
+            .with_payload(secret.payload)
+            .with_attempts_left(secret.attempts)
+    }
+
+    /// Issued to `subject`.
+    #[must_use]
+    pub fn with_subject(mut self, subject: SecretSubject) -> Self {
+        self.subject = subject;
+        self
+    }
+
+    /// Carrying `payload` (JSON text, as stored).
+    #[must_use]
+    pub fn with_payload(mut self, payload: Option<String>) -> Self {
+        self.payload = payload;
+        self
+    }
+
+    /// Surviving `attempts_left` more wrong guesses (`None`: no limit).
+    #[must_use]
+    pub fn with_attempts_left(mut self, attempts_left: Option<u32>) -> Self {
+        self.attempts_left = attempts_left;
+        self
     }
 
     /// The payload, deserialised.

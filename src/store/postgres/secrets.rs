@@ -19,7 +19,7 @@ use crate::token::TokenDigest;
 /// The columns a record is read from.
 macro_rules! columns {
     () => {
-        "id, digest, subject, payload, created_at, expires_at, attempts_left"
+        "id, subject, payload, created_at, expires_at, attempts_left"
     };
 }
 
@@ -34,25 +34,22 @@ macro_rules! live {
 const SUBJECT_LOCK_CLASS: i32 = 0x7063_7373;
 
 fn record(kind: SecretKind, row: &PgRow) -> Result<SecretRecord, StoreError> {
-    let digest: Vec<u8> = row.try_get("digest").map_err(corrupt)?;
-    let digest = TokenDigest::from_slice(&digest).ok_or_else(|| corrupt("digest length"))?;
     let subject: Option<String> = row.try_get("subject").map_err(corrupt)?;
     let attempts_left: Option<i32> = row.try_get("attempts_left").map_err(corrupt)?;
     let attempts_left = attempts_left
         .map(u32::try_from)
         .transpose()
         .map_err(corrupt)?;
-    let mut secret = NewSecret::new(
+    let record = SecretRecord::new(
+        SecretId(row.try_get("id").map_err(corrupt)?),
         kind,
-        digest,
         row.try_get("created_at").map_err(corrupt)?,
-        std::time::Duration::ZERO,
-    )
-    .subject(SecretSubject::from_key(subject.as_deref()).map_err(corrupt)?);
-    secret.expires_at = row.try_get("expires_at").map_err(corrupt)?;
-    secret.payload = row.try_get("payload").map_err(corrupt)?;
-    let id = SecretId(row.try_get("id").map_err(corrupt)?);
-    Ok(SecretRecord::new(id, secret, attempts_left))
+        row.try_get("expires_at").map_err(corrupt)?,
+    );
+    Ok(record
+        .with_subject(SecretSubject::from_key(subject.as_deref()).map_err(corrupt)?)
+        .with_payload(row.try_get("payload").map_err(corrupt)?)
+        .with_attempts_left(attempts_left))
 }
 
 fn attempts(attempts: Option<u32>) -> Option<i32> {
@@ -101,8 +98,7 @@ impl SecretStore for PostgresStore {
         .await
         .map_err(store_error)?;
         tx.commit().await.map_err(store_error)?;
-        let attempts = secret.attempts;
-        Ok(SecretRecord::new(SecretId(id), secret, attempts))
+        Ok(SecretRecord::inserted(SecretId(id), secret))
     }
 
     async fn consume_secret(

@@ -16,12 +16,8 @@ use crate::store::{
 };
 use crate::token::TokenDigest;
 
-/// A secret from an `HGETALL` reply; its digest is the one it was found by.
-fn record(
-    kind: SecretKind,
-    digest: TokenDigest,
-    value: &Value,
-) -> Result<SecretRecord, StoreError> {
+/// A secret from an `HGETALL` reply.
+fn record(kind: SecretKind, value: &Value) -> Result<SecretRecord, StoreError> {
     let Value::Array(items) = value else {
         return Err(corrupt("secret is not an array"));
     };
@@ -41,20 +37,16 @@ fn record(
         .get("attempts_left")
         .map(|left| left.parse::<u32>().map_err(corrupt))
         .transpose()?;
-    let mut secret = NewSecret::new(
-        kind,
-        digest,
-        from_micros(number("created_at")?),
-        std::time::Duration::ZERO,
-    )
-    .subject(subject);
-    secret.expires_at = from_micros(number("expires_at")?);
-    secret.payload = map.get("payload").cloned();
-    Ok(SecretRecord::new(
+    let record = SecretRecord::new(
         SecretId(number("id")?),
-        secret,
-        attempts_left,
-    ))
+        kind,
+        from_micros(number("created_at")?),
+        from_micros(number("expires_at")?),
+    );
+    Ok(record
+        .with_subject(subject)
+        .with_payload(map.get("payload").cloned())
+        .with_attempts_left(attempts_left))
 }
 
 impl<S: UserStore> RedisSessions<S> {
@@ -87,8 +79,7 @@ impl<S: UserStore> SecretStore for RedisSessions<S> {
         let reply = self.secrets("insert", secret.kind, args).await?;
         match status(&reply)? {
             (word, [Value::Int(id)]) if word == "ok" => {
-                let attempts = secret.attempts;
-                Ok(SecretRecord::new(SecretId(*id), secret, attempts))
+                Ok(SecretRecord::inserted(SecretId(*id), secret))
             }
             (word, _) if word == "conflict" => Err(StoreError::Conflict("digest")),
             (word, _) => Err(corrupt(format!("unexpected secret insert reply {word}"))),
@@ -104,7 +95,7 @@ impl<S: UserStore> SecretStore for RedisSessions<S> {
         let args = vec![digest.to_hex(), to_micros(now).to_string()];
         let reply = self.secrets("consume", kind, args).await?;
         match status(&reply)? {
-            (word, [fields]) if word == "ok" => record(kind, *digest, fields).map(Some),
+            (word, [fields]) if word == "ok" => record(kind, fields).map(Some),
             (word, _) if word == "none" => Ok(None),
             (word, _) => Err(corrupt(format!("unexpected consume reply {word}"))),
         }
@@ -124,7 +115,7 @@ impl<S: UserStore> SecretStore for RedisSessions<S> {
         let reply = self.secrets("guess", kind, args).await?;
         match status(&reply)? {
             (word, [fields]) if word == "right" => {
-                Ok(Guess::Right(Box::new(record(kind, *digest, fields)?)))
+                Ok(Guess::Right(Box::new(record(kind, fields)?)))
             }
             (word, left) if word == "wrong" => {
                 let left = left.iter().map(|value| match value {

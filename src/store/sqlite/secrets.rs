@@ -18,7 +18,7 @@ use crate::token::TokenDigest;
 /// The columns a record is read from.
 macro_rules! columns {
     () => {
-        "id, digest, subject, payload, created_at, expires_at, attempts_left"
+        "id, subject, payload, created_at, expires_at, attempts_left"
     };
 }
 
@@ -30,25 +30,22 @@ macro_rules! live {
 }
 
 fn record(kind: SecretKind, row: &SqliteRow) -> Result<SecretRecord, StoreError> {
-    let digest: Vec<u8> = row.try_get("digest").map_err(corrupt)?;
-    let digest = TokenDigest::from_slice(&digest).ok_or_else(|| corrupt("digest length"))?;
     let subject: Option<String> = row.try_get("subject").map_err(corrupt)?;
     let attempts_left: Option<i64> = row.try_get("attempts_left").map_err(corrupt)?;
     let attempts_left = attempts_left
         .map(u32::try_from)
         .transpose()
         .map_err(corrupt)?;
-    let mut secret = NewSecret::new(
+    let record = SecretRecord::new(
+        SecretId(row.try_get("id").map_err(corrupt)?),
         kind,
-        digest,
         from_micros(row.try_get("created_at").map_err(corrupt)?),
-        std::time::Duration::ZERO,
-    )
-    .subject(SecretSubject::from_key(subject.as_deref()).map_err(corrupt)?);
-    secret.expires_at = from_micros(row.try_get("expires_at").map_err(corrupt)?);
-    secret.payload = row.try_get("payload").map_err(corrupt)?;
-    let id = SecretId(row.try_get("id").map_err(corrupt)?);
-    Ok(SecretRecord::new(id, secret, attempts_left))
+        from_micros(row.try_get("expires_at").map_err(corrupt)?),
+    );
+    Ok(record
+        .with_subject(SecretSubject::from_key(subject.as_deref()).map_err(corrupt)?)
+        .with_payload(row.try_get("payload").map_err(corrupt)?)
+        .with_attempts_left(attempts_left))
 }
 
 #[async_trait]
@@ -87,8 +84,7 @@ impl SecretStore for SqliteStore {
         .await
         .map_err(store_error)?;
         tx.commit().await.map_err(store_error)?;
-        let attempts = secret.attempts;
-        Ok(SecretRecord::new(SecretId(id), secret, attempts))
+        Ok(SecretRecord::inserted(SecretId(id), secret))
     }
 
     async fn consume_secret(
