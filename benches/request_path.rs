@@ -40,7 +40,7 @@ async fn fixture() -> Fixture {
     let keys = JwtKeys::new(JwtKey::hs256(&[7; 32]).unwrap()).unwrap();
     let access = AccessTokens::new(&auth, keys, JwtConfig::new("bench", "bench-api"));
     let user = auth
-        .store()
+        .users()
         .create_user(NewUser::new("ada"), auth.now())
         .await
         .unwrap();

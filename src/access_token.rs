@@ -100,7 +100,7 @@ impl JwtConfig {
 /// let auth = Auth::builder(MemoryStore::new()).build();
 /// let keys = JwtKeys::new(JwtKey::hs256(b"a secret of at least thirty-two bytes")?)?;
 /// let tokens = AccessTokens::new(&auth, keys, JwtConfig::new("my-app", "my-api"));
-/// let ada = auth.store().create_user(NewUser::new("ada"), auth.now()).await?;
+/// let ada = auth.users().create_user(NewUser::new("ada"), auth.now()).await?;
 ///
 /// let issued = tokens.issue(&ada, None)?;
 /// let identity = tokens.resolve(issued.token.expose()).await?;
@@ -310,7 +310,7 @@ impl AccessTokens {
         };
         let sid = claims.sid.clone().map(FamilyId::new);
         if let Some(sid) = &sid
-            && !auth.store().family_is_active(sid, auth.now()).await?
+            && !auth.tokens().family_is_active(sid, auth.now()).await?
         {
             // A session never comes back, so the rejection can be cached.
             return Ok(Cached::Rejected(InvalidToken::Revoked));

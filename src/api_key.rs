@@ -31,7 +31,7 @@ use async_trait::async_trait;
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let auth = Auth::builder(MemoryStore::new()).build();
 /// let api_keys = ApiKeys::new(&auth, TokenFormat::new("smtk_")?).max_active_per_user(20);
-/// let ada = auth.store().create_user(NewUser::new("ada"), auth.now()).await?;
+/// let ada = auth.users().create_user(NewUser::new("ada"), auth.now()).await?;
 ///
 /// let created = api_keys.create(&ada, NewApiKey::named("laptop")).await?;
 /// let identity = api_keys.resolve(created.secret.expose()).await?;
@@ -169,7 +169,7 @@ impl ApiKeys {
         let now = auth.now();
         let ttl = key.expires_in.or(self.inner.default_ttl);
         let record = auth
-            .store()
+            .tokens()
             .insert_token(NewToken {
                 kind: TokenKind::ApiKey,
                 digest: generated.digest(),
@@ -203,7 +203,7 @@ impl ApiKeys {
     pub async fn list(&self, owner: UserId) -> Result<Vec<TokenRecord>, StoreError> {
         self.inner
             .auth
-            .store()
+            .tokens()
             .tokens_of_user(owner, TokenKind::ApiKey)
             .await
     }
@@ -232,7 +232,7 @@ impl ApiKeys {
             kind: Some(TokenKind::ApiKey),
         };
         let revoked = auth
-            .store()
+            .tokens()
             .revoke_tokens(selector, RevokeReason::Revoked, auth.now())
             .await?;
         if !revoked.is_empty() {

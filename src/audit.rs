@@ -160,16 +160,16 @@ impl EventSink for TracingEvents {
 }
 
 /// A sink that appends events to the store, for an admin event log
-/// ([`UserStore::events`](crate::store::UserStore::events) reads them back). A failed write
+/// ([`EventStore::events`](crate::store::EventStore::events) reads them back). A failed write
 /// is logged and never fails the operation that caused the event.
 #[derive(Clone)]
 pub struct StoredEvents {
-    store: Arc<dyn crate::store::UserStore>,
+    store: Arc<dyn crate::store::EventStore>,
 }
 
 impl StoredEvents {
     /// Events into `store` (typically the same store the `Auth` uses).
-    pub fn new(store: Arc<dyn crate::store::UserStore>) -> Self {
+    pub fn new(store: Arc<dyn crate::store::EventStore>) -> Self {
         Self { store }
     }
 }

@@ -16,10 +16,13 @@ use crate::bus::{
 use crate::cache::{CacheConfig, CacheKey, Cached, CredentialCache, Resolved};
 use crate::clock::{Clock, SystemClock};
 use crate::error::AuthError;
-use crate::store::{FamilyId, StoreError, User, UserId, UserStore, UserUpdate};
+use crate::store::{
+    CounterStore, FamilyId, SecretStore, StoreError, Stores, TokenStore, User, UserId, UserStore,
+    UserUpdate,
+};
 use crate::usage::{UsageConfig, UsageRecorder};
 
-/// The shared core of portcullis: one store, one credential cache, one clock, one event sink.
+/// The shared core of portcullis: the stores, one credential cache, one clock, one event sink.
 ///
 /// Build one per application and derive the services from it; they all see the same cache,
 /// so revoking through one of them is seen by every credential source at once.
@@ -36,7 +39,7 @@ pub struct Auth {
 }
 
 struct Inner {
-    store: Arc<dyn UserStore>,
+    stores: Stores,
     cache: CredentialCache,
     clock: Arc<dyn Clock>,
     events: Arc<dyn EventSink>,
@@ -72,7 +75,7 @@ impl fmt::Debug for Auth {
 
 /// Configures an [`Auth`].
 pub struct AuthBuilder {
-    store: Arc<dyn UserStore>,
+    stores: Stores,
     cache: CacheConfig,
     clock: Arc<dyn Clock>,
     events: Arc<dyn EventSink>,
@@ -199,8 +202,8 @@ impl AuthBuilder {
         let auth = Auth {
             inner: Arc::new(Inner {
                 cache,
-                usage: UsageRecorder::new(Arc::clone(&self.store), &self.usage),
-                store: self.store,
+                usage: UsageRecorder::new(Arc::clone(&self.stores.tokens), &self.usage),
+                stores: self.stores,
                 clock: self.clock,
                 events: self.events,
                 bus,
@@ -222,15 +225,12 @@ fn random_origin() -> u64 {
 }
 
 impl Auth {
-    /// Starts configuring an [`Auth`] over `store`.
-    pub fn builder(store: impl UserStore) -> AuthBuilder {
-        Self::builder_shared(Arc::new(store))
-    }
-
-    /// Like [`builder`](Self::builder), for a store the application also uses directly.
-    pub fn builder_shared(store: Arc<dyn UserStore>) -> AuthBuilder {
+    /// Starts configuring an [`Auth`] over a [`Store`](crate::store::Store) that keeps every concern (owned, or an
+    /// `Arc<dyn Store>` the application also uses directly), or over [`Stores`] that keep
+    /// them in different places.
+    pub fn builder(stores: impl Into<Stores>) -> AuthBuilder {
         AuthBuilder {
-            store,
+            stores: stores.into(),
             cache: CacheConfig::default(),
             clock: Arc::new(SystemClock),
             events: Arc::new(TracingEvents),
@@ -241,9 +241,29 @@ impl Auth {
         }
     }
 
-    /// The store.
-    pub fn store(&self) -> &dyn UserStore {
-        &*self.inner.store
+    /// The stores, one per concern.
+    pub fn stores(&self) -> &Stores {
+        &self.inner.stores
+    }
+
+    /// The user accounts.
+    pub fn users(&self) -> &dyn UserStore {
+        &*self.inner.stores.users
+    }
+
+    /// The opaque tokens: API keys, refresh tokens, session ids.
+    pub fn tokens(&self) -> &dyn TokenStore {
+        &*self.inner.stores.tokens
+    }
+
+    /// The one-time secrets.
+    pub fn secrets(&self) -> &dyn SecretStore {
+        &*self.inner.stores.secrets
+    }
+
+    /// The quota counters.
+    pub fn counters(&self) -> &dyn CounterStore {
+        &*self.inner.stores.counters
     }
 
     /// The current time from the configured clock.
@@ -265,7 +285,7 @@ impl Auth {
     ///
     /// let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
     /// let auth = Auth::builder(MemoryStore::new()).shared_clock(clock.clone()).build();
-    /// let ada = auth.store().create_user(NewUser::new("ada"), auth.now()).await?;
+    /// let ada = auth.users().create_user(NewUser::new("ada"), auth.now()).await?;
     /// let method = AuthMethod::Jwt { jti: None, sid: None };
     /// let identity = Identity::user(ada, method, Scopes::Unrestricted).signed_in_at(auth.now());
     ///
@@ -317,7 +337,12 @@ impl Auth {
     ) -> Result<Option<User>, StoreError> {
         let affects_credentials = update.affects_credentials();
         let deactivated = update.is_active == Some(false);
-        let updated = self.inner.store.update_user(id, update, self.now()).await?;
+        let updated = self
+            .inner
+            .stores
+            .users
+            .update_user(id, update, self.now())
+            .await?;
         if affects_credentials && updated.is_some() {
             self.invalidate(Invalidation::User(id)).await;
             self.audit(AuditKind::UserUpdated { deactivated }, Some(id))
@@ -393,7 +418,7 @@ impl Auth {
     /// ```
     pub async fn purge_tokens(&self, retention: Duration) -> Result<u64, StoreError> {
         let before = crate::clock::sub(self.now(), retention);
-        self.inner.store.purge_tokens(before).await
+        self.inner.stores.tokens.purge_tokens(before).await
     }
 
     /// Writes every queued `last_used_at` update now (call on graceful shutdown).
@@ -450,7 +475,7 @@ impl Auth {
         kind: crate::store::TokenKind,
         domain: crate::cache::Domain,
     ) -> Result<Option<crate::store::TokenRecord>, StoreError> {
-        let store = &self.inner.store;
+        let store = &self.inner.stores.tokens;
         let owned = store.tokens_of_user(owner, kind).await?;
         let Some(token) = owned.into_iter().find(|token| token.id == id) else {
             return Ok(None);
@@ -477,7 +502,13 @@ impl Auth {
         kind: crate::store::TokenKind,
         digest: &crate::token::TokenDigest,
     ) -> Result<Result<crate::store::TokenRecord, crate::InvalidToken>, StoreError> {
-        let Some(record) = self.inner.store.token_by_digest(kind, digest).await? else {
+        let Some(record) = self
+            .inner
+            .stores
+            .tokens
+            .token_by_digest(kind, digest)
+            .await?
+        else {
             return Ok(Err(crate::InvalidToken::Unknown));
         };
         Ok(if record.revoked_at.is_some() {
@@ -491,7 +522,7 @@ impl Auth {
 
     /// Loads a user for a credential; a missing user is reported as `None`.
     pub(crate) async fn load_user(&self, id: UserId) -> Result<Option<User>, AuthError> {
-        Ok(self.inner.store.user_by_id(id).await?)
+        Ok(self.inner.stores.users.user_by_id(id).await?)
     }
 
     /// The identity a cached credential stands for, if the cache holds a current answer for

@@ -4,8 +4,8 @@
 //! ordered credential sources (browser [sessions](session) with CSRF protection and
 //! [safe post-login redirects](redirect), API keys, JWT
 //! access tokens, an internal service key, WebSocket query tokens), runtime-composable [guards](guard), extractors, refresh-token rotation with
-//! reuse detection, Argon2id passwords, and a pluggable [`UserStore`](store::UserStore) behind a
-//! cached SHA-256 token lookup.
+//! reuse detection, Argon2id passwords, and pluggable [stores](store) (users, tokens, one-time
+//! secrets, counters, events) behind a cached SHA-256 token lookup.
 //!
 //! ## The request path
 //!
@@ -48,6 +48,7 @@
 //! | `ratelimit` | `RateLimitLayer`, `LoginThrottle`, `QuotaLayer`, `ClientIp` (with `redis`: shared through Redis) |
 //! | `smtp` | `mail::SmtpMailer` (lettre, rustls) |
 //! | `bcrypt` | verification of legacy bcrypt password hashes, rehashed to Argon2id at login |
+//! | `conformance` | the store conformance tests as a kit for third-party stores (`store_conformance!`) |
 //!
 //! [tower]: https://docs.rs/tower
 //! [axum]: https://docs.rs/axum
@@ -68,6 +69,8 @@ mod auth;
 pub mod bus;
 mod cache;
 pub mod clock;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod csrf;
 mod error;
 mod extract;

@@ -32,7 +32,7 @@ use crate::token::{RandomnessUnavailable, TokenDigest, TokenFormat, TokenSecret}
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let auth = Auth::builder(MemoryStore::new()).build();
 /// let refresh = RefreshTokens::new(&auth, TokenFormat::new("rt_")?, Duration::from_secs(30 * 86_400));
-/// let ada = auth.store().create_user(NewUser::new("ada"), auth.now()).await?;
+/// let ada = auth.users().create_user(NewUser::new("ada"), auth.now()).await?;
 ///
 /// let first = refresh.issue(&ada).await?;
 /// let second = refresh.rotate(first.secret.expose()).await?;
@@ -173,7 +173,7 @@ impl RefreshTokens {
         let record = self
             .inner
             .auth
-            .store()
+            .tokens()
             .insert_token(NewToken {
                 kind: TokenKind::Refresh,
                 digest: generated.digest(),
@@ -204,7 +204,7 @@ impl RefreshTokens {
         let digest = self.parse(presented)?;
         let auth = &self.inner.auth;
         let record = auth
-            .store()
+            .tokens()
             .token_by_digest(TokenKind::Refresh, &digest)
             .await?
             .ok_or(InvalidToken::Unknown)?;
@@ -253,7 +253,7 @@ impl RefreshTokens {
             max_active: None,
         };
         match auth
-            .store()
+            .tokens()
             .rotate_token(TokenKind::Refresh, &digest, replacement, now)
             .await?
         {
@@ -294,7 +294,7 @@ impl RefreshTokens {
         };
         let auth = &self.inner.auth;
         let revoked = match auth
-            .store()
+            .tokens()
             .revoke_tokens(
                 TokenSelector::Family(family.clone()),
                 RevokeReason::Reuse,
@@ -350,7 +350,7 @@ impl RefreshTokens {
         };
         let auth = &self.inner.auth;
         let Some(record) = auth
-            .store()
+            .tokens()
             .token_by_digest(TokenKind::Refresh, &digest)
             .await?
         else {
@@ -360,7 +360,7 @@ impl RefreshTokens {
             return Ok(0);
         };
         let revoked = auth
-            .store()
+            .tokens()
             .revoke_tokens(
                 TokenSelector::Family(family.clone()),
                 RevokeReason::Logout,
@@ -386,7 +386,7 @@ impl RefreshTokens {
             kind: Some(TokenKind::Refresh),
         };
         let revoked = auth
-            .store()
+            .tokens()
             .revoke_tokens(selector, RevokeReason::Logout, auth.now())
             .await?;
         // One entry for all of the user's sessions keeps the invalidation log short.

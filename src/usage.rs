@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::cache::Resolved;
 use crate::clock::from_micros;
-use crate::store::{StoreError, TokenId, TokenUse, UserStore};
+use crate::store::{StoreError, TokenId, TokenStore, TokenUse};
 
 #[derive(Clone, Debug)]
 pub(crate) struct UsageConfig {
@@ -37,7 +37,7 @@ pub(crate) struct UsageRecorder {
 
 struct Shared {
     pending: Mutex<HashMap<TokenId, i64>>,
-    store: Arc<dyn UserStore>,
+    store: Arc<dyn TokenStore>,
 }
 
 impl std::fmt::Debug for UsageRecorder {
@@ -49,7 +49,7 @@ impl std::fmt::Debug for UsageRecorder {
 }
 
 impl UsageRecorder {
-    pub(crate) fn new(store: Arc<dyn UserStore>, config: &UsageConfig) -> Self {
+    pub(crate) fn new(store: Arc<dyn TokenStore>, config: &UsageConfig) -> Self {
         Self {
             shared: Arc::new(Shared {
                 pending: Mutex::new(HashMap::new()),

@@ -11,7 +11,6 @@
 mod common;
 
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -51,7 +50,7 @@ async fn chromium_keeps_the_session_cookie_and_the_csrf_check_stops_forged_posts
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("browser.db").display());
     let store = SqliteStore::connect(&url).await.unwrap();
-    let app = session_app::serve(Arc::new(store)).await;
+    let app = session_app::serve(store).await;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let evil = format!("http://{}", listener.local_addr().unwrap());

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use portcullis::bus::{InvalidationBus, PostgresBus, RedisBus};
 use portcullis::source::TokenResolver;
-use portcullis::store::{NewUser, PostgresStore, SqliteStore, UserStore};
+use portcullis::store::{NewUser, PostgresStore, SqliteStore, Store};
 use portcullis::token::TokenFormat;
 use portcullis::{ApiKeys, Auth, CacheConfig, NewApiKey};
 
@@ -49,8 +49,8 @@ fn long_lived_cache() -> CacheConfig {
     CacheConfig::default().positive_ttl(Duration::from_secs(600))
 }
 
-async fn instance(store: Arc<dyn UserStore>, bus: impl InvalidationBus) -> (Auth, ApiKeys) {
-    let auth = Auth::builder_shared(store)
+async fn instance(store: Arc<dyn Store>, bus: impl InvalidationBus) -> (Auth, ApiKeys) {
+    let auth = Auth::builder(store)
         .cache(long_lived_cache())
         .invalidation_bus(bus)
         .build();
@@ -83,7 +83,7 @@ async fn a_half_open_bus_is_noticed(
         .await;
     }
     let owner = a_auth
-        .store()
+        .users()
         .create_user(NewUser::new("ada"), a_auth.now())
         .await
         .unwrap();
@@ -150,8 +150,8 @@ async fn a_stopped_redis_bus_is_noticed_and_the_cache_bypassed() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("shared.db").display());
-    let a_store: Arc<dyn UserStore> = Arc::new(SqliteStore::connect(&db).await.unwrap());
-    let b_store: Arc<dyn UserStore> = Arc::new(SqliteStore::connect(&db).await.unwrap());
+    let a_store: Arc<dyn Store> = Arc::new(SqliteStore::connect(&db).await.unwrap());
+    let b_store: Arc<dyn Store> = Arc::new(SqliteStore::connect(&db).await.unwrap());
     let a = instance(a_store, RedisBus::open(&url).unwrap()).await;
     let b = instance(b_store, RedisBus::open(&url).unwrap()).await;
     let pid = redis.id();

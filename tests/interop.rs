@@ -71,7 +71,7 @@ fn key_file(name: &str) -> String {
 async fn user_and_auth() -> (Auth, User) {
     let auth = Auth::builder(MemoryStore::new()).build();
     let user = auth
-        .store()
+        .users()
         .create_user(NewUser::new("ada"), auth.now())
         .await
         .unwrap();

@@ -35,7 +35,7 @@ async fn fixture() -> Fixture {
         .shared_clock(clock.clone())
         .build();
     let user = auth
-        .store()
+        .users()
         .create_user(NewUser::new("ada"), auth.now())
         .await
         .unwrap();

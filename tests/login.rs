@@ -129,7 +129,7 @@ async fn login_records_last_login_and_refuses_inactive_accounts() {
 async fn accounts_without_a_password_cannot_log_in_with_one() {
     let f = fixture().await;
     f.auth
-        .store()
+        .users()
         .create_user(NewUser::new("sso-only"), f.auth.now())
         .await
         .unwrap();
@@ -150,7 +150,7 @@ async fn a_legacy_passlib_bcrypt_hash_logs_in_and_is_upgraded_to_argon2id() {
     let legacy = "$2b$12$f7wazk1lkXzPSU50sx3pv.cq5C8ZJCUHUTG51Aqk0pw4P7RD6XKC2";
     let user = f
         .auth
-        .store()
+        .users()
         .create_user(NewUser::new("legacy").password_hash(legacy), f.auth.now())
         .await
         .unwrap();
@@ -164,7 +164,7 @@ async fn a_legacy_passlib_bcrypt_hash_logs_in_and_is_upgraded_to_argon2id() {
     assert!(kinds(&f.events).contains(&AuditKind::PasswordRehashed));
     // The new hash works; the stored record no longer holds the bcrypt hash.
     f.login.login("legacy", "secret123").await.unwrap();
-    let stored = f.auth.store().user_by_id(user.id).await.unwrap().unwrap();
+    let stored = f.auth.users().user_by_id(user.id).await.unwrap().unwrap();
     assert_eq!(stored.password_hash, upgraded.password_hash);
 }
 
@@ -172,7 +172,7 @@ async fn a_legacy_passlib_bcrypt_hash_logs_in_and_is_upgraded_to_argon2id() {
 async fn a_corrupt_stored_hash_fails_closed() {
     let f = fixture().await;
     f.auth
-        .store()
+        .users()
         .create_user(
             NewUser::new("broken").password_hash("not-a-hash"),
             f.auth.now(),
@@ -188,12 +188,12 @@ async fn a_corrupt_stored_hash_fails_closed() {
 #[tokio::test]
 async fn stored_events_keep_an_admin_log_in_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let store: std::sync::Arc<dyn portcullis::store::UserStore> = std::sync::Arc::new(
+    let store: std::sync::Arc<dyn portcullis::store::Store> = std::sync::Arc::new(
         SqliteStore::connect(&format!("sqlite://{}", dir.path().join("db").display()))
             .await
             .unwrap(),
     );
-    let auth = Auth::builder_shared(store.clone())
+    let auth = Auth::builder(store.clone())
         .events(portcullis::audit::StoredEvents::new(store.clone()))
         .build();
     let login = PasswordLogin::new(&auth, &Passwords::new(PasswordPolicy::default()));

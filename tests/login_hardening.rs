@@ -12,7 +12,7 @@ use argon2::Params;
 use portcullis::audit::{AuditKind, RecordedEvents};
 use portcullis::flows::{LoginError, PasswordLogin, Registration};
 use portcullis::ratelimit::{LoginThrottle, ThrottlePolicy, WhenRedisDown};
-use portcullis::store::{MemoryStore, PostgresStore, SqliteStore, UserStore};
+use portcullis::store::{MemoryStore, PostgresStore, SqliteStore, Store};
 use portcullis::{Auth, PasswordPolicy, Passwords};
 
 struct Fixture {
@@ -236,8 +236,8 @@ async fn a_nul_in_a_login_username_is_a_wrong_password_on_postgres() {
         return;
     };
     let schema = common::PgSchema::create(&server).await;
-    let store: Arc<dyn UserStore> = Arc::new(PostgresStore::connect(&schema.url).await.unwrap());
-    let auth = Auth::builder_shared(store).build();
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::connect(&schema.url).await.unwrap());
+    let auth = Auth::builder(store).build();
     let login = PasswordLogin::new(&auth, &passwords());
     login
         .register(Registration::new("ada", "correct horse"))
@@ -364,7 +364,7 @@ async fn every_failed_login_takes_as_long_as_the_slowest_verification() {
     ] {
         let mut user = portcullis::store::NewUser::new(name);
         user.password_hash = hash.map(str::to_owned);
-        auth.store().create_user(user, auth.now()).await.unwrap();
+        auth.users().create_user(user, auth.now()).await.unwrap();
     }
     let paths = ["legacy", "argon", "nobody", "corrupt", "sso"];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];

@@ -47,7 +47,7 @@ async fn database_down_is_503_and_recovery_needs_no_restart() {
     let auth = Auth::builder(store).build();
     let api_keys = ApiKeys::new(&auth, TokenFormat::new("pc_").unwrap());
     let ada = auth
-        .store()
+        .users()
         .create_user(NewUser::new("ada"), auth.now())
         .await
         .unwrap();

@@ -228,7 +228,7 @@ mod quota {
     use portcullis::clock::ManualClock;
     use portcullis::ratelimit::QuotaLayer;
     use portcullis::source::Bearer;
-    use portcullis::store::{NewUser, SqliteStore, UserStore};
+    use portcullis::store::{NewUser, SqliteStore, Store};
     use portcullis::token::TokenFormat;
     use portcullis::{ApiKeys, Auth, AuthLayer, NewApiKey};
     use time::macros::datetime;
@@ -241,19 +241,19 @@ mod quota {
     }
 
     async fn app(path: &std::path::Path, clock: Arc<ManualClock>) -> App {
-        let store: Arc<dyn UserStore> = Arc::new(
+        let store: Arc<dyn Store> = Arc::new(
             SqliteStore::connect(&format!("sqlite://{}", path.display()))
                 .await
                 .unwrap(),
         );
-        let auth = Auth::builder_shared(store).shared_clock(clock).build();
+        let auth = Auth::builder(store).shared_clock(clock).build();
         let api_keys = ApiKeys::new(&auth, TokenFormat::new("q_").unwrap());
         let mut keys = Vec::new();
         for (name, roles) in [("ada", vec![]), ("root", vec!["admin"])] {
-            let user = match auth.store().user_by_username(name).await.unwrap() {
+            let user = match auth.users().user_by_username(name).await.unwrap() {
                 Some(user) => user,
                 None => auth
-                    .store()
+                    .users()
                     .create_user(NewUser::new(name).roles(roles), auth.now())
                     .await
                     .unwrap(),
@@ -338,15 +338,15 @@ mod quota {
     async fn the_quota_boundary_follows_the_configured_offset() {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(datetime!(2026-11-25 20:00 UTC)));
-        let store: Arc<dyn UserStore> = Arc::new(
+        let store: Arc<dyn Store> = Arc::new(
             SqliteStore::connect(&format!("sqlite://{}", dir.path().join("q.db").display()))
                 .await
                 .unwrap(),
         );
-        let auth = Auth::builder_shared(store).shared_clock(clock).build();
+        let auth = Auth::builder(store).shared_clock(clock).build();
         let api_keys = ApiKeys::new(&auth, TokenFormat::new("q_").unwrap());
         let user = auth
-            .store()
+            .users()
             .create_user(NewUser::new("ada"), auth.now())
             .await
             .unwrap();

@@ -40,7 +40,7 @@ async fn fixture(bus: Option<RedisBus>) -> Fixture {
     }
     let auth = builder.build();
     let user = auth
-        .store()
+        .users()
         .create_user(NewUser::new("ada"), auth.now())
         .await
         .unwrap();

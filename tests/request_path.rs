@@ -15,7 +15,7 @@ use portcullis::guard::{RequireRole, RequireScope};
 use portcullis::source::{Bearer, InternalKey, QueryToken};
 use portcullis::store::{
     FamilyId, MemoryStore, NewToken, NewUser, RevokeReason, Rotation, SqliteStore, StoreError,
-    TokenKind, TokenRecord, TokenSelector, TokenUse, User, UserId, UserStore, UserUpdate,
+    Stores, TokenKind, TokenRecord, TokenSelector, TokenStore, TokenUse, User, UserId, UserUpdate,
 };
 use portcullis::token::jwt::{JwtKey, JwtKeys};
 use portcullis::token::{TokenDigest, TokenFormat};
@@ -33,30 +33,7 @@ struct Counting<S> {
 }
 
 #[async_trait]
-impl<S: UserStore> UserStore for Counting<S> {
-    async fn create_user(&self, user: NewUser, now: OffsetDateTime) -> Result<User, StoreError> {
-        self.inner.create_user(user, now).await
-    }
-    async fn count_users(&self) -> Result<u64, StoreError> {
-        self.inner.count_users().await
-    }
-    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        self.inner.user_by_id(id).await
-    }
-    async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
-        self.inner.user_by_username(username).await
-    }
-    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        self.inner.user_by_email(email).await
-    }
-    async fn update_user(
-        &self,
-        id: UserId,
-        update: UserUpdate,
-        now: OffsetDateTime,
-    ) -> Result<Option<User>, StoreError> {
-        self.inner.update_user(id, update, now).await
-    }
+impl<S: TokenStore> TokenStore for Counting<S> {
     async fn insert_token(&self, token: NewToken) -> Result<TokenRecord, StoreError> {
         self.inner.insert_token(token).await
     }
@@ -109,28 +86,6 @@ impl<S: UserStore> UserStore for Counting<S> {
     async fn record_token_use(&self, uses: &[TokenUse]) -> Result<(), StoreError> {
         self.inner.record_token_use(uses).await
     }
-    async fn consume(
-        &self,
-        key: &str,
-        window: OffsetDateTime,
-        amount: u64,
-        limit: u64,
-    ) -> Result<portcullis::store::Consumption, StoreError> {
-        self.inner.consume(key, window, amount, limit).await
-    }
-    async fn counter(&self, key: &str, window: OffsetDateTime) -> Result<u64, StoreError> {
-        self.inner.counter(key, window).await
-    }
-    async fn record_event(&self, event: &portcullis::audit::AuditEvent) -> Result<(), StoreError> {
-        self.inner.record_event(event).await
-    }
-    async fn events(
-        &self,
-        user: Option<UserId>,
-        limit: u32,
-    ) -> Result<Vec<portcullis::audit::AuditEvent>, StoreError> {
-        self.inner.events(user, limit).await
-    }
 }
 
 const INTERNAL_KEY: &str = "internal-key-of-at-least-thirty-two-bytes";
@@ -156,12 +111,14 @@ impl App {
         ))
         .await
         .unwrap();
+        let mut stores = Stores::new(sqlite.clone());
         let store = Arc::new(Counting {
             inner: sqlite,
             lookups: AtomicUsize::new(0),
         });
+        stores.tokens = store.clone();
         let clock = Arc::new(ManualClock::starting_now());
-        let auth = Auth::builder_shared(store.clone())
+        let auth = Auth::builder(stores)
             .shared_clock(clock.clone())
             .last_used(Duration::from_secs(3600), Duration::from_secs(60))
             .build();
@@ -204,7 +161,7 @@ impl App {
             )
             .layer(layer);
         let user = auth
-            .store()
+            .users()
             .create_user(
                 NewUser::new("ada").first_user_roles(["superuser"]),
                 auth.now(),
@@ -583,7 +540,7 @@ async fn a_refresh_token_of_another_user_cannot_be_logged_out() {
     let app = App::new().await;
     let bob = app
         .auth
-        .store()
+        .users()
         .create_user(NewUser::new("bob"), app.auth.now())
         .await
         .unwrap();
@@ -791,7 +748,7 @@ async fn memory_store_serves_the_same_request_path() {
     let auth = Auth::builder(MemoryStore::new()).build();
     let api_keys = ApiKeys::new(&auth, TokenFormat::new("kk-").unwrap());
     let user = auth
-        .store()
+        .users()
         .create_user(NewUser::new("khoj"), auth.now())
         .await
         .unwrap();

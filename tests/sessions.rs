@@ -14,8 +14,7 @@ use common::session_app::{self, COOKIE, PASSWORD};
 use portcullis::clock::ManualClock;
 use portcullis::session::Sessions;
 use portcullis::store::{
-    PostgresStore, RedisSessions, SqliteStore, TokenKind, TokenRecord, UserId, UserStore,
-    UserUpdate,
+    PostgresStore, RedisSessions, SqliteStore, Stores, TokenKind, TokenRecord, UserId, UserUpdate,
 };
 use portcullis::token::{TokenDigest, TokenFormat};
 use portcullis::{ApiKeys, Auth, AuthError, NewApiKey};
@@ -24,7 +23,7 @@ use serde_json::json;
 /// One store to run the tests against, and whatever must live as long as it.
 struct Backend {
     name: &'static str,
-    store: Arc<dyn UserStore>,
+    store: Stores,
     _keep: Box<dyn std::any::Any + Send>,
 }
 
@@ -33,7 +32,7 @@ async fn sqlite() -> Backend {
     let url = format!("sqlite://{}", dir.path().join("sessions.db").display());
     Backend {
         name: "sqlite",
-        store: Arc::new(SqliteStore::connect(&url).await.unwrap()),
+        store: Stores::new(SqliteStore::connect(&url).await.unwrap()),
         _keep: Box::new(dir),
     }
 }
@@ -44,7 +43,7 @@ async fn backends() -> Vec<Backend> {
         let schema = common::PgSchema::create(&server).await;
         backends.push(Backend {
             name: "postgres",
-            store: Arc::new(PostgresStore::connect(&schema.url).await.unwrap()),
+            store: Stores::new(PostgresStore::connect(&schema.url).await.unwrap()),
             _keep: Box::new(schema),
         });
     }
@@ -52,12 +51,15 @@ async fn backends() -> Vec<Backend> {
         let dir = tempfile::tempdir().unwrap();
         let db = format!("sqlite://{}", dir.path().join("users.db").display());
         let prefix = common::redis_prefix();
-        let store = RedisSessions::new(SqliteStore::connect(&db).await.unwrap(), &url)
+        let sqlite = SqliteStore::connect(&db).await.unwrap();
+        let redis = RedisSessions::new(sqlite.clone(), &url)
             .unwrap()
             .prefix(prefix.clone());
+        let mut store = Stores::new(sqlite);
+        store.tokens = Arc::new(redis);
         backends.push(Backend {
             name: "redis sessions",
-            store: Arc::new(store),
+            store,
             _keep: Box::new((dir, RedisCleanup { url, prefix })),
         });
     }
@@ -94,7 +96,7 @@ struct Site {
 }
 
 async fn site(backend: Backend) -> Site {
-    let app = session_app::serve(Arc::clone(&backend.store)).await;
+    let app = session_app::serve(backend.store.clone()).await;
     Site {
         backend: backend.name,
         base: app.base,
@@ -192,7 +194,7 @@ impl Site {
     async fn api_key(&self, username: &str) -> String {
         let user = self
             .auth
-            .store()
+            .users()
             .user_by_username(username)
             .await
             .unwrap()
@@ -206,14 +208,14 @@ impl Site {
         let digest = TokenDigest::of(id);
         let stored = self
             .auth
-            .store()
+            .tokens()
             .token_by_digest(TokenKind::Session, &digest);
         stored.await.unwrap().expect("the session is stored")
     }
 
     async fn user_id(&self, username: &str) -> UserId {
         self.auth
-            .store()
+            .users()
             .user_by_username(username)
             .await
             .unwrap()
@@ -454,14 +456,14 @@ async fn another_instance_sees_the_uses_recorded_by_this_one() {
         site.clock.advance(Duration::from_secs(25 * 60));
         // A second instance (its own cache) over the same store: 50 minutes since login, 25
         // since the last use recorded by the first.
-        let other = Auth::builder_shared(Arc::clone(&site._backend.store))
+        let other = Auth::builder(site._backend.store.clone())
             .shared_clock(site.clock.clone())
             .build();
         let sessions = Sessions::new(&other, TokenFormat::new("pcs_").unwrap());
         let identity = sessions.resolve(&id).await;
         assert_eq!(identity.unwrap().name(), "ada", "{}", site.backend);
         site.clock.advance(Duration::from_secs(6 * 60));
-        let fresh = Auth::builder_shared(Arc::clone(&site._backend.store))
+        let fresh = Auth::builder(site._backend.store.clone())
             .shared_clock(site.clock.clone())
             .build();
         let sessions = Sessions::new(&fresh, TokenFormat::new("pcs_").unwrap());
@@ -636,14 +638,14 @@ async fn users_can_list_and_end_their_own_sessions_only() {
 async fn an_idle_session_ends_even_while_its_cache_entry_is_fresh() {
     let backend = sqlite().await;
     let clock = Arc::new(ManualClock::starting_now());
-    let auth = Auth::builder_shared(Arc::clone(&backend.store))
+    let auth = Auth::builder(backend.store.clone())
         .shared_clock(clock.clone())
         .cache(portcullis::CacheConfig::default().positive_ttl(Duration::from_secs(24 * 3600)))
         .build();
     let sessions = Sessions::new(&auth, TokenFormat::new("pcs_").unwrap())
         .idle_timeout(Some(Duration::from_secs(600)));
     let ada = auth
-        .store()
+        .users()
         .create_user(portcullis::store::NewUser::new("ada"), auth.now())
         .await
         .unwrap();

@@ -242,7 +242,7 @@ impl PasswordLogin {
         user.full_name = registration.full_name;
         let user = self
             .auth
-            .store()
+            .users()
             .create_user(user, self.auth.now())
             .await
             .map_err(|error| match error {
@@ -305,7 +305,7 @@ impl PasswordLogin {
     pub async fn login(&self, username: &str, password: &str) -> Result<User, LoginError> {
         self.check_username(username)?;
         let started = std::time::Instant::now();
-        let user = self.auth.store().user_by_username(username).await?;
+        let user = self.auth.users().user_by_username(username).await?;
         let stored = user.as_ref().and_then(|user| user.password_hash.as_deref());
         // Every way of failing costs one verification and then waits out the slowest scheme
         // (see `Passwords::pad_failure`): unknown user, no password, corrupt hash, wrong
@@ -339,7 +339,7 @@ impl PasswordLogin {
         // A rehash does not change which password is valid, so cached credentials stay.
         let updated = self
             .auth
-            .store()
+            .users()
             .update_user(user.id, update, self.auth.now())
             .await?
             .ok_or(LoginError::InvalidCredentials)?;
@@ -365,7 +365,7 @@ impl PasswordLogin {
     ) -> Result<User, ChangePasswordError> {
         let record = self
             .auth
-            .store()
+            .users()
             .user_by_id(user)
             .await?
             .ok_or(ChangePasswordError::UnknownUser)?;
@@ -390,7 +390,7 @@ impl PasswordLogin {
                 kind: Some(kind),
             };
             self.auth
-                .store()
+                .tokens()
                 .revoke_tokens(selector, RevokeReason::PasswordChanged, now)
                 .await?;
         }

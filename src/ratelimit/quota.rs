@@ -179,7 +179,7 @@ where
             let (window, reset) = quota.window(quota.auth.now());
             let key = format!("quota:{}:user:{user}", quota.name);
             let renderer = Renderer::of(request.extensions());
-            match quota.auth.store().consume(&key, window, 1, limit).await {
+            match quota.auth.counters().consume(&key, window, 1, limit).await {
                 Ok(Consumption::Allowed { total }) => {
                     let mut response = inner.call(request).await?;
                     response

@@ -49,7 +49,7 @@ use crate::token::{GeneratedToken, TokenDigest, TokenFormat, TokenSecret};
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let auth = Auth::builder(MemoryStore::new()).build();
 /// let sessions = Sessions::new(&auth, TokenFormat::new("pcs_")?);
-/// let ada = auth.store().create_user(NewUser::new("ada"), auth.now()).await?;
+/// let ada = auth.users().create_user(NewUser::new("ada"), auth.now()).await?;
 ///
 /// // At login: answer with `started.cookie` in the response.
 /// let started = sessions.start(&ada, &http::HeaderMap::new()).await?;
@@ -191,7 +191,7 @@ impl Sessions {
         let auth = &self.inner.auth;
         if let Some(digest) = self.presented_digest(request) {
             let revoked = auth
-                .store()
+                .tokens()
                 .revoke_tokens(
                     TokenSelector::Digest {
                         kind: TokenKind::Session,
@@ -231,7 +231,7 @@ impl Sessions {
         let auth = &self.inner.auth;
         let digest = self.digest(presented)?;
         let record = auth
-            .store()
+            .tokens()
             .token_by_digest(TokenKind::Session, &digest)
             .await?
             .ok_or(InvalidToken::Unknown)?;
@@ -255,7 +255,7 @@ impl Sessions {
             auth_time,
         );
         let Rotation::Rotated { replacement, .. } = auth
-            .store()
+            .tokens()
             .rotate_token(TokenKind::Session, &digest, replacement, now)
             .await?
         else {
@@ -278,7 +278,7 @@ impl Sessions {
         };
         let auth = &self.inner.auth;
         let Some(record) = auth
-            .store()
+            .tokens()
             .token_by_digest(TokenKind::Session, &digest)
             .await?
         else {
@@ -288,7 +288,7 @@ impl Sessions {
             return Ok(removal);
         };
         let revoked = auth
-            .store()
+            .tokens()
             .revoke_tokens(
                 TokenSelector::Family(family.clone()),
                 RevokeReason::Logout,
@@ -317,7 +317,7 @@ impl Sessions {
             kind: Some(TokenKind::Session),
         };
         let revoked = auth
-            .store()
+            .tokens()
             .revoke_tokens(selector, RevokeReason::Logout, auth.now())
             .await?;
         auth.invalidate_user(user).await;
@@ -336,7 +336,7 @@ impl Sessions {
         let auth = &self.inner.auth;
         let now = auth.now();
         let mut sessions = auth
-            .store()
+            .tokens()
             .tokens_of_user(user, TokenKind::Session)
             .await?;
         sessions.retain(|session| {
@@ -435,7 +435,7 @@ impl Sessions {
         let record = self
             .inner
             .auth
-            .store()
+            .tokens()
             .insert_token(session_token(
                 &generated, user, family, now, expires_at, now,
             ))

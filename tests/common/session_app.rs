@@ -14,7 +14,7 @@ use portcullis::flows::{LoginError, PasswordLogin, Registration};
 use portcullis::redirect::LocalRedirect;
 use portcullis::session::Sessions;
 use portcullis::source::{Bearer, SessionCookie};
-use portcullis::store::{UserStore, UserUpdate};
+use portcullis::store::{Stores, UserUpdate};
 use portcullis::token::TokenFormat;
 use portcullis::{
     ApiKeys, Auth, AuthError, AuthLayer, CurrentUser, Identity, PasswordPolicy, Passwords,
@@ -47,11 +47,9 @@ struct AppState {
 }
 
 /// Serves the application over `store` with users `ada`, `mallory` and `grace`.
-pub async fn serve(store: Arc<dyn UserStore>) -> App {
+pub async fn serve(store: impl Into<Stores>) -> App {
     let clock = Arc::new(ManualClock::starting_now());
-    let auth = Auth::builder_shared(store)
-        .shared_clock(clock.clone())
-        .build();
+    let auth = Auth::builder(store).shared_clock(clock.clone()).build();
     let sessions = Sessions::new(&auth, TokenFormat::new("pcs_").unwrap());
     let api_keys = ApiKeys::new(&auth, TokenFormat::new("kk-").unwrap());
     let login = PasswordLogin::new(&auth, &Passwords::new(PasswordPolicy::default()));

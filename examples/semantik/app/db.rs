@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use portcullis::bus::{InvalidationBus, PostgresBus, RedisBus};
-use portcullis::store::{PostgresStore, SqliteStore, UserStore};
+use portcullis::store::{PostgresStore, SqliteStore, Store};
 
 use super::ConfigError;
 
@@ -17,7 +17,7 @@ pub enum Database {
 }
 
 pub struct Connected {
-    pub store: Arc<dyn UserStore>,
+    pub store: Arc<dyn Store>,
     pub database: Database,
     pub bus: Option<Box<dyn InvalidationBus>>,
 }
@@ -31,7 +31,7 @@ pub async fn connect(
     redis_url: Option<&str>,
     redis_prefix: &str,
 ) -> Result<Connected, ConfigError> {
-    let (store, database, bus): (Arc<dyn UserStore>, _, Option<Box<dyn InvalidationBus>>) =
+    let (store, database, bus): (Arc<dyn Store>, _, Option<Box<dyn InvalidationBus>>) =
         if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
             let store = PostgresStore::connect(database_url)
                 .await

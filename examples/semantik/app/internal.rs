@@ -59,7 +59,7 @@ pub async fn user(
 ) -> Result<Json<InternalUser>, ApiError> {
     let user = state
         .auth
-        .store()
+        .users()
         .user_by_id(user_id(&id)?)
         .await?
         .ok_or_else(|| ApiError::not_found("User"))?;

@@ -62,7 +62,7 @@ pub async fn build(config: &Config) -> Result<(Router, AppState), ConfigError> {
         &config.redis_prefix,
     )
     .await?;
-    let mut builder = Auth::builder_shared(connected.store);
+    let mut builder = Auth::builder(connected.store);
     if let Some(bus) = connected.bus {
         builder = builder.invalidation_bus(bus);
     }
@@ -229,7 +229,7 @@ pub async fn run(config: Config) -> Result<(), ConfigError> {
 /// Warns at start-up while no account exists: with the first-registrant rule on, whoever
 /// reaches `/api/auth/register` first owns the instance.
 async fn warn_while_ownerless(state: &AppState) {
-    match state.auth.store().count_users().await {
+    match state.auth.users().count_users().await {
         Ok(0) if state.first_user_is_superuser => tracing::warn!(
             "no user exists yet: the first account registered at /api/auth/register becomes \
              superuser. Create it first with `semantik create-user --username U --email E \

@@ -3,20 +3,21 @@
 mod secrets;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{
-    Consumption, FamilyId, NewToken, NewUser, RevokeReason, Rotation, StoreError, TokenId,
-    TokenKind, TokenRecord, TokenSelector, TokenUse, User, UserId, UserStore, UserUpdate,
+    Consumption, CounterStore, EventStore, FamilyId, NewToken, NewUser, RevokeReason, Rotation,
+    StoreError, TokenId, TokenKind, TokenRecord, TokenSelector, TokenStore, TokenUse, User, UserId,
+    UserStore, UserUpdate,
 };
 use crate::audit::AuditEvent;
 use crate::token::TokenDigest;
 
-/// A [`UserStore`] and [`SecretStore`](super::SecretStore) in memory: fast, complete, and gone
-/// when the process exits.
+/// Every store trait in memory: fast, complete, and gone when the process exits. Clones share
+/// the same data.
 ///
 /// One mutex guards all state, which makes every method trivially atomic.
 ///
@@ -35,9 +36,11 @@ use crate::token::TokenDigest;
 /// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
 /// # }
 /// ```
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
-    state: Mutex<State>,
+    /// Shared by clones, so that one store can serve several concerns (see
+    /// [`Stores`](super::Stores)).
+    state: Arc<Mutex<State>>,
 }
 
 #[derive(Debug, Default)]
@@ -219,7 +222,10 @@ impl UserStore for MemoryStore {
         user.updated_at = now;
         Ok(Some(user.clone()))
     }
+}
 
+#[async_trait]
+impl TokenStore for MemoryStore {
     async fn insert_token(&self, token: NewToken) -> Result<TokenRecord, StoreError> {
         super::validate::new_token(&token)?;
         let mut state = self.state();
@@ -358,7 +364,10 @@ impl UserStore for MemoryStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl EventStore for MemoryStore {
     async fn record_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
         self.state().events.push(event.clone());
         Ok(())
@@ -379,7 +388,10 @@ impl UserStore for MemoryStore {
             .cloned()
             .collect())
     }
+}
 
+#[async_trait]
+impl CounterStore for MemoryStore {
     async fn consume(
         &self,
         key: &str,

@@ -11,8 +11,9 @@ use sqlx::{Postgres, Row, Transaction};
 use time::OffsetDateTime;
 
 use super::{
-    Consumption, FamilyId, NewToken, NewUser, RevokeReason, Rotation, StoreError, TokenId,
-    TokenKind, TokenRecord, TokenSelector, TokenUse, User, UserId, UserStore, UserUpdate, validate,
+    Consumption, CounterStore, EventStore, FamilyId, NewToken, NewUser, RevokeReason, Rotation,
+    StoreError, TokenId, TokenKind, TokenRecord, TokenSelector, TokenStore, TokenUse, User, UserId,
+    UserStore, UserUpdate, validate,
 };
 use crate::audit::{AuditEvent, AuditKind};
 use crate::token::TokenDigest;
@@ -373,7 +374,10 @@ impl UserStore for PostgresStore {
         .map_err(store_error)?;
         row.as_ref().map(user_from_row).transpose()
     }
+}
 
+#[async_trait]
+impl TokenStore for PostgresStore {
     async fn insert_token(&self, token: NewToken) -> Result<TokenRecord, StoreError> {
         validate::new_token(&token)?;
         let mut tx = self.begin().await?;
@@ -552,7 +556,10 @@ impl UserStore for PostgresStore {
         .map_err(store_error)?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl EventStore for PostgresStore {
     async fn record_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO portcullis_events (at, kind, user_id, data) VALUES ($1, $2, $3, $4)",
@@ -591,7 +598,10 @@ impl UserStore for PostgresStore {
             })
             .collect()
     }
+}
 
+#[async_trait]
+impl CounterStore for PostgresStore {
     async fn consume(
         &self,
         key: &str,

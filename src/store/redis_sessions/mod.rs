@@ -13,10 +13,9 @@ use redis::aio::ConnectionManager;
 use time::OffsetDateTime;
 
 use super::{
-    Consumption, FamilyId, NewToken, NewUser, RevokeReason, Rotation, StoreError, TokenId,
-    TokenKind, TokenRecord, TokenSelector, TokenUse, User, UserId, UserStore, UserUpdate, validate,
+    FamilyId, NewToken, RevokeReason, Rotation, StoreError, TokenId, TokenKind, TokenRecord,
+    TokenSelector, TokenStore, TokenUse, UserId, UserStore, validate,
 };
-use crate::audit::AuditEvent;
 use crate::clock::{from_micros, to_micros};
 use crate::token::TokenDigest;
 
@@ -26,9 +25,11 @@ fn script(body: &str) -> redis::Script {
     redis::Script::new(&format!("{PRELUDE}\n{body}"))
 }
 
-/// A [`UserStore`] that keeps session ids ([`TokenKind::Session`]) in Redis and delegates
-/// users and every other token kind to `inner` (e.g. a [`PostgresStore`](super::PostgresStore)),
-/// and a [`SecretStore`](super::SecretStore) that keeps one-time secrets in Redis.
+/// A [`TokenStore`] that keeps session ids ([`TokenKind::Session`]) in Redis and delegates every
+/// other token kind to `inner` (e.g. a [`PostgresStore`](super::PostgresStore), whose users
+/// a session must belong to), and a
+/// [`SecretStore`](super::SecretStore) that keeps one-time secrets in Redis. Users, counters and
+/// events stay in the application's main store (see [`Stores`](super::Stores)).
 ///
 /// Sessions are read on every browser request and written on every login; keeping them in
 /// Redis takes that load off the database. Each session is a hash with an expiry (kept one
@@ -44,6 +45,7 @@ fn script(body: &str) -> redis::Script {
 /// use portcullis::store::{MemoryStore, RedisSessions};
 ///
 /// let store = RedisSessions::new(MemoryStore::new(), "redis://127.0.0.1:6379")?;
+/// # let _ = store;
 /// # Ok::<(), portcullis::store::StoreError>(())
 /// ```
 pub struct RedisSessions<S> {
@@ -80,7 +82,7 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("redis session: {what}"))
 }
 
-impl<S: UserStore> RedisSessions<S> {
+impl<S> RedisSessions<S> {
     /// Sessions in the Redis server at `url`; nothing connects until the store is used.
     pub fn new(inner: S, url: &str) -> Result<Self, StoreError> {
         Ok(Self {
@@ -107,7 +109,7 @@ impl<S: UserStore> RedisSessions<S> {
         self
     }
 
-    /// The store that holds everything but sessions.
+    /// The store that holds every token but sessions.
     pub fn inner(&self) -> &S {
         &self.inner
     }
@@ -303,7 +305,7 @@ fn is_session_id(id: TokenId) -> bool {
     id.0 < 0
 }
 
-impl<S: UserStore> RedisSessions<S> {
+impl<S: TokenStore + UserStore> RedisSessions<S> {
     async fn insert_session(&self, token: NewToken) -> Result<TokenRecord, StoreError> {
         let mut args = vec![
             token.digest.to_hex(),
@@ -345,36 +347,7 @@ impl<S: UserStore> RedisSessions<S> {
 }
 
 #[async_trait]
-impl<S: UserStore> UserStore for RedisSessions<S> {
-    async fn create_user(&self, user: NewUser, now: OffsetDateTime) -> Result<User, StoreError> {
-        self.inner.create_user(user, now).await
-    }
-
-    async fn count_users(&self) -> Result<u64, StoreError> {
-        self.inner.count_users().await
-    }
-
-    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        self.inner.user_by_id(id).await
-    }
-
-    async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
-        self.inner.user_by_username(username).await
-    }
-
-    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        self.inner.user_by_email(email).await
-    }
-
-    async fn update_user(
-        &self,
-        id: UserId,
-        update: UserUpdate,
-        now: OffsetDateTime,
-    ) -> Result<Option<User>, StoreError> {
-        self.inner.update_user(id, update, now).await
-    }
-
+impl<S: TokenStore + UserStore> TokenStore for RedisSessions<S> {
     async fn insert_token(&self, token: NewToken) -> Result<TokenRecord, StoreError> {
         if !is_session(token.kind) {
             return self.inner.insert_token(token).await;
@@ -537,31 +510,5 @@ impl<S: UserStore> UserStore for RedisSessions<S> {
             self.run(&self.scripts.query, &args).await?;
         }
         Ok(())
-    }
-
-    async fn record_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
-        self.inner.record_event(event).await
-    }
-
-    async fn events(
-        &self,
-        user: Option<UserId>,
-        limit: u32,
-    ) -> Result<Vec<AuditEvent>, StoreError> {
-        self.inner.events(user, limit).await
-    }
-
-    async fn consume(
-        &self,
-        key: &str,
-        window: OffsetDateTime,
-        amount: u64,
-        limit: u64,
-    ) -> Result<Consumption, StoreError> {
-        self.inner.consume(key, window, amount, limit).await
-    }
-
-    async fn counter(&self, key: &str, window: OffsetDateTime) -> Result<u64, StoreError> {
-        self.inner.counter(key, window).await
     }
 }

@@ -12,7 +12,7 @@ use super::{RedisSessions, corrupt, status, text};
 use crate::clock::{from_micros, to_micros};
 use crate::store::{
     Guess, NewSecret, SecretId, SecretKind, SecretRecord, SecretStore, SecretSubject, StoreError,
-    UserStore, validate,
+    validate,
 };
 use crate::token::TokenDigest;
 
@@ -49,7 +49,7 @@ fn record(kind: SecretKind, value: &Value) -> Result<SecretRecord, StoreError> {
         .with_attempts_left(attempts_left))
 }
 
-impl<S: UserStore> RedisSessions<S> {
+impl<S> RedisSessions<S> {
     async fn secrets(
         &self,
         operation: &str,
@@ -63,7 +63,7 @@ impl<S: UserStore> RedisSessions<S> {
 }
 
 #[async_trait]
-impl<S: UserStore> SecretStore for RedisSessions<S> {
+impl<S: Send + Sync + 'static> SecretStore for RedisSessions<S> {
     async fn insert_secret(&self, secret: NewSecret) -> Result<SecretRecord, StoreError> {
         validate::new_secret(&secret)?;
         let args = vec![

@@ -15,8 +15,9 @@ use time::OffsetDateTime;
 
 use super::validate;
 use super::{
-    Consumption, FamilyId, NewToken, NewUser, RevokeReason, Rotation, StoreError, TokenId,
-    TokenKind, TokenRecord, TokenSelector, TokenUse, User, UserId, UserStore, UserUpdate,
+    Consumption, CounterStore, EventStore, FamilyId, NewToken, NewUser, RevokeReason, Rotation,
+    StoreError, TokenId, TokenKind, TokenRecord, TokenSelector, TokenStore, TokenUse, User, UserId,
+    UserStore, UserUpdate,
 };
 use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::{from_micros, to_micros};
@@ -367,7 +368,10 @@ impl UserStore for SqliteStore {
         .map_err(store_error)?;
         row.as_ref().map(user_from_row).transpose()
     }
+}
 
+#[async_trait]
+impl TokenStore for SqliteStore {
     async fn insert_token(&self, token: NewToken) -> Result<TokenRecord, StoreError> {
         super::validate::new_token(&token)?;
         let mut tx = self.immediate().await?;
@@ -533,7 +537,10 @@ impl UserStore for SqliteStore {
         }
         tx.commit().await.map_err(store_error)
     }
+}
 
+#[async_trait]
+impl EventStore for SqliteStore {
     async fn record_event(&self, event: &AuditEvent) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO portcullis_events (at, kind, user_id, data) VALUES (?, ?, ?, ?)")
             .bind(to_micros(event.at))
@@ -570,7 +577,10 @@ impl UserStore for SqliteStore {
             })
             .collect()
     }
+}
 
+#[async_trait]
+impl CounterStore for SqliteStore {
     async fn consume(
         &self,
         key: &str,
