@@ -18,10 +18,8 @@ use crate::store::{FamilyId, TokenId, User, UserId};
 /// ```
 /// use portcullis::{AuthMethod, Identity, Scopes};
 /// # use portcullis::store::{User, UserId};
-/// # let user = User { id: UserId(7), username: "ada".into(), email: None, full_name: None,
-/// #     password_hash: None, roles: vec!["admin".into()], is_active: true,
-/// #     created_at: time::OffsetDateTime::UNIX_EPOCH, updated_at: time::OffsetDateTime::UNIX_EPOCH,
-/// #     last_login: None };
+/// # let mut user = User::new(UserId(7), "ada", time::OffsetDateTime::UNIX_EPOCH);
+/// # user.roles = vec!["admin".into()];
 /// let identity = Identity::user(user, AuthMethod::Internal { service: "test".into() }, Scopes::only(["read"]));
 /// assert_eq!(identity.user_id(), Some(UserId(7)));
 /// assert!(identity.has_role("admin"));
@@ -42,6 +40,9 @@ struct Inner {
 /// Whom an [`Identity`] stands for.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
+// A subject lives inside the identity's `Arc`, made once per authentication: boxing the user
+// would add an allocation to save bytes that are never copied.
+#[allow(clippy::large_enum_variant)]
 pub enum Subject {
     /// A user account.
     User(User),

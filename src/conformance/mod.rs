@@ -139,6 +139,11 @@ macro_rules! store_conformance {
             nul_bytes_are_refused_by_every_store,
             lookups_by_text_no_store_can_keep_find_nothing,
             unicode_sql_metacharacters_and_large_values_round_trip,
+            profile_and_verification_fields_round_trip,
+            a_new_address_is_unverified_unless_the_update_verifies_it,
+            phones_are_unique_and_addresses_are_checked,
+            identities_link_to_one_user_and_find_it,
+            concurrent_links_of_one_identity_have_exactly_one_owner,
         );
     };
     (@suite $fixture:ident, tokens) => {

@@ -50,8 +50,9 @@ pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
 pub use records::{
-    Consumption, FamilyId, NewToken, NewUser, RevokeReason, Rotation, SUPERUSER_ROLE, TokenId,
-    TokenKind, TokenRecord, TokenSelector, TokenUse, UnknownName, User, UserId, UserUpdate,
+    Consumption, ExternalIdentity, FamilyId, NewToken, NewUser, RevokeReason, Rotation,
+    SUPERUSER_ROLE, TokenId, TokenKind, TokenRecord, TokenSelector, TokenUse, UnknownName, User,
+    UserId, UserUpdate,
 };
 #[cfg(feature = "redis")]
 pub use redis_sessions::RedisSessions;

@@ -33,8 +33,10 @@ pub const SUPERUSER_ROLE: &str = "superuser";
 /// A user account.
 ///
 /// Applications keep their own profile tables keyed by [`UserId`]; this record holds what
-/// authentication needs. `Debug` output leaves out the password hash.
+/// authentication needs. `Debug` output leaves out the password hash. A store builds one with
+/// [`User::new`] and sets the other fields; new fields may be added in minor versions.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct User {
     /// Assigned by the store.
     pub id: UserId,
@@ -42,13 +44,27 @@ pub struct User {
     pub username: String,
     /// Unique when present, compared ignoring ASCII case.
     pub email: Option<String>,
-    /// Display name.
+    /// Whether the user proved they receive mail at [`email`](Self::email) (a link or code
+    /// they were sent, or an identity provider's `email_verified`). Changing the address
+    /// clears it.
+    pub email_verified: bool,
+    /// A phone number in E.164 form (`+` and up to 15 digits), unique when present.
+    pub phone: Option<String>,
+    /// Whether the user proved they hold [`phone`](Self::phone). Changing the number clears
+    /// it.
+    pub phone_verified: bool,
+    /// The name shown for the user (display name).
     pub full_name: Option<String>,
+    /// An `https` (or `http`) URL of the user's picture, e.g. from their identity provider.
+    pub photo_url: Option<String>,
     /// PHC string (Argon2id) or legacy bcrypt hash; `None` for accounts without a password
     /// (magic link or single sign-on only).
     pub password_hash: Option<String>,
     /// Role names, e.g. [`SUPERUSER_ROLE`].
     pub roles: Vec<String>,
+    /// The user's own daily allowance (messages, requests: what the application counts), if
+    /// it differs from the application's default; for plans and subscriptions.
+    pub daily_allowance: Option<u32>,
     /// A deactivated user cannot authenticate, whatever credential they present.
     pub is_active: bool,
     /// When the account was created.
@@ -60,20 +76,49 @@ pub struct User {
 }
 
 impl User {
+    /// An active user created (and last updated) at `created_at`, with nothing else set: for
+    /// stores, which then fill in the fields they keep.
+    pub fn new(id: UserId, username: impl Into<String>, created_at: OffsetDateTime) -> Self {
+        Self {
+            id,
+            username: username.into(),
+            email: None,
+            email_verified: false,
+            phone: None,
+            phone_verified: false,
+            full_name: None,
+            photo_url: None,
+            password_hash: None,
+            roles: Vec::new(),
+            daily_allowance: None,
+            is_active: true,
+            created_at,
+            updated_at: created_at,
+            last_login: None,
+        }
+    }
+
     /// An active user `user{id}` with no roles, password or dates, for unit tests.
     #[cfg(test)]
     pub(crate) fn fixture(id: i64) -> Self {
+        Self::new(UserId(id), format!("user{id}"), OffsetDateTime::UNIX_EPOCH)
+    }
+
+    /// The stored user `new` becomes, with `id` and `roles` decided by the store at `now`:
+    /// for stores that build the record themselves.
+    pub fn created(id: UserId, new: NewUser, roles: Vec<String>, now: OffsetDateTime) -> Self {
         Self {
-            id: UserId(id),
-            username: format!("user{id}"),
-            email: None,
-            full_name: None,
-            password_hash: None,
-            roles: vec![],
-            is_active: true,
-            created_at: OffsetDateTime::UNIX_EPOCH,
-            updated_at: OffsetDateTime::UNIX_EPOCH,
-            last_login: None,
+            email: new.email,
+            email_verified: new.email_verified,
+            phone: new.phone,
+            phone_verified: new.phone_verified,
+            full_name: new.full_name,
+            photo_url: new.photo_url,
+            password_hash: new.password_hash,
+            roles,
+            daily_allowance: new.daily_allowance,
+            is_active: new.is_active,
+            ..Self::new(id, new.username, now)
         }
     }
 
@@ -86,6 +131,68 @@ impl User {
     pub fn is_superuser(&self) -> bool {
         self.has_role(SUPERUSER_ROLE)
     }
+
+    /// The email address, if the user verified it.
+    pub fn verified_email(&self) -> Option<&str> {
+        self.email.as_deref().filter(|_| self.email_verified)
+    }
+
+    /// The phone number, if the user verified it.
+    pub fn verified_phone(&self) -> Option<&str> {
+        self.phone.as_deref().filter(|_| self.phone_verified)
+    }
+
+    /// Applies `update` at `now` as every store must: fields left `None` keep their value; a
+    /// new email address or phone number (other than the current one ignoring ASCII case, or
+    /// exactly, for a phone) is unverified unless the update says otherwise. For stores that
+    /// change the record in memory; SQL stores follow the same rules.
+    pub fn apply(&mut self, update: UserUpdate, now: OffsetDateTime) {
+        if let Some(email) = update.email {
+            let same = match (&self.email, &email) {
+                (Some(old), Some(new)) => old.eq_ignore_ascii_case(new),
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                self.email_verified = false;
+            }
+            self.email = email;
+        }
+        if let Some(verified) = update.email_verified {
+            self.email_verified = verified;
+        }
+        if let Some(phone) = update.phone {
+            if self.phone != phone {
+                self.phone_verified = false;
+            }
+            self.phone = phone;
+        }
+        if let Some(verified) = update.phone_verified {
+            self.phone_verified = verified;
+        }
+        if let Some(name) = update.full_name {
+            self.full_name = name;
+        }
+        if let Some(photo) = update.photo_url {
+            self.photo_url = photo;
+        }
+        if let Some(hash) = update.password_hash {
+            self.password_hash = hash;
+        }
+        if let Some(roles) = update.roles {
+            self.roles = roles;
+        }
+        if let Some(allowance) = update.daily_allowance {
+            self.daily_allowance = allowance;
+        }
+        if let Some(active) = update.is_active {
+            self.is_active = active;
+        }
+        if let Some(at) = update.last_login {
+            self.last_login = Some(at);
+        }
+        self.updated_at = now;
+    }
 }
 
 impl fmt::Debug for User {
@@ -94,9 +201,14 @@ impl fmt::Debug for User {
             .field("id", &self.id)
             .field("username", &self.username)
             .field("email", &self.email)
+            .field("email_verified", &self.email_verified)
+            .field("phone", &self.phone)
+            .field("phone_verified", &self.phone_verified)
             .field("full_name", &self.full_name)
+            .field("photo_url", &self.photo_url)
             .field("has_password", &self.password_hash.is_some())
             .field("roles", &self.roles)
+            .field("daily_allowance", &self.daily_allowance)
             .field("is_active", &self.is_active)
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
@@ -117,13 +229,22 @@ impl fmt::Debug for User {
 /// assert_eq!(user.username, "ada");
 /// ```
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NewUser {
     /// Unique, compared ignoring ASCII case.
     pub username: String,
     /// Unique when present, compared ignoring ASCII case.
     pub email: Option<String>,
+    /// Whether the email address is already verified (an identity provider said so).
+    pub email_verified: bool,
+    /// E.164 phone number, unique when present.
+    pub phone: Option<String>,
+    /// Whether the phone number is already verified.
+    pub phone_verified: bool,
     /// Display name.
     pub full_name: Option<String>,
+    /// Picture URL.
+    pub photo_url: Option<String>,
     /// An already computed hash; never a plain password.
     pub password_hash: Option<String>,
     /// Roles every new user gets.
@@ -131,6 +252,8 @@ pub struct NewUser {
     /// Roles added when this is the first user in the store, decided atomically with the
     /// insert (Semantik makes its first user a superuser).
     pub first_user_roles: Vec<String>,
+    /// The user's own daily allowance, if not the application's default.
+    pub daily_allowance: Option<u32>,
     /// Whether the account starts active.
     pub is_active: bool,
 }
@@ -141,18 +264,44 @@ impl NewUser {
         Self {
             username: username.into(),
             email: None,
+            email_verified: false,
+            phone: None,
+            phone_verified: false,
             full_name: None,
+            photo_url: None,
             password_hash: None,
             roles: Vec::new(),
             first_user_roles: Vec::new(),
+            daily_allowance: None,
             is_active: true,
         }
     }
 
-    /// Sets the email address.
+    /// Sets the email address (unverified).
     #[must_use]
     pub fn email(mut self, email: impl Into<String>) -> Self {
         self.email = Some(email.into());
+        self
+    }
+
+    /// Sets whether the email address is verified.
+    #[must_use]
+    pub fn email_verified(mut self, verified: bool) -> Self {
+        self.email_verified = verified;
+        self
+    }
+
+    /// Sets the phone number (E.164, unverified).
+    #[must_use]
+    pub fn phone(mut self, phone: impl Into<String>) -> Self {
+        self.phone = Some(phone.into());
+        self
+    }
+
+    /// Sets whether the phone number is verified.
+    #[must_use]
+    pub fn phone_verified(mut self, verified: bool) -> Self {
+        self.phone_verified = verified;
         self
     }
 
@@ -160,6 +309,13 @@ impl NewUser {
     #[must_use]
     pub fn full_name(mut self, name: impl Into<String>) -> Self {
         self.full_name = Some(name.into());
+        self
+    }
+
+    /// Sets the picture URL.
+    #[must_use]
+    pub fn photo_url(mut self, url: impl Into<String>) -> Self {
+        self.photo_url = Some(url.into());
         self
     }
 
@@ -184,6 +340,13 @@ impl NewUser {
         roles: I,
     ) -> Self {
         self.first_user_roles = roles.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the user's own daily allowance.
+    #[must_use]
+    pub fn daily_allowance(mut self, allowance: u32) -> Self {
+        self.daily_allowance = Some(allowance);
         self
     }
 
@@ -213,6 +376,8 @@ impl fmt::Debug for NewUser {
         f.debug_struct("NewUser")
             .field("username", &self.username)
             .field("email", &self.email)
+            .field("email_verified", &self.email_verified)
+            .field("phone", &self.phone)
             .field("has_password", &self.password_hash.is_some())
             .field("roles", &self.roles)
             .field("first_user_roles", &self.first_user_roles)
@@ -223,6 +388,9 @@ impl fmt::Debug for NewUser {
 
 /// Changes to a user; fields left `None` stay as they are.
 ///
+/// A new email address or phone number is unverified unless the same update verifies it
+/// (see [`User::apply`]).
+///
 /// ```
 /// use portcullis::store::UserUpdate;
 ///
@@ -230,15 +398,26 @@ impl fmt::Debug for NewUser {
 /// assert_eq!(deactivate.is_active, Some(false));
 /// ```
 #[derive(Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct UserUpdate {
     /// New email (`Some(None)` clears it).
     pub email: Option<Option<String>>,
+    /// Mark the email address verified or not.
+    pub email_verified: Option<bool>,
+    /// New phone number (`Some(None)` clears it).
+    pub phone: Option<Option<String>>,
+    /// Mark the phone number verified or not.
+    pub phone_verified: Option<bool>,
     /// New display name (`Some(None)` clears it).
     pub full_name: Option<Option<String>>,
+    /// New picture URL (`Some(None)` clears it).
+    pub photo_url: Option<Option<String>>,
     /// New password hash (`Some(None)` removes the password).
     pub password_hash: Option<Option<String>>,
     /// New set of roles.
     pub roles: Option<Vec<String>>,
+    /// New daily allowance (`Some(None)`: back to the application's default).
+    pub daily_allowance: Option<Option<u32>>,
     /// Activate or deactivate.
     pub is_active: Option<bool>,
     /// Record a login.
@@ -253,10 +432,38 @@ impl UserUpdate {
         self
     }
 
+    /// Marks the email address verified (or not).
+    #[must_use]
+    pub fn email_verified(mut self, verified: bool) -> Self {
+        self.email_verified = Some(verified);
+        self
+    }
+
+    /// Sets the phone number.
+    #[must_use]
+    pub fn phone(mut self, phone: Option<String>) -> Self {
+        self.phone = Some(phone);
+        self
+    }
+
+    /// Marks the phone number verified (or not).
+    #[must_use]
+    pub fn phone_verified(mut self, verified: bool) -> Self {
+        self.phone_verified = Some(verified);
+        self
+    }
+
     /// Sets the display name.
     #[must_use]
     pub fn full_name(mut self, name: Option<String>) -> Self {
         self.full_name = Some(name);
+        self
+    }
+
+    /// Sets the picture URL.
+    #[must_use]
+    pub fn photo_url(mut self, url: Option<String>) -> Self {
+        self.photo_url = Some(url);
         self
     }
 
@@ -267,10 +474,24 @@ impl UserUpdate {
         self
     }
 
+    /// Removes the password (the account signs in by link, code or identity provider only).
+    #[must_use]
+    pub fn remove_password(mut self) -> Self {
+        self.password_hash = Some(None);
+        self
+    }
+
     /// Replaces the roles.
     #[must_use]
     pub fn roles<I: IntoIterator<Item = S>, S: Into<String>>(mut self, roles: I) -> Self {
         self.roles = Some(roles.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Sets the daily allowance (`None`: the application's default).
+    #[must_use]
+    pub fn daily_allowance(mut self, allowance: Option<u32>) -> Self {
+        self.daily_allowance = Some(allowance);
         self
     }
 
@@ -299,12 +520,46 @@ impl fmt::Debug for UserUpdate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UserUpdate")
             .field("email", &self.email)
+            .field("email_verified", &self.email_verified)
+            .field("phone", &self.phone)
+            .field("phone_verified", &self.phone_verified)
             .field("full_name", &self.full_name)
+            .field("photo_url", &self.photo_url)
             .field("changes_password", &self.password_hash.is_some())
             .field("roles", &self.roles)
+            .field("daily_allowance", &self.daily_allowance)
             .field("is_active", &self.is_active)
             .field("last_login", &self.last_login)
             .finish()
+    }
+}
+
+/// An account at an external identity provider (OpenID Connect, say) linked to a user:
+/// the provider's issuer and its stable subject identifier for the user, compared exactly
+/// (OpenID Connect Core §5.7: `sub` is unique only within the issuer, and never reassigned).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct ExternalIdentity {
+    /// The issuer identifier (`iss`), e.g. `https://accounts.google.com`.
+    pub issuer: String,
+    /// The subject identifier (`sub`) at that issuer.
+    pub subject: String,
+    /// When it was linked.
+    pub linked_at: OffsetDateTime,
+}
+
+impl ExternalIdentity {
+    /// The identity `subject` at `issuer`, linked at `linked_at`.
+    pub fn new(
+        issuer: impl Into<String>,
+        subject: impl Into<String>,
+        linked_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            issuer: issuer.into(),
+            subject: subject.into(),
+            linked_at,
+        }
     }
 }
 
@@ -459,7 +714,11 @@ impl FromStr for RevokeReason {
 }
 
 /// A stored opaque token. The secret itself is never stored, only its [`TokenDigest`].
+///
+/// A store builds one with [`TokenRecord::new`] (or [`TokenRecord::stored`]) and sets the
+/// other fields; new fields may be added in minor versions.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TokenRecord {
     /// Assigned by the store.
     pub id: TokenId,
@@ -494,6 +753,53 @@ pub struct TokenRecord {
 }
 
 impl TokenRecord {
+    /// An active token without name, family, scopes, expiry or uses: for stores, which then
+    /// fill in the fields they keep.
+    pub fn new(
+        id: TokenId,
+        kind: TokenKind,
+        digest: TokenDigest,
+        user_id: UserId,
+        hint: impl Into<String>,
+        created_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id,
+            kind,
+            digest,
+            user_id,
+            name: None,
+            hint: hint.into(),
+            family: None,
+            scopes: None,
+            created_at,
+            expires_at: None,
+            revoked_at: None,
+            revoke_reason: None,
+            last_used_at: None,
+            auth_time: None,
+        }
+    }
+
+    /// The record `new` becomes once stored under `id`.
+    pub fn stored(id: TokenId, new: NewToken) -> Self {
+        Self {
+            name: new.name,
+            family: new.family,
+            scopes: new.scopes,
+            expires_at: new.expires_at,
+            auth_time: new.auth_time,
+            ..Self::new(
+                id,
+                new.kind,
+                new.digest,
+                new.user_id,
+                new.hint,
+                new.created_at,
+            )
+        }
+    }
+
     /// Whether the token authenticates at `now`: not revoked and not expired.
     pub fn is_active(&self, now: OffsetDateTime) -> bool {
         self.revoked_at.is_none() && !self.is_expired(now)
@@ -505,8 +811,9 @@ impl TokenRecord {
     }
 }
 
-/// A token to store.
+/// A token to store, built with [`NewToken::new`] and its setters.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NewToken {
     /// What the token is for.
     pub kind: TokenKind,
@@ -533,6 +840,74 @@ pub struct NewToken {
     /// the owner already has this many active tokens of this kind — checked atomically with
     /// the insert, so concurrent creations cannot exceed it.
     pub max_active: Option<u32>,
+}
+
+impl NewToken {
+    /// A token of `kind` for `user_id`, issued at `created_at`, that never expires; `hint`
+    /// is what listings show of it (see [`TokenFormat::hint`](crate::token::TokenFormat::hint)).
+    pub fn new(
+        kind: TokenKind,
+        digest: TokenDigest,
+        user_id: UserId,
+        hint: impl Into<String>,
+        created_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            kind,
+            digest,
+            user_id,
+            name: None,
+            hint: hint.into(),
+            family: None,
+            scopes: None,
+            created_at,
+            expires_at: None,
+            auth_time: None,
+            max_active: None,
+        }
+    }
+
+    /// Sets the owner's label.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the session family.
+    #[must_use]
+    pub fn family(mut self, family: FamilyId) -> Self {
+        self.family = Some(family);
+        self
+    }
+
+    /// Limits the token to `scopes`.
+    #[must_use]
+    pub fn scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
+        self.scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Sets the expiry.
+    #[must_use]
+    pub fn expires_at(mut self, at: OffsetDateTime) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+
+    /// Sets when the user signed in for the session the token belongs to.
+    #[must_use]
+    pub fn auth_time(mut self, at: OffsetDateTime) -> Self {
+        self.auth_time = Some(at);
+        self
+    }
+
+    /// Refuses the insert when the owner already has `limit` active tokens of this kind.
+    #[must_use]
+    pub fn max_active(mut self, limit: u32) -> Self {
+        self.max_active = Some(limit);
+        self
+    }
 }
 
 /// Which tokens [`UserStore::revoke_tokens`](super::UserStore::revoke_tokens) revokes. Only

@@ -1,8 +1,8 @@
 //! Input checks every store applies, so that all stores accept and refuse the same values.
 //!
-//! The only rule today: no text may contain U+0000. PostgreSQL cannot store it, and a
-//! username or key name with a NUL in it is an attack, never a real name. Third-party stores
-//! should call these before writing.
+//! No text may contain U+0000: PostgreSQL cannot store it, and a username or key name with a
+//! NUL in it is an attack, never a real name. Phone numbers are E.164, picture URLs `https`
+//! or `http`, identities bounded. Third-party stores call these before writing.
 
 use super::{NewSecret, NewToken, NewUser, SecretSubject, StoreError, UserUpdate};
 
@@ -27,11 +27,49 @@ fn texts<'a>(
     values.into_iter().try_for_each(|value| text(field, value))
 }
 
+/// Whether `phone` is an E.164 number: `+`, then 2 to 15 digits, the first not zero.
+pub fn is_e164(phone: &str) -> bool {
+    phone.strip_prefix('+').is_some_and(|digits| {
+        (2..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0')
+    })
+}
+
+fn phone(value: &str) -> Result<(), StoreError> {
+    if is_e164(value) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidInput("phone"))
+    }
+}
+
+/// The longest picture URL a store keeps.
+pub const MAX_PHOTO_URL_LEN: usize = 2048;
+
+/// A picture URL: `https://` or `http://` (never `javascript:` or `data:`, which a page would
+/// render), at most [`MAX_PHOTO_URL_LEN`] bytes, no control characters.
+fn photo_url(value: &str) -> Result<(), StoreError> {
+    let scheme = value
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        || value
+            .get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+    if scheme && value.len() <= MAX_PHOTO_URL_LEN && !value.chars().any(char::is_control) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidInput("photo_url"))
+    }
+}
+
 /// Checks a user to create.
 pub fn new_user(user: &NewUser) -> Result<(), StoreError> {
     text("username", &user.username)?;
     texts("email", &user.email)?;
+    user.phone.as_deref().map_or(Ok(()), phone)?;
     texts("full_name", &user.full_name)?;
+    user.photo_url.as_deref().map_or(Ok(()), photo_url)?;
     texts("password_hash", &user.password_hash)?;
     texts("roles", user.roles.iter().chain(&user.first_user_roles))
 }
@@ -39,9 +77,34 @@ pub fn new_user(user: &NewUser) -> Result<(), StoreError> {
 /// Checks a user update.
 pub fn user_update(update: &UserUpdate) -> Result<(), StoreError> {
     texts("email", update.email.iter().flatten())?;
+    update.phone.iter().flatten().try_for_each(|p| phone(p))?;
     texts("full_name", update.full_name.iter().flatten())?;
+    update
+        .photo_url
+        .iter()
+        .flatten()
+        .try_for_each(|u| photo_url(u))?;
     texts("password_hash", update.password_hash.iter().flatten())?;
     texts("roles", update.roles.iter().flatten())
+}
+
+/// The longest issuer identifier a store keeps.
+pub const MAX_ISSUER_LEN: usize = 1024;
+
+/// The longest subject identifier a store keeps (OpenID Connect Core §2: at most 255 ASCII
+/// characters).
+pub const MAX_SUBJECT_LEN: usize = 255;
+
+/// Checks an external identity: issuer of 1 to [`MAX_ISSUER_LEN`] bytes, subject of 1 to
+/// [`MAX_SUBJECT_LEN`], neither with NUL.
+pub fn identity(issuer: &str, subject: &str) -> Result<(), StoreError> {
+    if issuer.is_empty() || issuer.len() > MAX_ISSUER_LEN || !storable(issuer) {
+        return Err(StoreError::InvalidInput("issuer"));
+    }
+    if subject.is_empty() || subject.len() > MAX_SUBJECT_LEN || !storable(subject) {
+        return Err(StoreError::InvalidInput("subject"));
+    }
+    Ok(())
 }
 
 /// Checks a token to store.
@@ -110,5 +173,38 @@ mod tests {
             user_update(&UserUpdate::default().full_name(Some("\0".into()))),
             Err(StoreError::InvalidInput("full_name"))
         ));
+    }
+
+    #[test]
+    fn phones_are_e164_and_pictures_are_web_urls() {
+        for good in ["+14155550123", "+442071838750", "+49"] {
+            assert!(is_e164(good), "{good}");
+        }
+        for bad in [
+            "",
+            "+",
+            "14155550123",
+            "+0123",
+            "+1 415 555",
+            "+1234567890123456",
+            "+١٢٣",
+        ] {
+            assert!(!is_e164(bad), "{bad}");
+        }
+        let photo = |url: &str| new_user(&NewUser::new("ada").photo_url(url));
+        assert!(photo("https://lh3.googleusercontent.com/a/x=s96-c").is_ok());
+        assert!(photo("HTTP://127.0.0.1/me.png").is_ok());
+        for bad in [
+            "javascript:alert(1)",
+            "data:image/png;base64,AA",
+            "//evil",
+            "https://a\nb",
+        ] {
+            assert!(
+                matches!(photo(bad), Err(StoreError::InvalidInput("photo_url"))),
+                "{bad}"
+            );
+        }
+        assert!(photo(&format!("https://{}", "a".repeat(MAX_PHOTO_URL_LEN))).is_err());
     }
 }

@@ -88,10 +88,8 @@ pub async fn update_user(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<InternalUserUpdate>,
 ) -> Result<Json<InternalUser>, ApiError> {
-    let update = UserUpdate {
-        is_active: body.is_active,
-        ..UserUpdate::default()
-    };
+    let mut update = UserUpdate::default();
+    update.is_active = body.is_active;
     let user = state
         .auth
         .update_user(user_id(&id)?, update)

@@ -1,6 +1,7 @@
 //! An in-process store for tests and prototypes.
 
 mod secrets;
+mod users;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,9 +10,8 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use super::{
-    Consumption, CounterStore, EventStore, FamilyId, NewToken, NewUser, RevokeReason, Rotation,
-    StoreError, TokenId, TokenKind, TokenRecord, TokenSelector, TokenStore, TokenUse, User, UserId,
-    UserStore, UserUpdate,
+    Consumption, CounterStore, EventStore, FamilyId, NewToken, RevokeReason, Rotation, StoreError,
+    TokenId, TokenKind, TokenRecord, TokenSelector, TokenStore, TokenUse, User, UserId,
 };
 use crate::audit::AuditEvent;
 use crate::token::TokenDigest;
@@ -51,6 +51,8 @@ struct State {
     events: Vec<AuditEvent>,
     counters: HashMap<String, (OffsetDateTime, u64)>,
     secrets: secrets::Secrets,
+    /// `(issuer, subject)` → owner and when it was linked.
+    identities: BTreeMap<(String, String), (UserId, OffsetDateTime)>,
     next_user: i64,
     next_token: i64,
 }
@@ -71,20 +73,6 @@ impl MemoryStore {
 }
 
 impl State {
-    fn find_user(&self, matches: impl Fn(&User) -> bool) -> Option<User> {
-        self.users.values().find(|user| matches(user)).cloned()
-    }
-
-    fn email_taken(&self, email: &str, except: Option<UserId>) -> bool {
-        self.users.values().any(|user| {
-            Some(user.id) != except
-                && user
-                    .email
-                    .as_deref()
-                    .is_some_and(|taken| taken.eq_ignore_ascii_case(email))
-        })
-    }
-
     fn insert_token(&mut self, token: NewToken) -> Result<TokenRecord, StoreError> {
         if self.by_digest.contains_key(&(token.kind, token.digest)) {
             return Err(StoreError::Conflict("digest"));
@@ -101,22 +89,7 @@ impl State {
             }
         }
         self.next_token += 1;
-        let record = TokenRecord {
-            id: TokenId(self.next_token),
-            kind: token.kind,
-            digest: token.digest,
-            user_id: token.user_id,
-            name: token.name,
-            hint: token.hint,
-            family: token.family,
-            scopes: token.scopes,
-            created_at: token.created_at,
-            expires_at: token.expires_at,
-            revoked_at: None,
-            revoke_reason: None,
-            last_used_at: None,
-            auth_time: token.auth_time,
-        };
+        let record = TokenRecord::stored(TokenId(self.next_token), token);
         self.by_digest
             .insert((record.kind, record.digest), record.id);
         self.tokens.insert(record.id, record.clone());
@@ -125,102 +98,6 @@ impl State {
 
     fn token_id(&self, kind: TokenKind, digest: &TokenDigest) -> Option<TokenId> {
         self.by_digest.get(&(kind, *digest)).copied()
-    }
-}
-
-#[async_trait]
-impl UserStore for MemoryStore {
-    async fn create_user(&self, new: NewUser, now: OffsetDateTime) -> Result<User, StoreError> {
-        super::validate::new_user(&new)?;
-        let mut state = self.state();
-        if state
-            .users
-            .values()
-            .any(|user| user.username.eq_ignore_ascii_case(&new.username))
-        {
-            return Err(StoreError::Conflict("username"));
-        }
-        if let Some(email) = &new.email
-            && state.email_taken(email, None)
-        {
-            return Err(StoreError::Conflict("email"));
-        }
-        let roles = new.effective_roles(state.users.is_empty());
-        state.next_user += 1;
-        let user = User {
-            id: UserId(state.next_user),
-            username: new.username,
-            email: new.email,
-            full_name: new.full_name,
-            password_hash: new.password_hash,
-            roles,
-            is_active: new.is_active,
-            created_at: now,
-            updated_at: now,
-            last_login: None,
-        };
-        state.users.insert(user.id, user.clone());
-        Ok(user)
-    }
-
-    async fn count_users(&self) -> Result<u64, StoreError> {
-        Ok(u64::try_from(self.state().users.len()).unwrap_or(u64::MAX))
-    }
-
-    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        Ok(self.state().users.get(&id).cloned())
-    }
-
-    async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
-        Ok(self
-            .state()
-            .find_user(|user| user.username.eq_ignore_ascii_case(username)))
-    }
-
-    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        Ok(self.state().find_user(|user| {
-            user.email
-                .as_deref()
-                .is_some_and(|e| e.eq_ignore_ascii_case(email))
-        }))
-    }
-
-    async fn update_user(
-        &self,
-        id: UserId,
-        update: UserUpdate,
-        now: OffsetDateTime,
-    ) -> Result<Option<User>, StoreError> {
-        super::validate::user_update(&update)?;
-        let mut state = self.state();
-        if let Some(Some(email)) = &update.email
-            && state.email_taken(email, Some(id))
-        {
-            return Err(StoreError::Conflict("email"));
-        }
-        let Some(user) = state.users.get_mut(&id) else {
-            return Ok(None);
-        };
-        if let Some(email) = update.email {
-            user.email = email;
-        }
-        if let Some(name) = update.full_name {
-            user.full_name = name;
-        }
-        if let Some(hash) = update.password_hash {
-            user.password_hash = hash;
-        }
-        if let Some(roles) = update.roles {
-            user.roles = roles;
-        }
-        if let Some(active) = update.is_active {
-            user.is_active = active;
-        }
-        if let Some(at) = update.last_login {
-            user.last_login = Some(at);
-        }
-        user.updated_at = now;
-        Ok(Some(user.clone()))
     }
 }
 

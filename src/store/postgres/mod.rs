@@ -11,14 +11,13 @@ use sqlx::{Postgres, Row, Transaction};
 use time::OffsetDateTime;
 
 use super::{
-    Consumption, CounterStore, EventStore, FamilyId, NewToken, NewUser, RevokeReason, Rotation,
-    StoreError, TokenId, TokenKind, TokenRecord, TokenSelector, TokenStore, TokenUse, User, UserId,
-    UserStore, UserUpdate, validate,
+    Consumption, CounterStore, EventStore, FamilyId, NewToken, RevokeReason, Rotation, StoreError,
+    TokenId, TokenKind, TokenRecord, TokenSelector, TokenStore, TokenUse, User, UserId, validate,
 };
 use crate::audit::{AuditEvent, AuditKind};
 use crate::token::TokenDigest;
 
-/// A [`UserStore`] in PostgreSQL (sqlx, embedded migrations).
+/// Every store trait in PostgreSQL (sqlx, embedded migrations).
 ///
 /// Its tables are prefixed `portcullis_` and its migrations tracked in
 /// `_portcullis_migrations`, next to the application's own. Atomicity holds across processes:
@@ -66,7 +65,7 @@ async fn lock_user_tokens(
 
 macro_rules! user_columns {
     () => {
-        "id, username, email, full_name, password_hash, roles, is_active, created_at, updated_at, last_login"
+        "id, username, email, email_verified, phone, phone_verified, full_name, photo_url, password_hash, roles, daily_allowance, is_active, created_at, updated_at, last_login"
     };
 }
 
@@ -76,12 +75,17 @@ macro_rules! token_columns {
     };
 }
 
+// After the column macros, which it uses.
+mod users;
+
 fn store_error(error: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &error {
         if db.is_unique_violation() {
             return StoreError::Conflict(match db.constraint() {
                 Some("portcullis_users_username") => "username",
                 Some("portcullis_users_email") => "email",
+                Some("portcullis_users_phone") => "phone",
+                Some("portcullis_identities_pkey") => "identity",
                 _ => "digest",
             });
         }
@@ -97,18 +101,29 @@ fn corrupt(error: impl std::fmt::Display) -> StoreError {
 }
 
 fn user_from_row(row: &PgRow) -> Result<User, StoreError> {
-    Ok(User {
-        id: UserId(row.try_get("id").map_err(corrupt)?),
-        username: row.try_get("username").map_err(corrupt)?,
-        email: row.try_get("email").map_err(corrupt)?,
-        full_name: row.try_get("full_name").map_err(corrupt)?,
-        password_hash: row.try_get("password_hash").map_err(corrupt)?,
-        roles: row.try_get("roles").map_err(corrupt)?,
-        is_active: row.try_get("is_active").map_err(corrupt)?,
-        created_at: row.try_get("created_at").map_err(corrupt)?,
-        updated_at: row.try_get("updated_at").map_err(corrupt)?,
-        last_login: row.try_get("last_login").map_err(corrupt)?,
-    })
+    let mut user = User::new(
+        UserId(row.try_get("id").map_err(corrupt)?),
+        row.try_get::<String, _>("username").map_err(corrupt)?,
+        row.try_get("created_at").map_err(corrupt)?,
+    );
+    user.email = row.try_get("email").map_err(corrupt)?;
+    user.email_verified = row.try_get("email_verified").map_err(corrupt)?;
+    user.phone = row.try_get("phone").map_err(corrupt)?;
+    user.phone_verified = row.try_get("phone_verified").map_err(corrupt)?;
+    user.full_name = row.try_get("full_name").map_err(corrupt)?;
+    user.photo_url = row.try_get("photo_url").map_err(corrupt)?;
+    user.password_hash = row.try_get("password_hash").map_err(corrupt)?;
+    user.roles = row.try_get("roles").map_err(corrupt)?;
+    user.daily_allowance = row
+        .try_get::<Option<i64>, _>("daily_allowance")
+        .map_err(corrupt)?
+        .map(u32::try_from)
+        .transpose()
+        .map_err(corrupt)?;
+    user.is_active = row.try_get("is_active").map_err(corrupt)?;
+    user.updated_at = row.try_get("updated_at").map_err(corrupt)?;
+    user.last_login = row.try_get("last_login").map_err(corrupt)?;
+    Ok(user)
 }
 
 fn token_from_row(row: &PgRow) -> Result<TokenRecord, StoreError> {
@@ -260,120 +275,6 @@ async fn insert_token(
     .await
     .map_err(store_error)?;
     token_from_row(&row)
-}
-
-#[async_trait]
-impl UserStore for PostgresStore {
-    async fn create_user(&self, user: NewUser, now: OffsetDateTime) -> Result<User, StoreError> {
-        validate::new_user(&user)?;
-        let mut tx = self.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(FIRST_USER_LOCK)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM portcullis_users)")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        let row = sqlx::query(concat!(
-            "INSERT INTO portcullis_users \
-             (username, email, full_name, password_hash, roles, is_active, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING ",
-            user_columns!()
-        ))
-        .bind(&user.username)
-        .bind(&user.email)
-        .bind(&user.full_name)
-        .bind(&user.password_hash)
-        .bind(user.effective_roles(!exists))
-        .bind(user.is_active)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(store_error)?;
-        let created = user_from_row(&row)?;
-        tx.commit().await.map_err(store_error)?;
-        Ok(created)
-    }
-
-    async fn count_users(&self) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM portcullis_users")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)?;
-        u64::try_from(count).map_err(corrupt)
-    }
-
-    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        let query = concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM portcullis_users WHERE id = $1"
-        );
-        find_user(&self.pool, sqlx::query(query).bind(id.0)).await
-    }
-
-    async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
-        if !validate::storable(username) {
-            return Ok(None);
-        }
-        let query = concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM portcullis_users WHERE lower(username COLLATE \"C\") = lower($1 COLLATE \"C\")"
-        );
-        find_user(&self.pool, sqlx::query(query).bind(username)).await
-    }
-
-    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        if !validate::storable(email) {
-            return Ok(None);
-        }
-        let query = concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM portcullis_users WHERE lower(email COLLATE \"C\") = lower($1 COLLATE \"C\")"
-        );
-        find_user(&self.pool, sqlx::query(query).bind(email)).await
-    }
-
-    async fn update_user(
-        &self,
-        id: UserId,
-        update: UserUpdate,
-        now: OffsetDateTime,
-    ) -> Result<Option<User>, StoreError> {
-        validate::user_update(&update)?;
-        // Each optional column keeps its value unless the matching flag is set.
-        let row = sqlx::query(concat!(
-            "UPDATE portcullis_users SET \
-               email = CASE WHEN $1 THEN $2 ELSE email END, \
-               full_name = CASE WHEN $3 THEN $4 ELSE full_name END, \
-               password_hash = CASE WHEN $5 THEN $6 ELSE password_hash END, \
-               roles = COALESCE($7, roles), \
-               is_active = COALESCE($8, is_active), \
-               last_login = COALESCE($9, last_login), \
-               updated_at = $10 \
-             WHERE id = $11 RETURNING ",
-            user_columns!()
-        ))
-        .bind(update.email.is_some())
-        .bind(update.email.flatten())
-        .bind(update.full_name.is_some())
-        .bind(update.full_name.flatten())
-        .bind(update.password_hash.is_some())
-        .bind(update.password_hash.flatten())
-        .bind(update.roles)
-        .bind(update.is_active)
-        .bind(update.last_login)
-        .bind(now)
-        .bind(id.0)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(store_error)?;
-        row.as_ref().map(user_from_row).transpose()
-    }
 }
 
 #[async_trait]

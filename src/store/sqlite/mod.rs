@@ -15,15 +15,14 @@ use time::OffsetDateTime;
 
 use super::validate;
 use super::{
-    Consumption, CounterStore, EventStore, FamilyId, NewToken, NewUser, RevokeReason, Rotation,
-    StoreError, TokenId, TokenKind, TokenRecord, TokenSelector, TokenStore, TokenUse, User, UserId,
-    UserStore, UserUpdate,
+    Consumption, CounterStore, EventStore, FamilyId, NewToken, RevokeReason, Rotation, StoreError,
+    TokenId, TokenKind, TokenRecord, TokenSelector, TokenStore, TokenUse, User, UserId,
 };
 use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::{from_micros, to_micros};
 use crate::token::TokenDigest;
 
-/// A [`UserStore`] in a SQLite database (sqlx, WAL mode, embedded migrations).
+/// Every store trait in a SQLite database (sqlx, WAL mode, embedded migrations).
 ///
 /// Its tables are prefixed `portcullis_` and its migrations are tracked in
 /// `_portcullis_migrations`, so an application can keep its own tables and sqlx migrations in
@@ -44,7 +43,7 @@ pub struct SqliteStore {
 
 macro_rules! user_columns {
     () => {
-        "id, username, email, full_name, password_hash, roles, is_active, created_at, updated_at, last_login"
+        "id, username, email, email_verified, phone, phone_verified, full_name, photo_url, password_hash, roles, daily_allowance, is_active, created_at, updated_at, last_login"
     };
 }
 
@@ -53,6 +52,9 @@ macro_rules! token_columns {
         "id, kind, digest, user_id, name, hint, family, scopes, created_at, expires_at, revoked_at, revoke_reason, last_used_at, auth_time"
     };
 }
+
+// After the column macros, which it uses.
+mod users;
 
 fn store_error(error: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &error
@@ -63,6 +65,10 @@ fn store_error(error: sqlx::Error) -> StoreError {
             "username"
         } else if message.contains(".email") {
             "email"
+        } else if message.contains(".phone") {
+            "phone"
+        } else if message.contains("portcullis_identities.") {
+            "identity"
         } else {
             "digest"
         });
@@ -88,21 +94,28 @@ fn parse_list(text: &str) -> Result<Vec<String>, StoreError> {
 }
 
 fn user_from_row(row: &SqliteRow) -> Result<User, StoreError> {
-    Ok(User {
-        id: UserId(row.try_get("id").map_err(corrupt)?),
-        username: row.try_get("username").map_err(corrupt)?,
-        email: row.try_get("email").map_err(corrupt)?,
-        full_name: row.try_get("full_name").map_err(corrupt)?,
-        password_hash: row.try_get("password_hash").map_err(corrupt)?,
-        roles: parse_list(row.try_get("roles").map_err(corrupt)?)?,
-        is_active: row.try_get("is_active").map_err(corrupt)?,
-        created_at: from_micros(row.try_get("created_at").map_err(corrupt)?),
-        updated_at: from_micros(row.try_get("updated_at").map_err(corrupt)?),
-        last_login: row
-            .try_get::<Option<i64>, _>("last_login")
-            .map_err(corrupt)?
-            .map(from_micros),
-    })
+    let get = |column: &str| row.try_get::<Option<i64>, _>(column).map_err(corrupt);
+    let mut user = User::new(
+        UserId(row.try_get("id").map_err(corrupt)?),
+        row.try_get::<String, _>("username").map_err(corrupt)?,
+        from_micros(row.try_get("created_at").map_err(corrupt)?),
+    );
+    user.email = row.try_get("email").map_err(corrupt)?;
+    user.email_verified = row.try_get("email_verified").map_err(corrupt)?;
+    user.phone = row.try_get("phone").map_err(corrupt)?;
+    user.phone_verified = row.try_get("phone_verified").map_err(corrupt)?;
+    user.full_name = row.try_get("full_name").map_err(corrupt)?;
+    user.photo_url = row.try_get("photo_url").map_err(corrupt)?;
+    user.password_hash = row.try_get("password_hash").map_err(corrupt)?;
+    user.roles = parse_list(row.try_get("roles").map_err(corrupt)?)?;
+    user.daily_allowance = get("daily_allowance")?
+        .map(u32::try_from)
+        .transpose()
+        .map_err(corrupt)?;
+    user.is_active = row.try_get("is_active").map_err(corrupt)?;
+    user.updated_at = from_micros(row.try_get("updated_at").map_err(corrupt)?);
+    user.last_login = get("last_login")?.map(from_micros);
+    Ok(user)
 }
 
 fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
@@ -256,118 +269,6 @@ async fn insert_token(
     .await
     .map_err(store_error)?;
     token_from_row(&row)
-}
-
-#[async_trait]
-impl UserStore for SqliteStore {
-    async fn create_user(&self, user: NewUser, now: OffsetDateTime) -> Result<User, StoreError> {
-        super::validate::new_user(&user)?;
-        let mut tx = self.immediate().await?;
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM portcullis_users)")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        let roles = json_list(&user.effective_roles(!exists))?;
-        let row = sqlx::query(concat!(
-            "INSERT INTO portcullis_users \
-             (username, email, full_name, password_hash, roles, is_active, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
-            user_columns!()
-        ))
-        .bind(&user.username)
-        .bind(&user.email)
-        .bind(&user.full_name)
-        .bind(&user.password_hash)
-        .bind(roles)
-        .bind(user.is_active)
-        .bind(to_micros(now))
-        .bind(to_micros(now))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(store_error)?;
-        let created = user_from_row(&row)?;
-        tx.commit().await.map_err(store_error)?;
-        Ok(created)
-    }
-
-    async fn count_users(&self) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM portcullis_users")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)?;
-        u64::try_from(count).map_err(corrupt)
-    }
-
-    async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        let query = concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM portcullis_users WHERE id = ?"
-        );
-        find_user(&self.pool, sqlx::query(query).bind(id.0)).await
-    }
-
-    async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
-        if !validate::storable(username) {
-            return Ok(None);
-        }
-        let query = concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM portcullis_users WHERE username = ?"
-        );
-        find_user(&self.pool, sqlx::query(query).bind(username)).await
-    }
-
-    async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
-        if !validate::storable(email) {
-            return Ok(None);
-        }
-        let query = concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM portcullis_users WHERE email = ?"
-        );
-        find_user(&self.pool, sqlx::query(query).bind(email)).await
-    }
-
-    async fn update_user(
-        &self,
-        id: UserId,
-        update: UserUpdate,
-        now: OffsetDateTime,
-    ) -> Result<Option<User>, StoreError> {
-        super::validate::user_update(&update)?;
-        let roles = update.roles.as_deref().map(json_list).transpose()?;
-        // Each optional column keeps its value unless the matching flag is set.
-        let row = sqlx::query(concat!(
-            "UPDATE portcullis_users SET \
-               email = CASE WHEN ? THEN ? ELSE email END, \
-               full_name = CASE WHEN ? THEN ? ELSE full_name END, \
-               password_hash = CASE WHEN ? THEN ? ELSE password_hash END, \
-               roles = COALESCE(?, roles), \
-               is_active = COALESCE(?, is_active), \
-               last_login = COALESCE(?, last_login), \
-               updated_at = ? \
-             WHERE id = ? RETURNING ",
-            user_columns!()
-        ))
-        .bind(update.email.is_some())
-        .bind(update.email.flatten())
-        .bind(update.full_name.is_some())
-        .bind(update.full_name.flatten())
-        .bind(update.password_hash.is_some())
-        .bind(update.password_hash.flatten())
-        .bind(roles)
-        .bind(update.is_active)
-        .bind(update.last_login.map(to_micros))
-        .bind(to_micros(now))
-        .bind(id.0)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(store_error)?;
-        row.as_ref().map(user_from_row).transpose()
-    }
 }
 
 #[async_trait]
