@@ -4,7 +4,7 @@
 use portcullis::guard::RequireLayer;
 use portcullis::session::Sessions;
 use portcullis::source::{Bearer, SessionCookie};
-use portcullis::store::{NewUser, PostgresStore, User, UserStore};
+use portcullis::store::{NewUser, PostgresStore, Store, User};
 use portcullis::token::TokenFormat;
 use portcullis::token::jwt::{Algorithm, JwtKey, JwtKeys};
 use portcullis::{AccessTokens, ApiKeys, Auth, AuthLayer, CacheConfig, JwtConfig, NewApiKey};
@@ -46,7 +46,7 @@ impl std::fmt::Debug for Fixture {
 const ED25519_PEM: &[u8] = include_bytes!("../../tests/keys/ed25519.pem");
 
 /// Sets portcullis up over `store` with `cache`.
-pub async fn fixture(store: impl UserStore, cache: CacheConfig) -> Fixture {
+pub async fn fixture(store: impl Store, cache: CacheConfig) -> Fixture {
     let auth = Auth::builder(store).cache(cache).build();
     let api_keys = ApiKeys::new(&auth, TokenFormat::new("smtk_").expect("a valid prefix"));
     let config = JwtConfig::new("bench", "bench-api");
@@ -58,7 +58,7 @@ pub async fn fixture(store: impl UserStore, cache: CacheConfig) -> Fixture {
     let ed25519 = JwtKey::private_pem(Algorithm::EdDSA, ED25519_PEM).expect("the Ed25519 test key");
     let eddsa = AccessTokens::new(&auth, JwtKeys::new(ed25519).expect("a signing key"), config);
     let user = auth
-        .store()
+        .users()
         .create_user(NewUser::new("ada").roles(["admin"]), auth.now())
         .await
         .expect("a new user");
@@ -166,7 +166,7 @@ pub async fn stored_keys(fixture: &Fixture, total: usize, hot: usize) -> Vec<Str
     for n in 0..users {
         let user = fixture
             .auth
-            .store()
+            .users()
             .create_user(NewUser::new(format!("owner{n}")), fixture.auth.now())
             .await
             .expect("a new user");
