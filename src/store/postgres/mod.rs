@@ -197,12 +197,12 @@ impl PostgresStore {
     }
 }
 
-async fn find_user(
-    pool: &PgPool,
+async fn find_user<'c>(
+    executor: impl sqlx::PgExecutor<'c>,
     query: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
 ) -> Result<Option<User>, StoreError> {
     query
-        .fetch_optional(pool)
+        .fetch_optional(executor)
         .await
         .map_err(store_error)?
         .as_ref()

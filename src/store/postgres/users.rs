@@ -112,16 +112,12 @@ impl UserStore for PostgresStore {
         validate::user_update(&update)?;
         // Read with the row locked, apply the rules in one place (`User::apply`), write.
         let mut tx = self.begin().await?;
-        let current = sqlx::query(concat!(
+        let locked = concat!(
             "SELECT ",
             user_columns!(),
             " FROM portcullis_users WHERE id = $1 FOR UPDATE"
-        ))
-        .bind(id.0)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(store_error)?;
-        let Some(mut user) = current.as_ref().map(user_from_row).transpose()? else {
+        );
+        let Some(mut user) = find_user(&mut *tx, sqlx::query(locked).bind(id.0)).await? else {
             return Ok(None);
         };
         user.apply(update, now);

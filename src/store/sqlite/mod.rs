@@ -216,12 +216,12 @@ async fn find_token<'c>(
 }
 
 /// The user the query (selecting `user_columns!()`) finds, if any.
-async fn find_user(
-    pool: &SqlitePool,
+async fn find_user<'c>(
+    executor: impl sqlx::SqliteExecutor<'c>,
     query: sqlx::query::Query<'_, Sqlite, sqlx::sqlite::SqliteArguments>,
 ) -> Result<Option<User>, StoreError> {
     query
-        .fetch_optional(pool)
+        .fetch_optional(executor)
         .await
         .map_err(store_error)?
         .as_ref()

@@ -1,7 +1,7 @@
 //! The SQLite [`UserStore`]: accounts and their external identities.
 
 use async_trait::async_trait;
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 use time::OffsetDateTime;
 
 use super::{SqliteStore, corrupt, find_user, json_list, store_error, user_from_row};
@@ -10,23 +10,17 @@ use crate::store::{
     ExternalIdentity, NewUser, StoreError, User, UserId, UserStore, UserUpdate, validate,
 };
 
-/// The user `id` inside `tx`, for a read-modify-write.
-async fn user_in(
-    tx: &mut Transaction<'static, Sqlite>,
+/// The user `id`, read through `executor` (the pool, or a transaction for a read-modify-write).
+async fn user_with_id<'c>(
+    executor: impl sqlx::SqliteExecutor<'c>,
     id: UserId,
 ) -> Result<Option<User>, StoreError> {
-    sqlx::query(concat!(
+    let query = concat!(
         "SELECT ",
         user_columns!(),
         " FROM portcullis_users WHERE id = ?"
-    ))
-    .bind(id.0)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(store_error)?
-    .as_ref()
-    .map(user_from_row)
-    .transpose()
+    );
+    find_user(executor, sqlx::query(query).bind(id.0)).await
 }
 
 #[async_trait]
@@ -76,12 +70,7 @@ impl UserStore for SqliteStore {
     }
 
     async fn user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        let query = concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM portcullis_users WHERE id = ?"
-        );
-        find_user(&self.pool, sqlx::query(query).bind(id.0)).await
+        user_with_id(&self.pool, id).await
     }
 
     async fn user_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
@@ -130,7 +119,7 @@ impl UserStore for SqliteStore {
         // Read, apply the rules in one place (`User::apply`), write: inside one immediate
         // transaction, so concurrent updates serialise.
         let mut tx = self.immediate().await?;
-        let Some(mut user) = user_in(&mut tx, id).await? else {
+        let Some(mut user) = user_with_id(&mut *tx, id).await? else {
             return Ok(None);
         };
         user.apply(update, now);
@@ -169,7 +158,7 @@ impl UserStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         validate::identity(&identity.issuer, &identity.subject)?;
         let mut tx = self.immediate().await?;
-        if user_in(&mut tx, user).await?.is_none() {
+        if user_with_id(&mut *tx, user).await?.is_none() {
             return Err(StoreError::Corrupt(format!("user {user} does not exist")));
         }
         let owner: Option<i64> = sqlx::query_scalar(
