@@ -79,12 +79,14 @@ pub mod guard;
 mod identity;
 mod layer;
 pub mod mail;
+mod one_time;
 mod password;
 #[cfg(feature = "ratelimit")]
 pub mod ratelimit;
 pub mod redirect;
 mod refresh_token;
 mod secret;
+pub mod server_secret;
 pub mod session;
 pub mod source;
 pub mod store;
@@ -99,6 +101,10 @@ pub use error::{AuthError, ErrorRenderer, InvalidToken, JsonErrors, json_detail}
 pub use extract::{AuthRejection, CurrentUser};
 pub use identity::{AuthMethod, Identity, Scopes, Subject};
 pub use layer::{AuthLayer, AuthLayerBuilder, AuthService, ResponseFuture};
+pub use one_time::{
+    DEFAULT_CODE_ATTEMPTS, DEFAULT_CODE_DIGITS, IssueSecretError, IssuedCode, IssuedLink,
+    OneTimeSecrets, RedeemError, SecretRequest,
+};
 pub use password::{PasswordError, PasswordPolicy, Passwords, PolicyViolation, Verification};
 pub use refresh_token::{
     DEFAULT_FAMILY_LIFETIME, IssueRefreshError, IssuedRefreshToken, RefreshTokens, Refreshed,

@@ -86,7 +86,7 @@ async fn production_without_a_jwt_secret_refuses_to_start() {
         .env("INTERNAL_API_KEY", "k".repeat(32));
     let stderr = refused(cmd);
     assert!(
-        stderr.contains("JWT_SECRET must be set when ENVIRONMENT=production"),
+        stderr.contains("JWT_SECRET must be set in production"),
         "{stderr}"
     );
     assert!(

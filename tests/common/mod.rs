@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 pub mod example;
 pub mod session_app;
+pub mod stores;
 
 fn service_url(variable: &str, service: &str) -> Option<String> {
     match std::env::var(variable) {

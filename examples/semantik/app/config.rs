@@ -1,14 +1,12 @@
-//! Configuration from the environment (DESIGN §9), with Semantik's secret handling: in
+//! Configuration from the environment, with Semantik's secret handling: in
 //! development the JWT secret and internal key are generated once into `DATA_DIR` (mode 0600);
 //! with `ENVIRONMENT=production` they must be given.
 
 use std::fmt;
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use portcullis::server_secret::{self, Environment, ServerSecretError};
 use portcullis::token::jwt::KeyError;
 
 /// The service configuration.
@@ -57,9 +55,8 @@ impl fmt::Debug for Config {
 /// Why the service cannot start.
 #[derive(Debug)]
 pub enum ConfigError {
-    MissingSecret(&'static str),
-    WeakSecret(&'static str),
-    SecretFile(PathBuf, String),
+    Secret(ServerSecretError),
+    DataDir(PathBuf, String),
     Invalid(&'static str, String),
     Database(String),
     Key(KeyError),
@@ -70,12 +67,8 @@ pub enum ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::MissingSecret(name) => write!(
-                f,
-                "{name} must be set when ENVIRONMENT=production (generate one with: openssl rand -hex 32)"
-            ),
-            Self::WeakSecret(name) => write!(f, "{name} must be at least 32 bytes long"),
-            Self::SecretFile(path, why) => write!(f, "secret file {}: {why}", path.display()),
+            Self::Secret(error) => error.fmt(f),
+            Self::DataDir(path, why) => write!(f, "data directory {}: {why}", path.display()),
             Self::Invalid(name, why) => write!(f, "invalid {name}: {why}"),
             Self::Database(why) => write!(f, "cannot open the database: {why}"),
             Self::Key(error) => write!(f, "invalid JWT key: {error}"),
@@ -94,6 +87,11 @@ impl Config {
     pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let var = |name: &str| env(name).filter(|value| !value.trim().is_empty());
         let production = var("ENVIRONMENT").is_some_and(|e| e.eq_ignore_ascii_case("production"));
+        let environment = if production {
+            Environment::Production
+        } else {
+            Environment::Development
+        };
         let data_dir = PathBuf::from(var("DATA_DIR").unwrap_or_else(|| "./data/semantik".into()));
         let database_url = match var("DATABASE_URL") {
             Some(url)
@@ -110,24 +108,27 @@ impl Config {
                 ));
             }
             None => {
-                create_private_dir(&data_dir)?;
+                server_secret::create_private_dir(&data_dir)
+                    .map_err(|e| ConfigError::DataDir(data_dir.clone(), e.to_string()))?;
                 format!("sqlite://{}", data_dir.join("semantik.db").display())
             }
         };
-        let jwt_secret = secret(
-            var("JWT_SECRET").or_else(|| var("JWT_SECRET_KEY")),
+        let jwt_secret = server_secret::resolve(
             "JWT_SECRET",
+            var("JWT_SECRET").or_else(|| var("JWT_SECRET_KEY")),
             32,
-            production,
+            environment,
             &data_dir.join(".jwt_secret"),
-        )?;
-        let internal_api_key = secret(
-            var("INTERNAL_API_KEY"),
+        )
+        .map_err(ConfigError::Secret)?;
+        let internal_api_key = server_secret::resolve(
             "INTERNAL_API_KEY",
+            var("INTERNAL_API_KEY"),
             portcullis::source::MIN_INTERNAL_KEY_LEN,
-            production,
+            environment,
             &data_dir.join(".internal_api_key"),
-        )?;
+        )
+        .map_err(ConfigError::Secret)?;
         let number = |name: &'static str, default: u64, max: u64| match var(name) {
             None => Ok(default),
             Some(text) => text
@@ -190,78 +191,4 @@ impl Config {
             production,
         })
     }
-}
-
-/// A configured secret, or in development one generated once into `file` with mode 0600.
-fn secret(
-    given: Option<String>,
-    name: &'static str,
-    min_len: usize,
-    production: bool,
-    file: &Path,
-) -> Result<String, ConfigError> {
-    if let Some(value) = given {
-        return if value.len() >= min_len {
-            Ok(value)
-        } else {
-            Err(ConfigError::WeakSecret(name))
-        };
-    }
-    if production {
-        return Err(ConfigError::MissingSecret(name));
-    }
-    let fail = |why: String| ConfigError::SecretFile(file.to_owned(), why);
-    if let Some(dir) = file.parent() {
-        create_private_dir(dir)?;
-    }
-    match fs::metadata(file) {
-        Ok(metadata) => {
-            if metadata.permissions().mode() & 0o077 != 0 {
-                return Err(fail(format!(
-                    "is readable by other users (mode {:o}); run chmod 600",
-                    metadata.permissions().mode() & 0o777
-                )));
-            }
-            let value = fs::read_to_string(file).map_err(|e| fail(e.to_string()))?;
-            let value = value.trim().to_owned();
-            if value.len() < min_len {
-                return Err(fail(format!("holds fewer than {min_len} bytes")));
-            }
-            Ok(value)
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let value = random_hex()?;
-            let mut out = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(file)
-                .map_err(|e| fail(e.to_string()))?;
-            out.write_all(value.as_bytes())
-                .map_err(|e| fail(e.to_string()))?;
-            tracing::info!(file = %file.display(), "generated a development secret for {name}");
-            Ok(value)
-        }
-        Err(error) => Err(fail(error.to_string())),
-    }
-}
-
-fn random_hex() -> Result<String, ConfigError> {
-    use rand::TryRng;
-    let mut bytes = [0u8; 32];
-    rand::rngs::SysRng
-        .try_fill_bytes(&mut bytes)
-        .map_err(|error| ConfigError::Invalid("secret", error.to_string()))?;
-    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
-}
-
-/// Creates `dir` (and parents) readable by the owner only, since it holds the database and
-/// secrets; an existing directory is left as it is.
-fn create_private_dir(dir: &Path) -> Result<(), ConfigError> {
-    use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| ConfigError::SecretFile(dir.to_owned(), e.to_string()))
 }
