@@ -54,6 +54,14 @@ pub enum AuditKind {
         /// How many tokens were revoked.
         revoked: usize,
     },
+    /// A user's credentials were ended all at once ([`Auth::end_credentials`](crate::Auth::end_credentials)):
+    /// a suspension, a password change or reset, "log out everywhere".
+    CredentialsEnded {
+        /// How many tokens were revoked.
+        revoked: usize,
+        /// Whether API keys were among them.
+        api_keys: bool,
+    },
     /// An API key was created.
     ApiKeyCreated {
         /// The key.
@@ -90,6 +98,7 @@ impl AuditKind {
             Self::SessionStarted { .. } => "session_started",
             Self::SessionRotated { .. } => "session_rotated",
             Self::LoggedOut { .. } => "logged_out",
+            Self::CredentialsEnded { .. } => "credentials_ended",
             Self::ApiKeyCreated { .. } => "api_key_created",
             Self::ApiKeyRevoked { .. } => "api_key_revoked",
         }
@@ -125,6 +134,9 @@ impl fmt::Display for AuditKind {
             Self::SessionStarted { family } => write!(f, "session_started family={family}"),
             Self::SessionRotated { family } => write!(f, "session_rotated family={family}"),
             Self::LoggedOut { revoked } => write!(f, "logged_out revoked={revoked}"),
+            Self::CredentialsEnded { revoked, api_keys } => {
+                write!(f, "credentials_ended revoked={revoked} api_keys={api_keys}")
+            }
             Self::ApiKeyCreated { key_id } => write!(f, "api_key_created key={key_id}"),
             Self::ApiKeyRevoked { key_id } => write!(f, "api_key_revoked key={key_id}"),
         }

@@ -17,10 +17,30 @@ use crate::cache::{CacheConfig, CacheKey, Cached, CredentialCache, Resolved};
 use crate::clock::{Clock, SystemClock};
 use crate::error::AuthError;
 use crate::store::{
-    CounterStore, FamilyId, SecretStore, StoreError, Stores, TokenStore, User, UserId, UserStore,
-    UserUpdate,
+    CounterStore, FamilyId, RevokeReason, SecretStore, StoreError, Stores, TokenKind,
+    TokenSelector, TokenStore, User, UserId, UserStore, UserUpdate,
 };
 use crate::usage::{UsageConfig, UsageRecorder};
+
+/// Which of a user's credentials [`Auth::end_credentials`] ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Credentials {
+    /// What a person signing in obtained: browser sessions and refresh-token families, and
+    /// with them every access token issued in those sessions. API keys stay.
+    SignIns,
+    /// Sign-ins and API keys: every credential the user holds, after a suspected compromise.
+    Everything,
+}
+
+impl Credentials {
+    fn kinds(self) -> &'static [TokenKind] {
+        match self {
+            Self::SignIns => &[TokenKind::Session, TokenKind::Refresh],
+            Self::Everything => &[TokenKind::Session, TokenKind::Refresh, TokenKind::ApiKey],
+        }
+    }
+}
 
 /// The shared core of portcullis: the stores, one credential cache, one clock, one event sink.
 ///
@@ -349,6 +369,90 @@ impl Auth {
                 .await;
         }
         Ok(updated)
+    }
+
+    /// Ends `user`'s `credentials`: revokes them in the store, then drops every cached
+    /// credential of the user here and, through the bus, on every instance, so that the next
+    /// request anywhere is refused (access tokens included: they name their session, which is
+    /// gone). Returns how many tokens were revoked. The one path behind suspension, password
+    /// changes and resets, and "log out everywhere" (OWASP ASVS 5.0 V7.4.3, V7.4.5).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use portcullis::{ApiKeys, Auth, Credentials, NewApiKey, session::Sessions};
+    /// use portcullis::source::TokenResolver;
+    /// use portcullis::store::{MemoryStore, NewUser, RevokeReason, UserStore};
+    /// use portcullis::token::TokenFormat;
+    ///
+    /// let auth = Auth::builder(MemoryStore::new()).build();
+    /// let sessions = Sessions::new(&auth, TokenFormat::new("s_")?);
+    /// let keys = ApiKeys::new(&auth, TokenFormat::new("k_")?);
+    /// let ada = auth.users().create_user(NewUser::new("ada"), auth.now()).await?;
+    /// let session = sessions.start(&ada, &http::HeaderMap::new()).await?;
+    /// let key = keys.create(&ada, NewApiKey::named("ci")).await?;
+    ///
+    /// auth.end_credentials(ada.id, Credentials::SignIns, RevokeReason::Logout).await?;
+    /// assert!(sessions.resolve(session.secret.expose()).await.is_err());
+    /// assert!(keys.resolve(key.secret.expose()).await.is_ok(), "API keys stay");
+    /// auth.end_credentials(ada.id, Credentials::Everything, RevokeReason::Admin).await?;
+    /// assert!(keys.resolve(key.secret.expose()).await.is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn end_credentials(
+        &self,
+        user: UserId,
+        credentials: Credentials,
+        reason: RevokeReason,
+    ) -> Result<usize, StoreError> {
+        let now = self.now();
+        let mut revoked = 0;
+        for &kind in credentials.kinds() {
+            let selector = TokenSelector::User {
+                user,
+                kind: Some(kind),
+            };
+            revoked += self
+                .inner
+                .stores
+                .tokens
+                .revoke_tokens(selector, reason, now)
+                .await?
+                .len();
+        }
+        // After the revocation: a request that reloads the user before it must not cache a
+        // credential that is about to die.
+        self.invalidate(Invalidation::User(user)).await;
+        let api_keys = credentials == Credentials::Everything;
+        self.audit(
+            AuditKind::CredentialsEnded { revoked, api_keys },
+            Some(user),
+        )
+        .await;
+        Ok(revoked)
+    }
+
+    /// Suspends `user`: deactivates the account and ends its sign-ins, taking effect on the
+    /// next request on every instance. Its API keys are kept but refused (`403`) while the
+    /// account is inactive; [`unsuspend`](Self::unsuspend) brings them back, not the ended
+    /// sign-ins. Returns `None` if there is no such user.
+    pub async fn suspend(&self, user: UserId) -> Result<Option<User>, StoreError> {
+        let Some(suspended) = self
+            .update_user(user, UserUpdate::default().active(false))
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.end_credentials(user, Credentials::SignIns, RevokeReason::Admin)
+            .await?;
+        Ok(Some(suspended))
+    }
+
+    /// Reactivates a suspended `user` on every instance. Returns `None` if there is no such
+    /// user.
+    pub async fn unsuspend(&self, user: UserId) -> Result<Option<User>, StoreError> {
+        self.update_user(user, UserUpdate::default().active(true))
+            .await
     }
 
     /// Drops every cached credential of `user`, here and (through the bus) on every instance.

@@ -95,7 +95,7 @@ mod usage;
 
 pub use access_token::{ACCESS_TOKEN_TYP, AccessTokens, IssueError, IssuedAccessToken, JwtConfig};
 pub use api_key::{ApiKeyError, ApiKeys, CreatedApiKey, MAX_KEY_NAME_LEN, NewApiKey};
-pub use auth::{Auth, AuthBuilder};
+pub use auth::{Auth, AuthBuilder, Credentials};
 pub use cache::CacheConfig;
 pub use error::{AuthError, ErrorRenderer, InvalidToken, JsonErrors, json_detail};
 pub use extract::{AuthRejection, CurrentUser};

@@ -295,6 +295,74 @@ async fn redis_pubsub_carries_revocations_to_the_other_instance_within_a_second(
     revocations_reach_the_other_instance(Bus::Redis).await;
 }
 
+/// `Auth::suspend` on A: the next request on B is refused for every credential, without
+/// waiting for a cache TTL; `unsuspend` brings the API key back but not the ended sign-ins.
+/// Then `end_credentials(Everything)` ends the key too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspension_on_one_instance_refuses_the_next_request_on_the_other() {
+    let Some(setup) = Setup::new().await else {
+        return;
+    };
+    let (a, b) = setup.pair(Bus::Redis).await;
+    let ada = user(&a, "ada").await;
+    let key = a
+        .api_keys
+        .create(&ada, NewApiKey::named("k"))
+        .await
+        .unwrap();
+    let family = a.refresh.issue(&ada).await.unwrap();
+    let jwt = a
+        .access
+        .issue_for_session(&ada, &family)
+        .unwrap()
+        .token
+        .into_exposed();
+    let session = a
+        .sessions
+        .start(&ada, &http::HeaderMap::new())
+        .await
+        .unwrap()
+        .secret
+        .into_exposed();
+    assert!(b.api_keys.resolve(key.secret.expose()).await.is_ok());
+    assert!(b.access.resolve(&jwt).await.is_ok());
+    assert!(
+        b.sessions.resolve(&session).await.is_ok(),
+        "B caches all three"
+    );
+
+    let suspended = a.auth.suspend(ada.id).await.unwrap().unwrap();
+    assert!(!suspended.is_active);
+    let delays = [
+        propagation(&b, &b.api_keys, key.secret.expose()).await,
+        propagation(&b, &b.access, &jwt).await,
+        session_propagation(&b.sessions, &session).await,
+    ];
+    assert!(b.refresh.rotate(family.secret.expose()).await.is_err());
+    println!("suspension reached the other instance after {delays:?}");
+
+    a.auth.unsuspend(ada.id).await.unwrap().unwrap();
+    wait_until(Duration::from_secs(1), || async {
+        b.api_keys.resolve(key.secret.expose()).await.is_ok()
+    })
+    .await;
+    assert!(b.access.resolve(&jwt).await.is_err(), "sign-ins stay ended");
+    assert!(b.sessions.resolve(&session).await.is_err());
+    assert!(b.refresh.rotate(family.secret.expose()).await.is_err());
+
+    let revoked = a
+        .auth
+        .end_credentials(
+            ada.id,
+            portcullis::Credentials::Everything,
+            portcullis::store::RevokeReason::Admin,
+        )
+        .await
+        .unwrap();
+    assert_eq!(revoked, 1, "only the key was still live");
+    propagation(&b, &b.api_keys, key.secret.expose()).await;
+}
+
 /// B cannot hear the bus (its Redis is unreachable). Failing open, it serves its cached key
 /// until the TTL passes; failing closed, it asks the store and rejects at once.
 async fn bus_down(policy: WhenBusDown) -> (Duration, bool) {

@@ -2,10 +2,9 @@
 
 use crate::audit::AuditKind;
 use crate::auth::Auth;
+use crate::auth::Credentials;
 use crate::password::{PasswordError, Passwords, PolicyViolation, Verification};
-use crate::store::{
-    NewUser, RevokeReason, StoreError, TokenKind, TokenSelector, User, UserId, UserUpdate,
-};
+use crate::store::{NewUser, RevokeReason, StoreError, User, UserId, UserUpdate};
 
 /// The default of [`PasswordLogin::max_username_len`].
 pub const DEFAULT_MAX_USERNAME_LEN: usize = 254;
@@ -383,19 +382,10 @@ impl PasswordLogin {
             .update_user(user, UserUpdate::default().password_hash(hash))
             .await?
             .ok_or(ChangePasswordError::UnknownUser)?;
-        let now = self.auth.now();
-        for kind in [TokenKind::Refresh, TokenKind::Session] {
-            let selector = TokenSelector::User {
-                user,
-                kind: Some(kind),
-            };
-            self.auth
-                .tokens()
-                .revoke_tokens(selector, RevokeReason::PasswordChanged, now)
-                .await?;
-        }
-        // Revocation after the update: sessions must not outlive the old password.
-        self.auth.invalidate_user(user).await;
+        // After the update: sessions must not outlive the old password.
+        self.auth
+            .end_credentials(user, Credentials::SignIns, RevokeReason::PasswordChanged)
+            .await?;
         Ok(updated)
     }
 }

@@ -330,11 +330,16 @@ pub async fn logout(
         Some(token) => {
             state.refresh.revoke(token.expose(), user.id).await?;
         }
+        None if body.revoke_api_keys => {
+            let credentials = portcullis::Credentials::Everything;
+            let reason = portcullis::store::RevokeReason::Logout;
+            state
+                .auth
+                .end_credentials(user.id, credentials, reason)
+                .await?;
+        }
         None => {
             state.refresh.revoke_all(user.id).await?;
-            if body.revoke_api_keys {
-                state.api_keys.revoke_all(user.id).await?;
-            }
         }
     }
     Ok(Json(Message {
