@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use jsonwebtoken::Header;
 use time::OffsetDateTime;
 
+use crate::assurance::Factors;
 use crate::auth::Auth;
 use crate::cache::{CacheKey, Cached, Domain, Resolved};
 use crate::clock::{self, to_micros};
@@ -195,18 +196,20 @@ impl AccessTokens {
     }
 
     /// Issues an unrestricted token for `user` in the session of `refresh`: its `sid` is the
-    /// refresh family and its `auth_time` the family's sign-in, so that
+    /// refresh family, its `auth_time` the family's sign-in and its `amr` that sign-in's
+    /// factors, so that
     /// [`Auth::require_recent_sign_in`](crate::Auth::require_recent_sign_in) can tell a fresh sign-in from a long-refreshed one.
     pub fn issue_for_session(
         &self,
         user: &User,
         refresh: &crate::IssuedRefreshToken,
     ) -> Result<IssuedAccessToken, IssueError> {
-        let auth_time = refresh
-            .record
-            .auth_time
-            .unwrap_or(refresh.record.created_at);
-        self.sign(user, Some(&refresh.family), None, Some(auth_time))
+        let record = &refresh.record;
+        let sign_in = (
+            record.auth_time.unwrap_or(record.created_at),
+            record.factors,
+        );
+        self.sign(user, Some(&refresh.family), None, Some(sign_in))
     }
 
     /// Issues a token limited to `scopes` (`None`: unrestricted).
@@ -224,7 +227,7 @@ impl AccessTokens {
         user: &User,
         session: Option<&FamilyId>,
         scopes: Option<&[String]>,
-        auth_time: Option<OffsetDateTime>,
+        sign_in: Option<(OffsetDateTime, Factors)>,
     ) -> Result<IssuedAccessToken, IssueError> {
         let key = self.inner.keys.signing_key()?;
         let encoding = key.encoding().ok_or(KeyError::NoSigningKey)?;
@@ -246,7 +249,8 @@ impl AccessTokens {
             sid: session.map(|sid| sid.as_str().to_owned()),
             token_use: TOKEN_USE.to_owned(),
             scope: scopes.map(|scopes| scopes.join(" ")),
-            auth_time: auth_time.map(OffsetDateTime::unix_timestamp),
+            auth_time: sign_in.map(|(at, _)| at.unix_timestamp()),
+            amr: sign_in.map(|(_, factors)| factors.amr().into_iter().map(str::to_owned).collect()),
         };
         let mut header = Header::new(key.algorithm());
         header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
@@ -330,7 +334,11 @@ impl AccessTokens {
             .auth_time
             .and_then(|at| OffsetDateTime::from_unix_timestamp(at).ok())
         {
-            identity = identity.signed_in_at(at);
+            let factors = claims
+                .amr
+                .as_deref()
+                .map_or(Factors::NONE, Factors::from_amr);
+            identity = identity.signed_in(at, factors);
         }
         Ok(Cached::Found(Arc::new(Resolved::new(
             identity,

@@ -171,17 +171,17 @@ impl ApiKeys {
         let record = auth
             .tokens()
             .insert_token(NewToken {
-                kind: TokenKind::ApiKey,
-                digest: generated.digest(),
-                user_id: owner.id,
                 name: Some(name.to_owned()),
-                hint: generated.hint().to_owned(),
-                family: None,
                 scopes: key.scopes,
-                created_at: now,
                 expires_at: ttl.map(|ttl| clock::add(now, ttl)),
-                auth_time: None,
                 max_active: self.inner.max_active,
+                ..NewToken::new(
+                    TokenKind::ApiKey,
+                    generated.digest(),
+                    owner.id,
+                    generated.hint(),
+                    now,
+                )
             })
             .await
             .map_err(|error| match error {

@@ -82,6 +82,18 @@ pub enum AuditKind {
         /// The session.
         family: FamilyId,
     },
+    /// A second factor was proved and the sign-in completed.
+    SecondFactorPassed {
+        /// The method ([`SecondFactor::method`](crate::sign_in::SecondFactor::method)).
+        method: String,
+    },
+    /// A wrong second-factor answer was given.
+    SecondFactorFailed {
+        /// The method ([`SecondFactor::method`](crate::sign_in::SecondFactor::method)).
+        method: String,
+        /// How many more answers the sign-in gets; at zero it must start over.
+        attempts_left: u32,
+    },
 }
 
 impl AuditKind {
@@ -97,6 +109,8 @@ impl AuditKind {
             Self::RefreshTokenReused { .. } => "refresh_token_reused",
             Self::SessionStarted { .. } => "session_started",
             Self::SessionRotated { .. } => "session_rotated",
+            Self::SecondFactorPassed { .. } => "second_factor_passed",
+            Self::SecondFactorFailed { .. } => "second_factor_failed",
             Self::LoggedOut { .. } => "logged_out",
             Self::CredentialsEnded { .. } => "credentials_ended",
             Self::ApiKeyCreated { .. } => "api_key_created",
@@ -133,6 +147,16 @@ impl fmt::Display for AuditKind {
             }
             Self::SessionStarted { family } => write!(f, "session_started family={family}"),
             Self::SessionRotated { family } => write!(f, "session_rotated family={family}"),
+            Self::SecondFactorPassed { method } => {
+                write!(f, "second_factor_passed method={method}")
+            }
+            Self::SecondFactorFailed {
+                method,
+                attempts_left,
+            } => write!(
+                f,
+                "second_factor_failed method={method} attempts_left={attempts_left}"
+            ),
             Self::LoggedOut { revoked } => write!(f, "logged_out revoked={revoked}"),
             Self::CredentialsEnded { revoked, api_keys } => {
                 write!(f, "credentials_ended revoked={revoked} api_keys={api_keys}")

@@ -301,13 +301,15 @@ impl Auth {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use std::{sync::Arc, time::Duration};
     /// use portcullis::{Auth, AuthError, AuthMethod, Identity, Scopes, clock::ManualClock};
+    /// use portcullis::assurance::Factor;
     /// use portcullis::store::{MemoryStore, NewUser, UserStore};
     ///
     /// let clock = Arc::new(ManualClock::new(time::OffsetDateTime::UNIX_EPOCH));
     /// let auth = Auth::builder(MemoryStore::new()).shared_clock(clock.clone()).build();
     /// let ada = auth.users().create_user(NewUser::new("ada"), auth.now()).await?;
     /// let method = AuthMethod::Jwt { jti: None, sid: None };
-    /// let identity = Identity::user(ada, method, Scopes::Unrestricted).signed_in_at(auth.now());
+    /// let identity = Identity::user(ada, method, Scopes::Unrestricted)
+    ///     .signed_in(auth.now(), Factor::Password.into());
     ///
     /// let fifteen_minutes = Duration::from_secs(15 * 60);
     /// assert!(auth.require_recent_sign_in(&identity, fifteen_minutes).is_ok());
@@ -380,6 +382,7 @@ impl Auth {
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// use portcullis::{ApiKeys, Auth, Credentials, NewApiKey, session::Sessions};
+    /// use portcullis::{assurance::Factor, sign_in::Authenticated};
     /// use portcullis::source::TokenResolver;
     /// use portcullis::store::{MemoryStore, NewUser, RevokeReason, UserStore};
     /// use portcullis::token::TokenFormat;
@@ -388,7 +391,8 @@ impl Auth {
     /// let sessions = Sessions::new(&auth, TokenFormat::new("s_")?);
     /// let keys = ApiKeys::new(&auth, TokenFormat::new("k_")?);
     /// let ada = auth.users().create_user(NewUser::new("ada"), auth.now()).await?;
-    /// let session = sessions.start(&ada, &http::HeaderMap::new()).await?;
+    /// let signed_in = Authenticated::new(ada.clone(), Factor::Password, auth.now());
+    /// let session = sessions.start(&signed_in, &http::HeaderMap::new()).await?;
     /// let key = keys.create(&ada, NewApiKey::named("ci")).await?;
     ///
     /// auth.end_credentials(ada.id, Credentials::SignIns, RevokeReason::Logout).await?;
@@ -503,7 +507,7 @@ impl Auth {
     }
 
     /// Deletes the stored tokens that expired, or were revoked, more than `retention` ago
-    /// (see [`UserStore::purge_tokens`]); returns how many. Every login, refresh and session
+    /// (see [`TokenStore::purge_tokens`](crate::store::TokenStore::purge_tokens)); returns how many. Every login, refresh and session
     /// adds a row that is dead once it expires; run this now and then so that they do not
     /// accumulate. Keep `retention` at least as long as the refresh-token lifetime, so that a
     /// rotated refresh token presented again is still recognised as reuse.

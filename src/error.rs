@@ -48,6 +48,15 @@ pub enum AuthError {
         /// How recent the sign-in must be.
         max_age: Duration,
     },
+    /// The credential is valid, but the action needs a stronger sign-in than the
+    /// credential's (RFC 9470): `401` with an `insufficient_user_authentication` challenge
+    /// naming the level in `acr_values`, so the client signs in with a second factor and
+    /// retries. See [`guard::assurance`](crate::guard::assurance).
+    #[error("a sign-in at {required:?} is required")]
+    InsufficientAssurance {
+        /// The level the action needs.
+        required: crate::assurance::Assurance,
+    },
     /// An unsafe request that a browser's session cookie would authenticate came from another
     /// site (see [`CrossOrigin`](crate::csrf::CrossOrigin)): `403`, with no challenge, since
     /// no other credential would make it acceptable.
@@ -153,7 +162,8 @@ impl AuthError {
             Self::MissingCredentials
             | Self::InvalidToken(_)
             | Self::InactiveUser
-            | Self::StaleAuthentication { .. } => StatusCode::UNAUTHORIZED,
+            | Self::StaleAuthentication { .. }
+            | Self::InsufficientAssurance { .. } => StatusCode::UNAUTHORIZED,
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::Forbidden { .. } | Self::CrossSiteRequest => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -172,6 +182,9 @@ impl AuthError {
             Self::Forbidden { .. } => "Not enough permissions",
             Self::StaleAuthentication { .. } => {
                 "A more recent sign-in is required: sign in again and retry"
+            }
+            Self::InsufficientAssurance { .. } => {
+                "A stronger sign-in is required: sign in with a second factor and retry"
             }
             Self::CrossSiteRequest => "Cross-site request refused",
             Self::RateLimited { .. } => "Too many requests",
@@ -212,6 +225,12 @@ impl AuthError {
                 "Bearer realm={realm}, error=\"insufficient_user_authentication\", \
                  error_description=\"A more recent authentication is required\", max_age={}",
                 max_age.as_secs()
+            )),
+            // RFC 9470 §3: the error code, and the acceptable authentication context classes.
+            Self::InsufficientAssurance { required } => Some(format!(
+                "Bearer realm={realm}, error=\"insufficient_user_authentication\", \
+                 error_description=\"A stronger authentication is required\", acr_values=\"{}\"",
+                required.acr()
             )),
             Self::CrossSiteRequest | Self::RateLimited { .. } | Self::Unavailable(_) => None,
         }
@@ -433,6 +452,22 @@ mod tests {
         assert_eq!(
             challenge_of(&response),
             Some("Bearer realm=\"api\", error=\"insufficient_scope\", scope=\"collections:write\"")
+        );
+    }
+
+    #[test]
+    fn rfc9470_3_a_weak_sign_in_is_401_insufficient_user_authentication_with_acr_values() {
+        let error = AuthError::InsufficientAssurance {
+            required: crate::assurance::Assurance::Aal2,
+        };
+        let response = JsonErrors::default().render(&error);
+        assert_eq!(response.status(), 401);
+        assert_eq!(
+            challenge_of(&response),
+            Some(
+                "Bearer realm=\"api\", error=\"insufficient_user_authentication\", \
+                 error_description=\"A stronger authentication is required\", acr_values=\"aal2\""
+            )
         );
     }
 

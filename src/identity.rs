@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use crate::assurance::{Assurance, Factors};
 use crate::store::{FamilyId, TokenId, User, UserId};
 
 /// The authenticated principal of a request, placed in the request extensions by
@@ -35,6 +36,7 @@ struct Inner {
     method: AuthMethod,
     scopes: Scopes,
     auth_time: Option<OffsetDateTime>,
+    factors: Factors,
 }
 
 /// Whom an [`Identity`] stands for.
@@ -131,6 +133,7 @@ impl Identity {
             method,
             scopes,
             auth_time: None,
+            factors: Factors::NONE,
         }))
     }
 
@@ -144,6 +147,7 @@ impl Identity {
             subject: Subject::Service { name },
             scopes: Scopes::Unrestricted,
             auth_time: None,
+            factors: Factors::NONE,
         }))
     }
 
@@ -221,11 +225,26 @@ impl Identity {
         self.0.auth_time
     }
 
-    /// This identity, signed in at `at` (see [`auth_time`](Self::auth_time)).
+    /// The factors the person proved at [`auth_time`](Self::auth_time) (empty for
+    /// credentials that carry no sign-in, and for sessions recorded without them).
+    pub fn factors(&self) -> Factors {
+        self.0.factors
+    }
+
+    /// The assurance level of the sign-in behind the credential, `None` for credentials
+    /// that carry no sign-in (API keys, client applications, the internal key). A sign-in
+    /// recorded without factors counts as [`Assurance::Aal1`].
+    pub fn assurance(&self) -> Option<Assurance> {
+        (self.is_signed_in() && self.0.auth_time.is_some()).then(|| self.0.factors.assurance())
+    }
+
+    /// This identity, signed in at `at` with `factors` (see [`auth_time`](Self::auth_time)
+    /// and [`factors`](Self::factors)).
     #[must_use]
-    pub fn signed_in_at(self, at: OffsetDateTime) -> Self {
+    pub fn signed_in(self, at: OffsetDateTime, factors: Factors) -> Self {
         let mut inner = Arc::unwrap_or_clone(self.0);
         inner.auth_time = Some(at);
+        inner.factors = factors;
         Self(Arc::new(inner))
     }
 }
@@ -237,6 +256,7 @@ impl fmt::Debug for Identity {
             .field("user_id", &self.user_id())
             .field("method", self.method())
             .field("scopes", self.scopes())
+            .field("factors", &self.0.factors)
             .finish()
     }
 }
@@ -261,7 +281,7 @@ mod tests {
         assert_eq!(
             format!("{identity:?}"),
             "Identity { name: \"ada\", user_id: Some(UserId(1)), method: ApiKey { key_id: TokenId(1) }, \
-             scopes: Unrestricted }"
+             scopes: Unrestricted, factors: {} }"
         );
     }
 }

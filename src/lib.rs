@@ -15,6 +15,17 @@
 //!         ─▶ handler: Identity, Option<Identity>, CurrentUser extractors
 //! ```
 //!
+//! ## The sign-in path
+//!
+//! ```text
+//! first factor (PasswordLogin::sign_in, …) ─▶ SignIn pipeline: second factors the user is enrolled in
+//!         ─▶ SignedIn(Authenticated) ─▶ Sessions::start (cookie) or TokenPairs::issue (bearer pair)
+//!            recording the factors (amr) and auth_time that guard::assurance and
+//!            Auth::require_recent_sign_in check later
+//! ```
+//!
+//! See [`sign_in`] and [`assurance`].
+//!
 //! ## Quick start
 //!
 //! ```
@@ -64,6 +75,7 @@
 
 mod access_token;
 mod api_key;
+pub mod assurance;
 pub mod audit;
 mod auth;
 pub mod bus;
@@ -88,9 +100,11 @@ mod refresh_token;
 mod secret;
 pub mod server_secret;
 pub mod session;
+pub mod sign_in;
 pub mod source;
 pub mod store;
 pub mod token;
+mod token_pair;
 mod usage;
 
 pub use access_token::{ACCESS_TOKEN_TYP, AccessTokens, IssueError, IssuedAccessToken, JwtConfig};
@@ -110,3 +124,4 @@ pub use refresh_token::{
     DEFAULT_FAMILY_LIFETIME, IssueRefreshError, IssuedRefreshToken, RefreshTokens, Refreshed,
 };
 pub use secret::Secret;
+pub use token_pair::{TokenPair, TokenPairs};

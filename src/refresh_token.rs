@@ -10,6 +10,7 @@ use crate::audit::AuditKind;
 use crate::auth::Auth;
 use crate::clock;
 use crate::error::{AuthError, InvalidToken};
+use crate::sign_in::Authenticated;
 use crate::store::{
     FamilyId, NewToken, RevokeReason, Rotation, StoreError, TokenKind, TokenRecord, TokenSelector,
     User, UserId,
@@ -27,14 +28,14 @@ use crate::token::{RandomnessUnavailable, TokenDigest, TokenFormat, TokenSecret}
 /// ```
 /// use std::time::Duration;
 /// use portcullis::{Auth, RefreshTokens, store::{MemoryStore, NewUser, UserStore}};
-/// use portcullis::token::TokenFormat;
+/// use portcullis::{assurance::Factor, sign_in::Authenticated, token::TokenFormat};
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let auth = Auth::builder(MemoryStore::new()).build();
 /// let refresh = RefreshTokens::new(&auth, TokenFormat::new("rt_")?, Duration::from_secs(30 * 86_400));
 /// let ada = auth.users().create_user(NewUser::new("ada"), auth.now()).await?;
 ///
-/// let first = refresh.issue(&ada).await?;
+/// let first = refresh.issue(&Authenticated::new(ada, Factor::Password, auth.now())).await?;
 /// let second = refresh.rotate(first.secret.expose()).await?;
 /// assert_eq!(second.issued.family, first.family);
 ///
@@ -164,29 +165,36 @@ impl RefreshTokens {
         self.inner.ttl
     }
 
-    /// Starts a new session for `user` and returns its first refresh token.
-    pub async fn issue(&self, user: &User) -> Result<IssuedRefreshToken, IssueRefreshError> {
+    /// Starts a new session (refresh family) for a person who just signed in (see
+    /// [`sign_in`](crate::sign_in)), recording when and with which factors, and returns its
+    /// first refresh token. The family's absolute lifetime counts from the sign-in.
+    pub async fn issue(
+        &self,
+        signed_in: &Authenticated,
+    ) -> Result<IssuedRefreshToken, IssueRefreshError> {
+        let user = signed_in.user();
         let family = FamilyId::generate()?;
         let generated = self.inner.format.generate()?;
         let now = self.inner.auth.now();
-        let expires_at = clock::add(now, self.inner.ttl.min(self.inner.lifetime));
+        let family_ends = clock::add(signed_in.at(), self.inner.lifetime);
+        let expires_at = clock::add(now, self.inner.ttl).min(family_ends);
         let record = self
             .inner
             .auth
             .tokens()
-            .insert_token(NewToken {
-                kind: TokenKind::Refresh,
-                digest: generated.digest(),
-                user_id: user.id,
-                name: None,
-                hint: generated.hint().to_owned(),
-                family: Some(family.clone()),
-                scopes: None,
-                created_at: now,
-                expires_at: Some(expires_at),
-                auth_time: Some(now),
-                max_active: None,
-            })
+            .insert_token(
+                NewToken::new(
+                    TokenKind::Refresh,
+                    generated.digest(),
+                    user.id,
+                    generated.hint(),
+                    now,
+                )
+                .family(family.clone())
+                .expires_at(expires_at)
+                .auth_time(signed_in.at())
+                .factors(signed_in.factors()),
+            )
             .await?;
         Ok(IssuedRefreshToken {
             secret: generated.into_secret(),
@@ -239,19 +247,18 @@ impl RefreshTokens {
             return Err(InvalidToken::Expired.into());
         }
         let expires_at = clock::add(now, self.inner.ttl).min(family_ends);
-        let replacement = NewToken {
-            kind: TokenKind::Refresh,
-            digest: generated.digest(),
-            user_id: record.user_id,
-            name: None,
-            hint: generated.hint().to_owned(),
-            family: Some(family.clone()),
-            scopes: record.scopes.clone(),
-            created_at: now,
-            expires_at: Some(expires_at),
-            auth_time: Some(auth_time),
-            max_active: None,
-        };
+        let mut replacement = NewToken::new(
+            TokenKind::Refresh,
+            generated.digest(),
+            record.user_id,
+            generated.hint(),
+            now,
+        )
+        .family(family.clone())
+        .expires_at(expires_at)
+        .auth_time(auth_time)
+        .factors(record.factors);
+        replacement.scopes.clone_from(&record.scopes);
         match auth
             .tokens()
             .rotate_token(TokenKind::Refresh, &digest, replacement, now)

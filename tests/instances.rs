@@ -197,7 +197,11 @@ async fn revocations_reach_the_other_instance(kind: Bus) {
     ));
 
     // A session logged out on A.
-    let session = a.refresh.issue(&ada).await.unwrap();
+    let session = a
+        .refresh
+        .issue(&common::password_sign_in(&a.auth, &ada))
+        .await
+        .unwrap();
     let jwt = a
         .access
         .issue(&ada, Some(&session.family))
@@ -214,7 +218,10 @@ async fn revocations_reach_the_other_instance(kind: Bus) {
     // A browser session rotated, then logged out, on A.
     let started = a
         .sessions
-        .start(&ada, &http::HeaderMap::new())
+        .start(
+            &common::password_sign_in(&a.auth, &ada),
+            &http::HeaderMap::new(),
+        )
         .await
         .unwrap();
     let cookie = |id: &str| {
@@ -264,7 +271,11 @@ async fn revocations_reach_the_other_instance(kind: Bus) {
         .unwrap();
 
     // A password changed on A: the sessions' access tokens stop working on B.
-    let session = a.refresh.issue(&ada).await.unwrap();
+    let session = a
+        .refresh
+        .issue(&common::password_sign_in(&a.auth, &ada))
+        .await
+        .unwrap();
     let jwt = a
         .access
         .issue(&ada, Some(&session.family))
@@ -310,7 +321,11 @@ async fn a_suspension_on_one_instance_refuses_the_next_request_on_the_other() {
         .create(&ada, NewApiKey::named("k"))
         .await
         .unwrap();
-    let family = a.refresh.issue(&ada).await.unwrap();
+    let family = a
+        .refresh
+        .issue(&common::password_sign_in(&a.auth, &ada))
+        .await
+        .unwrap();
     let jwt = a
         .access
         .issue_for_session(&ada, &family)
@@ -319,7 +334,10 @@ async fn a_suspension_on_one_instance_refuses_the_next_request_on_the_other() {
         .into_exposed();
     let session = a
         .sessions
-        .start(&ada, &http::HeaderMap::new())
+        .start(
+            &common::password_sign_in(&a.auth, &ada),
+            &http::HeaderMap::new(),
+        )
         .await
         .unwrap()
         .secret
@@ -481,7 +499,14 @@ async fn fifty_concurrent_refreshes_across_two_instances_succeed_exactly_once() 
     };
     let (a, b) = setup.pair(Bus::Postgres).await;
     let ada = user(&a, "ada").await;
-    let token = Arc::new(a.refresh.issue(&ada).await.unwrap().secret.into_exposed());
+    let token = Arc::new(
+        a.refresh
+            .issue(&common::password_sign_in(&a.auth, &ada))
+            .await
+            .unwrap()
+            .secret
+            .into_exposed(),
+    );
     let (a, b) = (Arc::new(a), Arc::new(b));
     let tasks: Vec<_> = (0..50)
         .map(|n| {

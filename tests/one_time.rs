@@ -37,35 +37,7 @@ where
     fixture.finish().await;
 }
 
-macro_rules! on_every_store {
-    ($($case:ident),* $(,)?) => {$(
-        mod $case {
-            use crate::common::stores;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn memory() {
-                super::run(stores::memory().await, super::$case).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::run(stores::sqlite().await, super::$case).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::run(stores::postgres().await, super::$case).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn redis() {
-                super::run(stores::redis_sessions().await, super::$case).await;
-            }
-        }
-    )*};
-}
-
-on_every_store!(
+common::stores::on_every_store!(
     a_link_is_spent_exactly_once_among_50_concurrent_redeemers,
     a_link_redeems_only_its_own_kind_and_only_before_it_expires,
     a_malformed_or_truncated_link_is_invalid,

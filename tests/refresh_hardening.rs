@@ -75,7 +75,10 @@ async fn presenting_a_rotated_token_again_acts_once_per_family() {
     pubsub.subscribe(&channel).await.unwrap();
     let f = fixture(Some(RedisBus::open(&url).unwrap().channel(&channel))).await;
     let refresh = RefreshTokens::new(&f.auth, TokenFormat::new("rt_").unwrap(), 30 * DAY);
-    let first = refresh.issue(&f.user).await.unwrap();
+    let first = refresh
+        .issue(&common::password_sign_in(&f.auth, &f.user))
+        .await
+        .unwrap();
     let second = refresh.rotate(first.secret.expose()).await.unwrap();
     for _ in 0..50 {
         let refused = refresh.rotate(first.secret.expose()).await.unwrap_err();
@@ -113,7 +116,11 @@ async fn a_refresh_family_ends_at_its_absolute_lifetime_however_often_it_rotates
     let f = fixture(None).await;
     let refresh = RefreshTokens::new(&f.auth, TokenFormat::new("rt_").unwrap(), 30 * DAY);
     let signed_in = f.auth.now();
-    let mut current = refresh.issue(&f.user).await.unwrap().secret;
+    let mut current = refresh
+        .issue(&common::password_sign_in(&f.auth, &f.user))
+        .await
+        .unwrap()
+        .secret;
     let mut last_expiry = None;
     for _ in 0..3 {
         f.clock.advance(29 * DAY);

@@ -500,8 +500,16 @@ async fn role_changes_apply_to_cached_credentials_at_once() {
 #[tokio::test]
 async fn logout_ends_the_sessions_access_tokens_even_when_cached() {
     let app = App::new().await;
-    let session = app.refresh.issue(&app.user).await.unwrap();
-    let other = app.refresh.issue(&app.user).await.unwrap();
+    let session = app
+        .refresh
+        .issue(&password_sign_in(&app.auth, &app.user))
+        .await
+        .unwrap();
+    let other = app
+        .refresh
+        .issue(&password_sign_in(&app.auth, &app.user))
+        .await
+        .unwrap();
     let jwt = app
         .access
         .issue(&app.user, Some(&session.family))
@@ -544,7 +552,11 @@ async fn a_refresh_token_of_another_user_cannot_be_logged_out() {
         .create_user(NewUser::new("bob"), app.auth.now())
         .await
         .unwrap();
-    let bobs = app.refresh.issue(&bob).await.unwrap();
+    let bobs = app
+        .refresh
+        .issue(&password_sign_in(&app.auth, &bob))
+        .await
+        .unwrap();
     assert_eq!(
         app.refresh
             .revoke(bobs.secret.expose(), app.user.id)
@@ -558,7 +570,11 @@ async fn a_refresh_token_of_another_user_cannot_be_logged_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_refreshes_of_one_token_succeed_exactly_once() {
     let app = Arc::new(App::new().await);
-    let issued = app.refresh.issue(&app.user).await.unwrap();
+    let issued = app
+        .refresh
+        .issue(&password_sign_in(&app.auth, &app.user))
+        .await
+        .unwrap();
     let token = Arc::new(issued.secret.into_exposed());
     let tasks: Vec<_> = (0..50)
         .map(|_| {
@@ -576,7 +592,11 @@ async fn fifty_concurrent_refreshes_of_one_token_succeed_exactly_once() {
 #[tokio::test]
 async fn rfc9700_4_14_2_refresh_token_reuse_revokes_the_family_and_its_access_tokens() {
     let app = App::new().await;
-    let first = app.refresh.issue(&app.user).await.unwrap();
+    let first = app
+        .refresh
+        .issue(&password_sign_in(&app.auth, &app.user))
+        .await
+        .unwrap();
     let second = app.refresh.rotate(first.secret.expose()).await.unwrap();
     let jwt = app
         .access
@@ -607,7 +627,10 @@ async fn rfc9700_4_14_2_refresh_token_reuse_revokes_the_family_and_its_access_to
 async fn a_reuse_grace_period_tolerates_a_racing_retry_without_revoking() {
     let app = App::new().await;
     let refresh = app.refresh.clone().reuse_grace(Duration::from_secs(10));
-    let first = refresh.issue(&app.user).await.unwrap();
+    let first = refresh
+        .issue(&password_sign_in(&app.auth, &app.user))
+        .await
+        .unwrap();
     let second = refresh.rotate(first.secret.expose()).await.unwrap();
     assert!(refresh.rotate(first.secret.expose()).await.is_err());
     assert!(
@@ -619,7 +642,11 @@ async fn a_reuse_grace_period_tolerates_a_racing_retry_without_revoking() {
 #[tokio::test]
 async fn expired_and_inactive_refreshes_are_refused() {
     let app = App::new().await;
-    let issued = app.refresh.issue(&app.user).await.unwrap();
+    let issued = app
+        .refresh
+        .issue(&password_sign_in(&app.auth, &app.user))
+        .await
+        .unwrap();
     app.clock.advance(Duration::from_secs(86_401));
     assert!(matches!(
         app.refresh.rotate(issued.secret.expose()).await,
@@ -627,7 +654,11 @@ async fn expired_and_inactive_refreshes_are_refused() {
             portcullis::InvalidToken::Expired
         ))
     ));
-    let fresh = app.refresh.issue(&app.user).await.unwrap();
+    let fresh = app
+        .refresh
+        .issue(&password_sign_in(&app.auth, &app.user))
+        .await
+        .unwrap();
     app.auth
         .update_user(app.user.id, UserUpdate::default().active(false))
         .await
@@ -842,4 +873,13 @@ async fn a_custom_renderer_is_used_by_the_layer_guards_and_extractors() {
             "custom: Could not validate credentials"
         )
     );
+}
+
+/// `user` signed in with a password just now.
+fn password_sign_in(auth: &Auth, user: &User) -> portcullis::sign_in::Authenticated {
+    portcullis::sign_in::Authenticated::new(
+        user.clone(),
+        portcullis::assurance::Factor::Password,
+        auth.now(),
+    )
 }

@@ -649,7 +649,10 @@ async fn an_idle_session_ends_even_while_its_cache_entry_is_fresh() {
         .create_user(portcullis::store::NewUser::new("ada"), auth.now())
         .await
         .unwrap();
-    let started = sessions.start(&ada, &HeaderMap::new()).await.unwrap();
+    let started = sessions
+        .start(&common::password_sign_in(&auth, &ada), &HeaderMap::new())
+        .await
+        .unwrap();
     let id = started.secret.expose();
     assert!(sessions.resolve(id).await.is_ok());
     // Used every 9 minutes from the cache alone, the session stays.

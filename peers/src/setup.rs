@@ -1,8 +1,10 @@
 //! portcullis set up as an application would: one store, one user, an API key and access
 //! tokens signed with HS256 and with Ed25519.
 
+use portcullis::assurance::Factor;
 use portcullis::guard::RequireLayer;
 use portcullis::session::Sessions;
+use portcullis::sign_in::Authenticated;
 use portcullis::source::{Bearer, SessionCookie};
 use portcullis::store::{NewUser, PostgresStore, Store, User};
 use portcullis::token::TokenFormat;
@@ -79,8 +81,9 @@ pub async fn fixture(store: impl Store, cache: CacheConfig) -> Fixture {
         .token
         .into_exposed();
     let sessions = Sessions::new(&auth, TokenFormat::new("pcs_").expect("a valid prefix"));
+    let signed_in = Authenticated::new(user.clone(), Factor::Password, auth.now());
     let session = sessions
-        .start(&user, &http::HeaderMap::new())
+        .start(&signed_in, &http::HeaderMap::new())
         .await
         .expect("a new session");
     let session_cookie = format!(

@@ -1,4 +1,4 @@
-//! The [`CounterStore`](crate::store::CounterStore) requirements.
+//! The [`CounterStore`] requirements.
 
 use std::sync::Arc;
 

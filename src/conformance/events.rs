@@ -1,4 +1,4 @@
-//! The [`EventStore`](crate::store::EventStore) requirements.
+//! The [`EventStore`] requirements.
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! for a third-party store to run with one macro call.
 //!
 //! A store author writes a fixture — an `async fn` returning fresh, empty [`Stores`] (or any
-//! [`Fixture`], to clean up after each test) — and calls [`store_conformance!`] in a test file:
+//! [`Fixture`], to clean up after each test) — and calls [`store_conformance!`](crate::store_conformance) in a test file:
 //!
 //! ```
 //! use portcullis::store::{MemoryStore, Stores};
@@ -87,7 +87,7 @@ impl<F: Fixture> Fixture for Option<F> {
 }
 
 /// Runs one conformance test: builds a multi-threaded runtime, makes the fixture, runs `test`
-/// on its stores and finishes the fixture. Called by [`store_conformance!`].
+/// on its stores and finishes the fixture. Called by [`store_conformance!`](crate::store_conformance).
 ///
 /// # Panics
 ///
@@ -203,6 +203,7 @@ macro_rules! store_conformance {
                 purge_deletes_what_expired_or_was_revoked_before_the_cutoff,
                 last_use_only_moves_forward,
                 timestamps_round_trip_at_microsecond_precision,
+                sign_in_factors_round_trip_and_survive_rotation,
             );
         }
     };

@@ -1,4 +1,4 @@
-//! The [`SecretStore`](crate::store::SecretStore) requirements.
+//! The [`SecretStore`] requirements.
 
 use std::time::Duration;
 

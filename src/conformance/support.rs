@@ -30,19 +30,9 @@ pub(crate) fn digest(n: u32) -> TokenDigest {
 }
 
 pub(crate) fn token(kind: TokenKind, user: UserId, n: u32) -> NewToken {
-    NewToken {
-        kind,
-        digest: digest(n),
-        user_id: user,
-        name: Some(format!("token {n}")),
-        hint: format!("pc_…{n:04}"),
-        family: None,
-        scopes: None,
-        created_at: at(0),
-        expires_at: Some(at(3600)),
-        auth_time: None,
-        max_active: None,
-    }
+    NewToken::new(kind, digest(n), user, format!("pc_…{n:04}"), at(0))
+        .name(format!("token {n}"))
+        .expires_at(at(3600))
 }
 
 pub(crate) async fn user(store: &dyn UserStore, name: &str) -> User {

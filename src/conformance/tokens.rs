@@ -1,4 +1,4 @@
-//! The [`TokenStore`](crate::store::TokenStore) requirements; most run once per token kind.
+//! The [`TokenStore`] requirements; most run once per token kind.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,6 +6,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::support::*;
+use crate::assurance::{Factor, Factors};
 use crate::store::*;
 
 /// Tokens of unknown users are refused.
@@ -622,4 +623,46 @@ pub async fn timestamps_round_trip_at_microsecond_precision(stores: Stores, kind
     assert_eq!(key.auth_time, found.auth_time, "as inserted");
     assert!(found.is_active(precise));
     assert!(!found.is_active(precise + Duration::from_micros(1)));
+}
+
+/// The factors of a sign-in come back as stored, on the token and on its rotated successor
+/// (the refresh or session code copies them over), and a token stored without any reads
+/// back with none.
+pub async fn sign_in_factors_round_trip_and_survive_rotation(stores: Stores, kind: TokenKind) {
+    let Stores { users, tokens, .. } = stores;
+    let ada = user(&*users, "ada").await;
+    let factors: Factors = [Factor::Password, Factor::Otp, Factor::Passkey]
+        .into_iter()
+        .collect();
+    let family = FamilyId::new("fam");
+    let first = tokens
+        .insert_token(
+            token(kind, ada.id, 1)
+                .family(family.clone())
+                .auth_time(at(0))
+                .factors(factors),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.factors, factors, "as inserted");
+    let found = tokens.token_by_digest(kind, &digest(1)).await.unwrap();
+    assert_eq!(found.map(|t| t.factors), Some(factors));
+    let successor = token(kind, ada.id, 2)
+        .family(family)
+        .auth_time(at(0))
+        .factors(first.factors);
+    let Rotation::Rotated { replacement, .. } = tokens
+        .rotate_token(kind, &digest(1), successor, at(1))
+        .await
+        .unwrap()
+    else {
+        panic!("an active token rotates");
+    };
+    assert_eq!(replacement.factors, factors);
+    let found = tokens.token_by_digest(kind, &digest(2)).await.unwrap();
+    assert_eq!(found.map(|t| t.factors), Some(factors));
+    let plain = tokens.insert_token(token(kind, ada.id, 3)).await.unwrap();
+    assert_eq!(plain.factors, Factors::NONE);
+    let found = tokens.token_by_digest(kind, &digest(3)).await.unwrap();
+    assert_eq!(found.map(|t| t.factors), Some(Factors::NONE));
 }

@@ -1,4 +1,4 @@
-//! The [`UserStore`](crate::store::UserStore) requirements.
+//! The [`UserStore`] requirements.
 
 use std::sync::Arc;
 

@@ -1,15 +1,18 @@
 //! Registration and username/password login.
 
+use crate::assurance::Factor;
 use crate::audit::AuditKind;
 use crate::auth::Auth;
 use crate::auth::Credentials;
 use crate::password::{PasswordError, Passwords, PolicyViolation, Verification};
+use crate::sign_in::{Authenticated, Refusal, SignIn, SignInError, SignInOutcome};
 use crate::store::{NewUser, RevokeReason, StoreError, User, UserId, UserUpdate};
 
 /// The default of [`PasswordLogin::max_username_len`].
 pub const DEFAULT_MAX_USERNAME_LEN: usize = 254;
 
-/// Registers users and checks their passwords.
+/// Registers users, checks their passwords, and signs them in through the
+/// [sign-in pipeline](crate::sign_in) ([`sign_in`](Self::sign_in)).
 ///
 /// Login answers the same [`LoginError::InvalidCredentials`] for an unknown username and a
 /// wrong password, and spends the same time on both (a dummy hash is verified for unknown
@@ -40,6 +43,7 @@ pub struct PasswordLogin {
     auth: Auth,
     passwords: Passwords,
     max_username_len: usize,
+    pipeline: SignIn,
     #[cfg(feature = "ratelimit")]
     throttle: Option<std::sync::Arc<crate::ratelimit::LoginThrottle>>,
 }
@@ -195,6 +199,7 @@ impl PasswordLogin {
             auth: auth.clone(),
             passwords: passwords.clone(),
             max_username_len: DEFAULT_MAX_USERNAME_LEN,
+            pipeline: SignIn::new(auth),
             #[cfg(feature = "ratelimit")]
             throttle: None,
         }
@@ -217,6 +222,19 @@ impl PasswordLogin {
     pub fn throttle(mut self, throttle: crate::ratelimit::LoginThrottle) -> Self {
         self.throttle = Some(std::sync::Arc::new(throttle));
         self
+    }
+
+    /// Sends passed passwords through `pipeline` (its second factors) in
+    /// [`sign_in`](Self::sign_in). The default pipeline has no second factor.
+    #[must_use]
+    pub fn pipeline(mut self, pipeline: SignIn) -> Self {
+        self.pipeline = pipeline;
+        self
+    }
+
+    /// The pipeline [`sign_in`](Self::sign_in) continues in.
+    pub fn sign_in_pipeline(&self) -> &SignIn {
+        &self.pipeline
     }
 
     /// The password hasher.
@@ -254,7 +272,50 @@ impl PasswordLogin {
         Ok(user)
     }
 
-    /// Checks a username and password from the client at `address`, applying the throttle
+    /// Signs in with a username and password from the client at `address`: the password is
+    /// checked as by [`login_from`](Self::login_from) (throttled, timing-safe), then the
+    /// sign-in continues in the [pipeline](Self::pipeline), which asks for a second factor
+    /// when the user is enrolled in one.
+    ///
+    /// ```
+    /// use portcullis::{Auth, Passwords, PasswordPolicy, store::MemoryStore};
+    /// use portcullis::flows::{PasswordLogin, Registration};
+    /// use portcullis::sign_in::{Refusal, SignInOutcome};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let auth = Auth::builder(MemoryStore::new()).build();
+    /// let login = PasswordLogin::new(&auth, &Passwords::new(PasswordPolicy::default()));
+    /// login.register(Registration::new("ada", "correct horse battery")).await?;
+    ///
+    /// let outcome = login.sign_in("ada", "correct horse battery", None).await?;
+    /// assert!(matches!(outcome, SignInOutcome::SignedIn(ref ada) if ada.user().username == "ada"));
+    /// let outcome = login.sign_in("ada", "wrong", None).await?;
+    /// assert!(matches!(outcome, SignInOutcome::Refused(Refusal::InvalidCredentials)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        address: Option<std::net::IpAddr>,
+    ) -> Result<SignInOutcome, SignInError> {
+        let refusal = match self.login_from(username, password, address).await {
+            Ok(user) => {
+                let proof = Authenticated::new(user, Factor::Password, self.auth.now());
+                return self.pipeline.begin(proof).await;
+            }
+            Err(LoginError::InvalidCredentials) => Refusal::InvalidCredentials,
+            Err(LoginError::Throttled { retry_after }) => Refusal::Throttled { retry_after },
+            Err(LoginError::Inactive) => Refusal::Inactive,
+            Err(LoginError::Hashing(error)) => return Err(error.into()),
+            Err(LoginError::Store(error)) => return Err(error.into()),
+        };
+        Ok(SignInOutcome::Refused(refusal))
+    }
+
+    /// Checks a username and password from the client at `address` — the first factor only:
+    /// [`sign_in`](Self::sign_in) continues with second factors. Applies the throttle
     /// when one is configured.
     ///
     /// The attempt is counted before the password is checked and taken back when it succeeds
@@ -299,8 +360,8 @@ impl PasswordLogin {
         Ok(())
     }
 
-    /// Checks a username and password; records the login and upgrades a legacy hash. Not
-    /// throttled: prefer [`login_from`](Self::login_from).
+    /// Checks a username and password (the first factor only); records the login and
+    /// upgrades a legacy hash. Not throttled: prefer [`sign_in`](Self::sign_in).
     pub async fn login(&self, username: &str, password: &str) -> Result<User, LoginError> {
         self.check_username(username)?;
         let started = std::time::Instant::now();

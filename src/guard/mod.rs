@@ -32,6 +32,7 @@ mod tests;
 pub use future::ResponseFuture;
 pub use layer::{RequireAuth, RequireLayer, RequireRole, RequireScope};
 pub use requirement::{
-    Requirement, all, any, any_role, authenticated, custom, not, role, scope, service, signed_in,
+    Requirement, all, any, any_role, assurance, authenticated, custom, not, role, scope, service,
+    signed_in,
 };
 pub use service::RequireService;

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::assurance::Assurance;
 use crate::error::AuthError;
 use crate::identity::Identity;
 
@@ -18,6 +19,7 @@ enum Node {
     Scope(String),
     Service,
     SignedIn,
+    Assurance(Assurance),
     All(Vec<Requirement>),
     Any(Vec<Requirement>),
     Not(Requirement),
@@ -32,6 +34,7 @@ impl fmt::Debug for Requirement {
             Node::Scope(scope) => write!(f, "scope({scope:?})"),
             Node::Service => f.write_str("service"),
             Node::SignedIn => f.write_str("signed_in"),
+            Node::Assurance(level) => write!(f, "assurance({level:?})"),
             Node::All(all) => f.debug_tuple("all").field(all).finish(),
             Node::Any(any) => f.debug_tuple("any").field(any).finish(),
             Node::Not(inner) => f.debug_tuple("not").field(inner).finish(),
@@ -84,6 +87,22 @@ pub fn signed_in() -> Requirement {
     node(Node::SignedIn)
 }
 
+/// A sign-in at `level` or above (see [`Identity::assurance`]): for step-up before
+/// sensitive actions. Credentials that carry no sign-in (API keys, client applications, the
+/// internal key) never meet it. Refused with `401 insufficient_user_authentication` naming
+/// the level (RFC 9470 §3), so the client can sign in with a second factor and retry.
+///
+/// ```
+/// use portcullis::assurance::Assurance;
+/// use portcullis::guard::{self, RequireLayer};
+///
+/// let two_factors = RequireLayer::new(guard::assurance(Assurance::Aal2));
+/// # let _ = two_factors;
+/// ```
+pub fn assurance(level: Assurance) -> Requirement {
+    node(Node::Assurance(level))
+}
+
 /// Every requirement holds (`true` when empty).
 pub fn all(requirements: impl IntoIterator<Item = Requirement>) -> Requirement {
     node(Node::All(requirements.into_iter().collect()))
@@ -122,6 +141,9 @@ impl Requirement {
             Node::Scope(scope) => identity.is_some_and(|id| id.allows_scope(scope)),
             Node::Service => identity.is_some_and(Identity::is_service),
             Node::SignedIn => identity.is_some_and(Identity::is_signed_in),
+            Node::Assurance(level) => identity
+                .and_then(Identity::assurance)
+                .is_some_and(|reached| reached >= *level),
             Node::All(all) => all.iter().all(|r| r.is_met_by(identity)),
             Node::Any(any) => any.iter().any(|r| r.is_met_by(identity)),
             Node::Not(inner) => !inner.is_met_by(identity),
@@ -137,9 +159,26 @@ impl Requirement {
         }
         match identity {
             None => Err(AuthError::MissingCredentials),
-            Some(identity) => Err(AuthError::Forbidden {
-                scope: self.missing_scope(identity),
+            Some(identity) => Err(match self.missing_assurance(identity) {
+                Some(required) => AuthError::InsufficientAssurance { required },
+                None => AuthError::Forbidden {
+                    scope: self.missing_scope(identity),
+                },
             }),
+        }
+    }
+
+    /// The level whose absence explains the refusal, when a signed-in identity could meet
+    /// it by signing in again: a failed level at the top or inside an `all`.
+    fn missing_assurance(&self, identity: &Identity) -> Option<Assurance> {
+        match &*self.0 {
+            Node::Assurance(level)
+                if identity.is_signed_in() && !self.is_met_by(Some(identity)) =>
+            {
+                Some(*level)
+            }
+            Node::All(all) => all.iter().find_map(|r| r.missing_assurance(identity)),
+            _ => None,
         }
     }
 

@@ -240,3 +240,42 @@ fn requirements_describe_themselves_for_logs_and_debugging() {
         r#"all([authenticated, any([role("admin"), scope("documents:write")]), not(service), custom(..)])"#
     );
 }
+
+/// RFC 9470 §3: a signed-in identity below the level is asked to sign in again (401 with
+/// the level), one whose credential carries no sign-in is simply not allowed (403).
+#[test]
+fn an_assurance_level_is_met_by_stronger_sign_ins_only() {
+    use crate::assurance::{Assurance, Factor, Factors};
+    let aal2 = assurance(Assurance::Aal2);
+    let at = time::OffsetDateTime::UNIX_EPOCH;
+    let password = user(&[], Scopes::Unrestricted).signed_in(at, Factor::Password.into());
+    let two: Factors = [Factor::Password, Factor::Otp].into_iter().collect();
+    let strong = user(&[], Scopes::Unrestricted).signed_in(at, two);
+    let key = Identity::user(
+        User::fixture(1),
+        AuthMethod::ApiKey {
+            key_id: crate::store::TokenId(1),
+        },
+        Scopes::Unrestricted,
+    );
+    assert!(aal2.check(Some(&strong)).is_ok());
+    assert!(assurance(Assurance::Aal1).check(Some(&password)).is_ok());
+    assert!(matches!(
+        aal2.check(Some(&password)),
+        Err(AuthError::InsufficientAssurance {
+            required: Assurance::Aal2
+        })
+    ));
+    assert!(matches!(
+        all([authenticated(), aal2.clone()]).check(Some(&password)),
+        Err(AuthError::InsufficientAssurance { .. })
+    ));
+    assert!(matches!(
+        aal2.check(Some(&key)),
+        Err(AuthError::Forbidden { .. })
+    ));
+    assert!(matches!(
+        aal2.check(None),
+        Err(AuthError::MissingCredentials)
+    ));
+}

@@ -34,9 +34,10 @@ use crate::clock::{self, micros, to_micros};
 use crate::csrf::CrossOrigin;
 use crate::error::{AuthError, InvalidToken};
 use crate::identity::{AuthMethod, Identity, Scopes};
+use crate::sign_in::Authenticated;
 use crate::store::{
     FamilyId, NewToken, RevokeReason, Rotation, StoreError, TokenId, TokenKind, TokenRecord,
-    TokenSelector, User, UserId,
+    TokenSelector, UserId,
 };
 use crate::token::{GeneratedToken, TokenDigest, TokenFormat, TokenSecret};
 
@@ -44,15 +45,16 @@ use crate::token::{GeneratedToken, TokenDigest, TokenFormat, TokenSecret};
 ///
 /// ```
 /// use portcullis::{Auth, session::Sessions, store::{MemoryStore, NewUser, UserStore}};
-/// use portcullis::token::TokenFormat;
+/// use portcullis::{assurance::Factor, sign_in::Authenticated, token::TokenFormat};
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let auth = Auth::builder(MemoryStore::new()).build();
 /// let sessions = Sessions::new(&auth, TokenFormat::new("pcs_")?);
 /// let ada = auth.users().create_user(NewUser::new("ada"), auth.now()).await?;
 ///
-/// // At login: answer with `started.cookie` in the response.
-/// let started = sessions.start(&ada, &http::HeaderMap::new()).await?;
+/// // At login (see `portcullis::sign_in`): answer with `started.cookie` in the response.
+/// let signed_in = Authenticated::new(ada.clone(), Factor::Password, auth.now());
+/// let started = sessions.start(&signed_in, &http::HeaderMap::new()).await?;
 /// let identity = sessions.resolve(started.secret.expose()).await?;
 /// assert_eq!(identity.user_id(), Some(ada.id));
 ///
@@ -174,7 +176,8 @@ impl Sessions {
         self.inner.cookie.find(request)
     }
 
-    /// Starts a session for `user`, who just proved who they are. Any session the request
+    /// Starts a session for a person who just signed in (see [`sign_in`](crate::sign_in)),
+    /// recording when and with which factors they did. Any session the request
     /// already presents is revoked first, so no id chosen before the login can carry it
     /// (session fixation, OWASP ASVS 5.0 V7.2.4).
     ///
@@ -182,9 +185,10 @@ impl Sessions {
     /// fails.
     pub async fn start(
         &self,
-        user: &User,
+        signed_in: &Authenticated,
         request: &HeaderMap,
     ) -> Result<StartedSession, AuthError> {
+        let user = signed_in.user();
         if !user.is_active {
             return Err(AuthError::InactiveUser);
         }
@@ -209,7 +213,7 @@ impl Sessions {
         let now = auth.now();
         let expires_at = clock::add(now, self.inner.lifetime);
         let started = self
-            .insert(user.id, family.clone(), now, expires_at)
+            .insert(user.id, family.clone(), now, expires_at, signed_in)
             .await?;
         auth.audit(AuditKind::SessionStarted { family }, Some(user.id))
             .await;
@@ -246,14 +250,10 @@ impl Sessions {
         let now = auth.now();
         // The sign-in the session started with stays its authentication time.
         let auth_time = record.auth_time.unwrap_or(record.created_at);
-        let replacement = session_token(
-            &generated,
-            record.user_id,
-            family.clone(),
-            now,
-            expires_at,
-            auth_time,
-        );
+        let replacement =
+            session_token(&generated, record.user_id, family.clone(), now, expires_at)
+                .auth_time(auth_time)
+                .factors(record.factors);
         let Rotation::Rotated { replacement, .. } = auth
             .tokens()
             .rotate_token(TokenKind::Session, &digest, replacement, now)
@@ -400,7 +400,10 @@ impl Sessions {
             },
             Scopes::Unrestricted,
         )
-        .signed_in_at(record.auth_time.unwrap_or(record.created_at));
+        .signed_in(
+            record.auth_time.unwrap_or(record.created_at),
+            record.factors,
+        );
         let mut resolved = Resolved::new(
             identity,
             record.family,
@@ -426,6 +429,7 @@ impl Sessions {
         family: FamilyId,
         now: time::OffsetDateTime,
         expires_at: time::OffsetDateTime,
+        signed_in: &Authenticated,
     ) -> Result<StartedSession, AuthError> {
         let generated = self
             .inner
@@ -436,9 +440,11 @@ impl Sessions {
             .inner
             .auth
             .tokens()
-            .insert_token(session_token(
-                &generated, user, family, now, expires_at, now,
-            ))
+            .insert_token(
+                session_token(&generated, user, family, now, expires_at)
+                    .auth_time(signed_in.at())
+                    .factors(signed_in.factors()),
+            )
             .await?;
         Ok(self.started(generated.into_secret(), record, now))
     }
@@ -475,28 +481,23 @@ impl Sessions {
     }
 }
 
-/// The stored form of a session id.
+/// The stored form of a session id, before its sign-in is recorded.
 fn session_token(
     generated: &GeneratedToken,
     user: UserId,
     family: FamilyId,
     now: time::OffsetDateTime,
     expires_at: time::OffsetDateTime,
-    auth_time: time::OffsetDateTime,
 ) -> NewToken {
-    NewToken {
-        kind: TokenKind::Session,
-        digest: generated.digest(),
-        user_id: user,
-        name: None,
-        hint: generated.hint().to_owned(),
-        family: Some(family),
-        scopes: None,
-        created_at: now,
-        expires_at: Some(expires_at),
-        auth_time: Some(auth_time),
-        max_active: None,
-    }
+    NewToken::new(
+        TokenKind::Session,
+        generated.digest(),
+        user,
+        generated.hint(),
+        now,
+    )
+    .family(family)
+    .expires_at(expires_at)
 }
 
 fn session_key(digest: TokenDigest) -> CacheKey {

@@ -13,7 +13,7 @@ pub enum StoreError {
         /// The limit that applied.
         limit: u32,
     },
-    /// A value the store refuses to keep (see [`validate`]); the string names the field.
+    /// A value the store refuses to keep (see [`validate`](crate::store::validate)); the string names the field.
     #[error("invalid {0}")]
     InvalidInput(&'static str),
     /// The store does not implement this operation; the string names it.

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::assurance::Factors;
 use crate::token::TokenDigest;
 
 /// A user's identifier, assigned by the store.
@@ -750,6 +751,9 @@ pub struct TokenRecord {
     /// `auth_time`): a session's or refresh family's start, kept through rotations. `None`
     /// for tokens that do not come from a sign-in (API keys).
     pub auth_time: Option<OffsetDateTime>,
+    /// The factors the user proved at `auth_time`, kept through rotations (the `amr` of the
+    /// access tokens it issues). Empty for tokens that do not come from a sign-in.
+    pub factors: Factors,
 }
 
 impl TokenRecord {
@@ -778,6 +782,7 @@ impl TokenRecord {
             revoke_reason: None,
             last_used_at: None,
             auth_time: None,
+            factors: Factors::NONE,
         }
     }
 
@@ -789,6 +794,7 @@ impl TokenRecord {
             scopes: new.scopes,
             expires_at: new.expires_at,
             auth_time: new.auth_time,
+            factors: new.factors,
             ..Self::new(
                 id,
                 new.kind,
@@ -836,6 +842,8 @@ pub struct NewToken {
     /// When the user signed in for the session this token belongs to (see
     /// [`TokenRecord::auth_time`]).
     pub auth_time: Option<OffsetDateTime>,
+    /// The factors the user proved at `auth_time` (see [`TokenRecord::factors`]).
+    pub factors: Factors,
     /// Refuse the insert with [`StoreError::LimitReached`](super::StoreError::LimitReached) when
     /// the owner already has this many active tokens of this kind — checked atomically with
     /// the insert, so concurrent creations cannot exceed it.
@@ -863,6 +871,7 @@ impl NewToken {
             created_at,
             expires_at: None,
             auth_time: None,
+            factors: Factors::NONE,
             max_active: None,
         }
     }
@@ -902,6 +911,13 @@ impl NewToken {
         self
     }
 
+    /// Sets the factors the user proved at the sign-in.
+    #[must_use]
+    pub fn factors(mut self, factors: Factors) -> Self {
+        self.factors = factors;
+        self
+    }
+
     /// Refuses the insert when the owner already has `limit` active tokens of this kind.
     #[must_use]
     pub fn max_active(mut self, limit: u32) -> Self {
@@ -910,7 +926,7 @@ impl NewToken {
     }
 }
 
-/// Which tokens [`UserStore::revoke_tokens`](super::UserStore::revoke_tokens) revokes. Only
+/// Which tokens [`TokenStore::revoke_tokens`](super::TokenStore::revoke_tokens) revokes. Only
 /// tokens that are not yet revoked are affected.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -940,7 +956,7 @@ pub enum TokenSelector {
     },
 }
 
-/// The outcome of [`UserStore::rotate_token`](super::UserStore::rotate_token).
+/// The outcome of [`TokenStore::rotate_token`](super::TokenStore::rotate_token).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rotation {
     /// The presented token was active; it is now revoked as rotated and its replacement stored.
@@ -955,7 +971,7 @@ pub enum Rotation {
     Rejected(Option<Box<TokenRecord>>),
 }
 
-/// A use of a token, for [`UserStore::record_token_use`](super::UserStore::record_token_use).
+/// A use of a token, for [`TokenStore::record_token_use`](super::TokenStore::record_token_use).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TokenUse {
     /// The token.
@@ -964,7 +980,7 @@ pub struct TokenUse {
     pub at: OffsetDateTime,
 }
 
-/// The outcome of [`UserStore::consume`](super::UserStore::consume).
+/// The outcome of [`CounterStore::consume`](super::CounterStore::consume).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Consumption {
     /// The amount was added; the counter now holds `total`.

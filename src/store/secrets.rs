@@ -412,7 +412,7 @@ impl Guess {
     }
 }
 
-/// One-time secrets (see the [module documentation](self)).
+/// One-time secrets (see [`OneTimeSecrets`](crate::OneTimeSecrets), the service over it).
 ///
 /// Every method is atomic under concurrent calls from several processes sharing the store:
 /// a secret is spent exactly once, and no more wrong guesses than its attempts are ever

@@ -230,3 +230,16 @@ pub fn host_port(url: &str) -> String {
         .map_or(authority, |(_, h)| h)
         .to_owned()
 }
+
+/// `user` signed in with a password at `auth`'s now: what a password sign-in hands to
+/// `Sessions::start` and `RefreshTokens::issue`.
+pub fn password_sign_in(
+    auth: &portcullis::Auth,
+    user: &portcullis::store::User,
+) -> portcullis::sign_in::Authenticated {
+    portcullis::sign_in::Authenticated::new(
+        user.clone(),
+        portcullis::assurance::Factor::Password,
+        auth.now(),
+    )
+}

@@ -8,11 +8,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
+use portcullis::assurance::Factor;
 use portcullis::clock::ManualClock;
 use portcullis::csrf::CrossOrigin;
-use portcullis::flows::{LoginError, PasswordLogin, Registration};
+use portcullis::flows::{PasswordLogin, Registration};
 use portcullis::redirect::LocalRedirect;
 use portcullis::session::Sessions;
+use portcullis::sign_in::{Authenticated, SignInOutcome};
 use portcullis::source::{Bearer, SessionCookie};
 use portcullis::store::{Stores, UserUpdate};
 use portcullis::token::TokenFormat;
@@ -111,15 +113,18 @@ async fn log_in(
             "username and password required",
         );
     };
-    let user = match app.login.login(username, password).await {
-        Ok(user) => user,
-        Err(LoginError::InvalidCredentials | LoginError::Inactive) => {
+    let signed_in = match app.login.sign_in(username, password, None).await {
+        Ok(SignInOutcome::SignedIn(signed_in)) => signed_in,
+        Ok(_) => {
             return json_detail(StatusCode::UNAUTHORIZED, "Incorrect username or password");
         }
         Err(_) => return json_detail(StatusCode::SERVICE_UNAVAILABLE, "try again"),
     };
-    match app.sessions.start(&user, &headers).await {
-        Ok(started) => (started.cookie, Json(json!({ "username": user.username }))).into_response(),
+    match app.sessions.start(&signed_in, &headers).await {
+        Ok(started) => {
+            let username = &signed_in.user().username;
+            (started.cookie, Json(json!({ "username": username }))).into_response()
+        }
         Err(error) => error.into_response(),
     }
 }
@@ -162,13 +167,14 @@ async fn sign_in(
     headers: HeaderMap,
     Form(form): Form<SignIn>,
 ) -> Result<Response, AuthError> {
-    let Ok(user) = app.login.login(&form.username, &form.password).await else {
+    let outcome = app.login.sign_in(&form.username, &form.password, None);
+    let Ok(SignInOutcome::SignedIn(signed_in)) = outcome.await else {
         return Ok(json_detail(
             StatusCode::UNAUTHORIZED,
             "Incorrect username or password",
         ));
     };
-    let started = app.sessions.start(&user, &headers).await?;
+    let started = app.sessions.start(&signed_in, &headers).await?;
     let next = LocalRedirect::next_or_root(form.next.as_deref());
     Ok((started.cookie, next).into_response())
 }
@@ -215,6 +221,7 @@ async fn change_password(
     let Ok(updated) = app.login.change_password(user.id, PASSWORD, new).await else {
         return Ok(json_detail(StatusCode::BAD_REQUEST, "password not changed"));
     };
-    let started = app.sessions.start(&updated, &headers).await?;
+    let signed_in = Authenticated::new(updated, Factor::Password, app.auth.now());
+    let started = app.sessions.start(&signed_in, &headers).await?;
     Ok((started.cookie, StatusCode::NO_CONTENT).into_response())
 }

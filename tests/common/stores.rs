@@ -92,3 +92,36 @@ pub async fn redis_sessions_on_postgres() -> Option<Fixture> {
         ..Fixture::new(in_redis(postgres, &url, &prefix))
     })
 }
+
+/// For each case `fn(Setup)`, a module of four tests, one per store set-up, each calling the
+/// test file's `run(fixture, case)`.
+#[allow(unused_macros)]
+macro_rules! on_every_store {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            use crate::common::stores;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                super::run(stores::memory().await, super::$case).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::run(stores::sqlite().await, super::$case).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::run(stores::postgres().await, super::$case).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::run(stores::redis_sessions().await, super::$case).await;
+            }
+        }
+    )*};
+}
+#[allow(unused_imports)]
+pub(crate) use on_every_store;

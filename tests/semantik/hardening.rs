@@ -313,6 +313,9 @@ async fn a_stolen_access_token_cannot_mint_an_api_key_without_a_recent_sign_in(b
         .await;
     let refreshed = refreshed.body["access_token"].as_str().unwrap();
     assert_eq!(jwt_claims(refreshed)["auth_time"].as_i64(), Some(signed_in));
+    // RFC 8176: how the user signed in rides along too (a password; no second factor here).
+    assert_eq!(jwt_claims(&access)["amr"], json!(["pwd"]));
+    assert_eq!(jwt_claims(refreshed)["amr"], json!(["pwd"]));
     assert_eq!(
         server
             .api_key(refreshed, json!({"name": "fresh"}))

@@ -3,9 +3,10 @@
 use axum::Json;
 use axum::extract::{Request, State};
 use http::StatusCode;
-use portcullis::flows::{LoginError, RegisterError, Registration};
+use portcullis::flows::{RegisterError, Registration};
+use portcullis::sign_in::{Refusal, SignInError, SignInOutcome};
 use portcullis::store::{SUPERUSER_ROLE, User};
-use portcullis::{AuthError, CurrentUser, Secret};
+use portcullis::{AuthError, CurrentUser, Secret, TokenPair};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -225,13 +226,10 @@ pub async fn login(
 ) -> Result<Json<TokenOut>, ApiError> {
     let attempt = state
         .login
-        .login_from(&body.username, body.password.expose(), address);
-    let user = match attempt.await {
-        Ok(user) => user,
-        Err(LoginError::InvalidCredentials) => {
-            return Err(ApiError::unauthorized("Incorrect username or password"));
-        }
-        Err(LoginError::Throttled { retry_after }) => {
+        .sign_in(&body.username, body.password.expose(), address);
+    let signed_in = match attempt.await {
+        Ok(SignInOutcome::SignedIn(signed_in)) => signed_in,
+        Ok(SignInOutcome::Refused(Refusal::Throttled { retry_after })) => {
             let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -239,8 +237,11 @@ pub async fn login(
             )
             .retry_after(seconds));
         }
-        Err(LoginError::Inactive) => return Err(AuthError::InactiveUser.into()),
-        Err(LoginError::Store(error)) => return Err(error.into()),
+        Ok(SignInOutcome::Refused(Refusal::Inactive)) => return Err(AuthError::InactiveUser.into()),
+        // Wrong credentials, and any outcome this server's pipeline (which has no second
+        // factor) cannot produce.
+        Ok(_) => return Err(ApiError::unauthorized("Incorrect username or password")),
+        Err(SignInError::Store(error)) => return Err(error.into()),
         Err(error) => {
             tracing::error!(%error, "login failed");
             return Err(ApiError::new(
@@ -249,34 +250,18 @@ pub async fn login(
             ));
         }
     };
-    issue_pair(&state, &user).await.map(Json)
+    let pair = state.tokens.issue(&signed_in).await?;
+    Ok(Json(TokenOut::from(pair)))
 }
 
-async fn issue_pair(state: &AppState, user: &User) -> Result<TokenOut, ApiError> {
-    let refresh = state.refresh.issue(user).await.map_err(AuthError::from)?;
-    pair(state, user, refresh)
-}
-
-fn pair(
-    state: &AppState,
-    user: &User,
-    refresh: portcullis::IssuedRefreshToken,
-) -> Result<TokenOut, ApiError> {
-    let access = state
-        .access
-        .issue_for_session(user, &refresh)
-        .map_err(|error| {
-            tracing::error!(%error, "could not sign an access token");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Token issuing is temporarily unavailable",
-            )
-        })?;
-    Ok(TokenOut {
-        access_token: access.token.into_exposed(),
-        refresh_token: refresh.secret.into_exposed(),
-        token_type: "bearer",
-    })
+impl From<TokenPair> for TokenOut {
+    fn from(pair: TokenPair) -> Self {
+        Self {
+            access_token: pair.access.token.into_exposed(),
+            refresh_token: pair.refresh.secret.into_exposed(),
+            token_type: "bearer",
+        }
+    }
 }
 
 /// Rotates a refresh token: a new pair, the old refresh token spent. Reusing a spent one
@@ -294,8 +279,8 @@ pub async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Json<TokenOut>, ApiError> {
-    let refreshed = state.refresh.rotate(body.refresh_token.expose()).await?;
-    pair(&state, &refreshed.user, refreshed.issued).map(Json)
+    let pair = state.tokens.refresh(body.refresh_token.expose()).await?;
+    Ok(Json(TokenOut::from(pair)))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -328,7 +313,11 @@ pub async fn logout(
             ));
         }
         Some(token) => {
-            state.refresh.revoke(token.expose(), user.id).await?;
+            state
+                .tokens
+                .refresh_tokens()
+                .revoke(token.expose(), user.id)
+                .await?;
         }
         None if body.revoke_api_keys => {
             let credentials = portcullis::Credentials::Everything;
@@ -339,7 +328,7 @@ pub async fn logout(
                 .await?;
         }
         None => {
-            state.refresh.revoke_all(user.id).await?;
+            state.tokens.refresh_tokens().revoke_all(user.id).await?;
         }
     }
     Ok(Json(Message {

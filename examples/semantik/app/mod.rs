@@ -25,7 +25,7 @@ use portcullis::token::TokenFormat;
 use portcullis::token::jwt::{JwtKey, JwtKeys};
 use portcullis::{
     AccessTokens, ApiKeys, Auth, AuthLayer, JsonErrors, JwtConfig, PasswordPolicy, Passwords,
-    RefreshTokens,
+    RefreshTokens, TokenPairs,
 };
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -41,8 +41,8 @@ pub const PERMISSIONS: [&str; 3] = ["collections:read", "collections:write", "ke
 pub struct AppState {
     pub auth: Auth,
     pub login: PasswordLogin,
-    pub access: AccessTokens,
-    pub refresh: RefreshTokens,
+    /// Completes sign-ins and refreshes with an access and a refresh token.
+    pub tokens: TokenPairs,
     pub api_keys: ApiKeys,
     pub db: db::Database,
     pub client_ip: portcullis::ratelimit::ClientIp,
@@ -98,8 +98,7 @@ pub async fn build(config: &Config) -> Result<(Router, AppState), ConfigError> {
     let state = AppState {
         auth,
         login,
-        access,
-        refresh,
+        tokens: TokenPairs::new(access, refresh),
         api_keys,
         db,
         client_ip: limits.client_ip,
@@ -216,7 +215,10 @@ pub async fn run(config: Config) -> Result<(), ConfigError> {
     // After the address line, which tools (and the tests) read first.
     warn_while_ownerless(&state).await;
     // Rotated refresh tokens are kept for a refresh-token lifetime, so reuse is still caught.
-    let purger = tokio::spawn(purge_dead_tokens(state.auth.clone(), state.refresh.ttl()));
+    let purger = tokio::spawn(purge_dead_tokens(
+        state.auth.clone(),
+        state.tokens.refresh_tokens().ttl(),
+    ));
     let served = serve(listener, router).await;
     purger.abort();
     served.map_err(|error| ConfigError::Bind(config.bind.clone(), error.to_string()))?;

@@ -61,7 +61,7 @@ pub async fn operations(
         return ApiError::unauthorized("Not authenticated").into_response();
     };
     let watch = Watch {
-        access: state.access.clone(),
+        access: state.tokens.access_tokens().clone(),
         token,
         every: state.ws_recheck,
     };

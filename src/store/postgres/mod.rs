@@ -14,6 +14,7 @@ use super::{
     Consumption, CounterStore, EventStore, FamilyId, NewToken, RevokeReason, Rotation, StoreError,
     TokenId, TokenKind, TokenRecord, TokenSelector, TokenStore, TokenUse, User, UserId, validate,
 };
+use crate::assurance::Factors;
 use crate::audit::{AuditEvent, AuditKind};
 use crate::token::TokenDigest;
 
@@ -71,7 +72,7 @@ macro_rules! user_columns {
 
 macro_rules! token_columns {
     () => {
-        "id, kind, digest, user_id, name, hint, family, scopes, created_at, expires_at, revoked_at, revoke_reason, last_used_at, auth_time"
+        "id, kind, digest, user_id, name, hint, family, scopes, created_at, expires_at, revoked_at, revoke_reason, last_used_at, auth_time, amr"
     };
 }
 
@@ -151,6 +152,9 @@ fn token_from_row(row: &PgRow) -> Result<TokenRecord, StoreError> {
             .map_err(corrupt)?,
         last_used_at: row.try_get("last_used_at").map_err(corrupt)?,
         auth_time: row.try_get("auth_time").map_err(corrupt)?,
+        factors: Factors::from_bits(
+            u16::try_from(row.try_get::<i32, _>("amr").map_err(corrupt)?).map_err(corrupt)?,
+        ),
     })
 }
 
@@ -257,8 +261,8 @@ async fn insert_token(
     }
     let row = sqlx::query(concat!(
         "INSERT INTO portcullis_tokens \
-         (kind, digest, user_id, name, hint, family, scopes, created_at, expires_at, auth_time) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ",
+         (kind, digest, user_id, name, hint, family, scopes, created_at, expires_at, auth_time, amr) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ",
         token_columns!()
     ))
     .bind(token.kind.as_str())
@@ -271,6 +275,7 @@ async fn insert_token(
     .bind(token.created_at)
     .bind(token.expires_at)
     .bind(token.auth_time)
+    .bind(i32::from(token.factors.bits()))
     .fetch_one(&mut **tx)
     .await
     .map_err(store_error)?;

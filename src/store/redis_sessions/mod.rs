@@ -16,6 +16,7 @@ use super::{
     FamilyId, NewToken, RevokeReason, Rotation, StoreError, TokenId, TokenKind, TokenRecord,
     TokenSelector, TokenStore, TokenUse, UserId, UserStore, validate,
 };
+use crate::assurance::Factors;
 use crate::clock::{from_micros, to_micros};
 use crate::token::TokenDigest;
 
@@ -203,6 +204,9 @@ fn fields(token: &NewToken) -> Result<Vec<String>, StoreError> {
     if let Some(auth_time) = token.auth_time {
         push("auth_time", to_micros(auth_time).to_string());
     }
+    if !token.factors.is_empty() {
+        push("amr", token.factors.bits().to_string());
+    }
     Ok(fields)
 }
 
@@ -254,6 +258,11 @@ fn record(value: &Value) -> Result<TokenRecord, StoreError> {
             .transpose()?,
         last_used_at: time("last_used_at")?,
         auth_time: time("auth_time")?,
+        factors: map
+            .get("amr")
+            .map(|bits| bits.parse().map(Factors::from_bits).map_err(corrupt))
+            .transpose()?
+            .unwrap_or_default(),
     })
 }
 

@@ -18,6 +18,7 @@ use super::{
     Consumption, CounterStore, EventStore, FamilyId, NewToken, RevokeReason, Rotation, StoreError,
     TokenId, TokenKind, TokenRecord, TokenSelector, TokenStore, TokenUse, User, UserId,
 };
+use crate::assurance::Factors;
 use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::{from_micros, to_micros};
 use crate::token::TokenDigest;
@@ -49,7 +50,7 @@ macro_rules! user_columns {
 
 macro_rules! token_columns {
     () => {
-        "id, kind, digest, user_id, name, hint, family, scopes, created_at, expires_at, revoked_at, revoke_reason, last_used_at, auth_time"
+        "id, kind, digest, user_id, name, hint, family, scopes, created_at, expires_at, revoked_at, revoke_reason, last_used_at, auth_time, amr"
     };
 }
 
@@ -150,6 +151,9 @@ fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
             .map_err(corrupt)?,
         last_used_at: time("last_used_at")?,
         auth_time: time("auth_time")?,
+        factors: Factors::from_bits(
+            u16::try_from(row.try_get::<i64, _>("amr").map_err(corrupt)?).map_err(corrupt)?,
+        ),
     })
 }
 
@@ -251,8 +255,8 @@ async fn insert_token(
     let scopes = token.scopes.as_deref().map(json_list).transpose()?;
     let row = sqlx::query(concat!(
         "INSERT INTO portcullis_tokens \
-         (kind, digest, user_id, name, hint, family, scopes, created_at, expires_at, auth_time) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
+         (kind, digest, user_id, name, hint, family, scopes, created_at, expires_at, auth_time, amr) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
         token_columns!()
     ))
     .bind(token.kind.as_str())
@@ -265,6 +269,7 @@ async fn insert_token(
     .bind(to_micros(token.created_at))
     .bind(token.expires_at.map(to_micros))
     .bind(token.auth_time.map(to_micros))
+    .bind(i64::from(token.factors.bits()))
     .fetch_one(&mut **tx)
     .await
     .map_err(store_error)?;

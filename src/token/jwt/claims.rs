@@ -26,7 +26,7 @@ impl Audience {
 
 /// The claims of a portcullis access token.
 ///
-/// Every field but `nbf`, `sid`, `scope` and `auth_time` is required. Numeric dates must be JSON integers: a
+/// Every field but `nbf`, `sid`, `scope`, `auth_time` and `amr` is required. Numeric dates must be JSON integers: a
 /// string (`"exp": "1700000000"`) or a fraction is a malformed token, never a skipped check.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AccessClaims {
@@ -57,6 +57,10 @@ pub struct AccessClaims {
     /// §2, RFC 9470 §4); absent for a token issued outside a sign-in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// How the user signed in (RFC 8176 names, see
+    /// [`Factors::amr`](crate::assurance::Factors::amr)); absent with `auth_time`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
 }
 
 impl AccessClaims {
@@ -84,6 +88,7 @@ impl AccessClaims {
             token_use: required(raw.token_use, "token_use", Claim::string)?,
             scope: optional(raw.scope, "scope", Claim::string)?,
             auth_time: optional(raw.auth_time, "auth_time", Claim::integer)?,
+            amr: optional(raw.amr, "amr", Claim::strings)?,
         })
     }
 
@@ -133,6 +138,13 @@ impl Claim {
     fn string(self) -> Option<String> {
         match self {
             Self::Str(value) => Some(value),
+            _ => None,
+        }
+    }
+
+    fn strings(self) -> Option<Vec<String>> {
+        match self {
+            Self::Strings(values) => Some(values),
             _ => None,
         }
     }
@@ -254,6 +266,7 @@ struct RawClaims {
     token_use: Option<Claim>,
     scope: Option<Claim>,
     auth_time: Option<Claim>,
+    amr: Option<Claim>,
 }
 
 impl<'de> Deserialize<'de> for RawClaims {
@@ -289,6 +302,7 @@ impl<'de> serde::de::Visitor<'de> for RawClaimsVisitor {
                 "token_use" => &mut raw.token_use,
                 "scope" => &mut raw.scope,
                 "auth_time" => &mut raw.auth_time,
+                "amr" => &mut raw.amr,
                 _ => {
                     entries.next_value::<serde::de::IgnoredAny>()?;
                     continue;
@@ -311,6 +325,19 @@ mod tests {
         fn string(claims: &Map<String, Value>, name: &'static str) -> Result<String, InvalidToken> {
             match claims.get(name) {
                 Some(Value::String(value)) => Ok(value.clone()),
+                _ => Err(InvalidToken::BadClaim(name)),
+            }
+        }
+        fn strings(
+            claims: &Map<String, Value>,
+            name: &'static str,
+        ) -> Result<Vec<String>, InvalidToken> {
+            match claims.get(name) {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|item| item.as_str().map(str::to_owned))
+                    .collect::<Option<_>>()
+                    .ok_or(InvalidToken::BadClaim(name)),
                 _ => Err(InvalidToken::BadClaim(name)),
             }
         }
@@ -355,6 +382,7 @@ mod tests {
             token_use: string(&claims, "token_use")?,
             scope: optional(&claims, "scope", string)?,
             auth_time: optional(&claims, "auth_time", integer)?,
+            amr: optional(&claims, "amr", strings)?,
         })
     }
 
@@ -381,7 +409,7 @@ mod tests {
                     prop_oneof![
                         Just("iss"), Just("sub"), Just("aud"), Just("exp"), Just("nbf"),
                         Just("iat"), Just("jti"), Just("sid"), Just("token_use"), Just("scope"),
-                        Just("auth_time"), Just("other"), Just("\\u0065xp"),
+                        Just("auth_time"), Just("amr"), Just("other"), Just("\\u0065xp"),
                     ],
                     any_value(),
                 ),
