@@ -5,7 +5,7 @@
 #   ./scripts/schemathesis.sh          # 30 examples per operation
 #   EXAMPLES=200 ./scripts/schemathesis.sh
 #
-# Needs the examples built (`cargo build --all-features --examples`) and schemathesis
+# Needs the examples built (`cargo build --workspace --bins`) and schemathesis
 # (`pip install -r scripts/interop-requirements.txt`). Prints the totals it tested.
 set -euo pipefail
 
@@ -26,10 +26,10 @@ trap stop EXIT
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 base="http://127.0.0.1:$port"
 # Schemathesis sends thousands of bad credentials from one address: within the default budget
-# of failed authentications (30 a minute, tested on its own in tests/semantik/hardening.rs)
+# of failed authentications (30 a minute, tested on its own in examples/semantik/tests/semantik/hardening.rs)
 # every later request, the schema download of the next phase included, would be a 429.
 DATA_DIR="$work" BIND="127.0.0.1:$port" INTERNAL_API_KEY="$internal_key" RUST_LOG=warn \
-    AUTH_FAILURES_PER_MINUTE=1000000 "$target/debug/examples/semantik" >"$work/server.log" 2>&1 &
+    AUTH_FAILURES_PER_MINUTE=1000000 "$target/debug/semantik" >"$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do
     grep -q "listening on" "$work/server.log" 2>/dev/null && break

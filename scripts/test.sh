@@ -44,14 +44,14 @@ else
     echo "SKIPPED: cargo-semver-checks is not installed"
 fi
 
-step "example servers (the process-level tests start them)"
-cargo build --all-features --examples
+step "example servers (schemathesis starts them; their own tests build them too)"
+cargo build --workspace --all-features --bins
 
 step "unit, property, integration and example tests"
-cargo test --all-features --lib --tests --examples --benches
+cargo test --workspace --all-features --lib --bins --tests --benches
 
 step "documentation examples"
-cargo test --all-features --doc
+cargo test --workspace --all-features --doc
 
 step "schemathesis against each example's OpenAPI document"
 if command -v st >/dev/null; then

@@ -6,9 +6,7 @@
 //! every few hundred inputs, so that the rate limits never answer in place of the handlers.
 #![no_main]
 
-#[allow(dead_code, unreachable_pub, unused_imports)]
-#[path = "../../examples/semantik/app/mod.rs"]
-mod app;
+use semantik as app;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,25 +1,13 @@
-//! An example server as a child process, as `cargo run --example` starts it.
+//! An example server as a child process, as `cargo run -p <example>` starts it.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-/// The example binary cargo built next to this test (`target/<profile>/examples/<name>`).
-pub fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let path = profile_dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build --examples` (scripts/test.sh does)",
-        path.display()
-    );
-    path
-}
-
-/// The example's command with a clean environment, its data in `data_dir`, on a free port.
-pub fn command(name: &str, data_dir: &Path) -> Command {
-    let mut command = Command::new(binary(name));
+/// The example's command — `binary` is its executable, `env!("CARGO_BIN_EXE_<name>")` in the
+/// example's own tests — with a clean environment, its data in `data_dir`, on a free port.
+pub fn command(binary: &str, data_dir: &Path) -> Command {
+    let mut command = Command::new(binary);
     command
         .env_clear()
         .env("DATA_DIR", data_dir)

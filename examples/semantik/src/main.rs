@@ -1,20 +1,20 @@
 //! The Semantik authentication API, rebuilt on portcullis.
 //!
 //! ```sh
-//! cargo run --example semantik                 # SQLite in ./data/semantik, dev JWT secret generated
+//! cargo run -p semantik                 # SQLite in ./data/semantik, dev JWT secret generated
 //! ENVIRONMENT=production JWT_SECRET=$(openssl rand -hex 32) \
-//!   INTERNAL_API_KEY=$(openssl rand -hex 32) cargo run --example semantik
+//!   INTERNAL_API_KEY=$(openssl rand -hex 32) cargo run -p semantik
 //! # Create the superuser before the port opens, on the same DATA_DIR / DATABASE_URL:
-//! cargo run --example semantik -- create-user --username root --email root@example.com \
+//! cargo run -p semantik -- create-user --username root --email root@example.com \
 //!   --password '<a long password>' --superuser
 //! ```
 //!
 //! Configuration (environment): `BIND`, `DATA_DIR`, `DATABASE_URL`, `JWT_SECRET`,
 //! `ACCESS_TOKEN_EXPIRE_MINUTES`, `INTERNAL_API_KEY`, `CORS_ORIGINS`, `ENVIRONMENT`,
 //! `FIRST_USER_IS_SUPERUSER`, `API_KEY_SIGN_IN_MAX_AGE_MINUTES`, `WS_RECHECK_SECONDS`,
-//! `RUST_LOG`. See `app/config.rs`.
+//! `RUST_LOG`. See `src/config.rs`.
 
-mod app;
+use semantik as app;
 
 use std::process::ExitCode;
 

@@ -1,10 +1,10 @@
 //! The Semantik example over real HTTP against a real SQLite file: every documented endpoint,
 //! success and failure paths.
 
-#[allow(dead_code, unreachable_pub, unused_imports)]
-#[path = "../examples/semantik/app/mod.rs"]
-mod app;
+#[path = "../../../tests/common/mod.rs"]
 mod common;
+
+use semantik as app;
 
 use std::collections::HashMap;
 use std::time::Duration;

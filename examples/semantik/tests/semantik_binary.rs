@@ -1,6 +1,7 @@
 //! The Semantik example as a process: start-up line, secret handling, refusal to start in
 //! production without secrets.
 
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::example::{self, start};
 
 fn command(data_dir: &Path) -> Command {
-    example::command("semantik", data_dir)
+    example::command(env!("CARGO_BIN_EXE_semantik"), data_dir)
 }
 
 fn refused(mut command: Command) -> String {

@@ -3,6 +3,7 @@
 //! test binary and take turns, so that no other test's work lands in their figures; cargo runs
 //! test binaries one at a time.
 
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 use std::process::Command;
@@ -32,7 +33,7 @@ async fn servers() -> Vec<(&'static str, Running, tempfile::TempDir, Option<PgSc
     }
     for (name, schema) in backends {
         let dir = tempfile::tempdir().unwrap();
-        let mut command: Command = example::command("semantik", dir.path());
+        let mut command: Command = example::command(env!("CARGO_BIN_EXE_semantik"), dir.path());
         command.env("TRUSTED_PROXIES", "127.0.0.1");
         if let Some(schema) = &schema {
             command.env("DATABASE_URL", &schema.url);
