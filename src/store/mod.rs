@@ -27,6 +27,8 @@ mod counters;
 mod error;
 mod events;
 mod memory;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod migrations;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod records;

@@ -10,6 +10,9 @@ use std::path::PathBuf;
 
 use portcullis_peers::report::{LoadTest, Machine, Run, criterion_medians};
 
+/// Where the sections other scripts measure begin in `BENCHMARKS.md`.
+const KEPT_MARKER: &str = "<!-- Measured by other scripts; kept when this report is regenerated. -->";
+
 fn main() {
     let mut criterion = PathBuf::from("target/criterion");
     let mut load = PathBuf::from("loadtest.json");
@@ -58,7 +61,14 @@ fn main() {
         .file_name()
         .map(|name| format!("docs/{}", name.to_string_lossy()))
         .unwrap_or_default();
-    std::fs::write(&out, run.markdown(&command, &plot)).expect("the report");
+    // Sections measured by other scripts (the cold start of `scripts/cold-start.sh`) follow
+    // the marker; they survive this report's regeneration.
+    let kept = std::fs::read_to_string(&out)
+        .ok()
+        .and_then(|old| old.find(KEPT_MARKER).map(|at| old[at..].to_owned()))
+        .unwrap_or_else(|| format!("{KEPT_MARKER}\n"));
+    let report = format!("{}\n{kept}", run.markdown(&command, &plot).trim_end());
+    std::fs::write(&out, report).expect("the report");
     std::fs::write(&svg, run.svg()).expect("the plot");
     for verdict in run.verdicts() {
         println!(

@@ -14,6 +14,7 @@ use super::{
     Consumption, CounterStore, EventStore, FamilyId, NewToken, RevokeReason, Rotation, StoreError,
     TokenId, TokenKind, TokenRecord, TokenSelector, TokenStore, TokenUse, User, UserId, validate,
 };
+use super::migrations;
 use crate::assurance::Factors;
 use crate::audit::{AuditEvent, AuditKind};
 use crate::token::TokenDigest;
@@ -78,6 +79,17 @@ macro_rules! token_columns {
 
 // After the column macros, which it uses.
 mod users;
+
+/// The schema, oldest first: every file of `migrations/`.
+const MIGRATIONS: &[(&str, &str)] = migrations::migrations!("migrations":
+    "0001_portcullis_init.sql",
+    "0002_portcullis_events.sql",
+    "0003_portcullis_counters.sql",
+    "0004_portcullis_auth_time.sql",
+    "0005_portcullis_secrets.sql",
+    "0006_portcullis_user_attributes.sql",
+    "0007_portcullis_token_factors.sql",
+);
 
 fn store_error(error: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &error {
@@ -174,9 +186,10 @@ impl PostgresStore {
 
     /// Uses an existing pool (e.g. the application's own) and applies pending migrations.
     pub async fn from_pool(pool: PgPool) -> Result<Self, StoreError> {
-        let mut migrator = sqlx::migrate!("src/store/postgres/migrations");
-        migrator.dangerous_set_table_name("_portcullis_migrations");
-        migrator.run(&pool).await.map_err(StoreError::unavailable)?;
+        migrations::migrator(MIGRATIONS)
+            .run(&pool)
+            .await
+            .map_err(StoreError::unavailable)?;
         Ok(Self { pool })
     }
 
@@ -573,4 +586,11 @@ fn saturate(value: u64) -> i64 {
 
 fn unsigned(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
+}
+
+#[cfg(test)]
+#[tokio::test]
+async fn the_embedded_migrations_are_the_directory_as_sqlx_reads_it() {
+    let embedded = migrations::migrator(MIGRATIONS);
+    migrations::tests::matches_the_directory(&embedded, "src/store/postgres/migrations").await;
 }

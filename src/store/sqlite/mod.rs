@@ -18,6 +18,7 @@ use super::{
     Consumption, CounterStore, EventStore, FamilyId, NewToken, RevokeReason, Rotation, StoreError,
     TokenId, TokenKind, TokenRecord, TokenSelector, TokenStore, TokenUse, User, UserId,
 };
+use super::migrations;
 use crate::assurance::Factors;
 use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::{from_micros, to_micros};
@@ -56,6 +57,17 @@ macro_rules! token_columns {
 
 // After the column macros, which it uses.
 mod users;
+
+/// The schema, oldest first: every file of `migrations/`.
+const MIGRATIONS: &[(&str, &str)] = migrations::migrations!("migrations":
+    "0001_portcullis_init.sql",
+    "0002_portcullis_events.sql",
+    "0003_portcullis_counters.sql",
+    "0004_portcullis_auth_time.sql",
+    "0005_portcullis_secrets.sql",
+    "0006_portcullis_user_attributes.sql",
+    "0007_portcullis_token_factors.sql",
+);
 
 fn store_error(error: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &error
@@ -180,9 +192,10 @@ impl SqliteStore {
     /// Uses an existing pool (e.g. the application's own) and applies pending migrations.
     /// The pool should enable foreign keys and a busy timeout, as [`connect`](Self::connect) does.
     pub async fn from_pool(pool: SqlitePool) -> Result<Self, StoreError> {
-        let mut migrator = sqlx::migrate!("src/store/sqlite/migrations");
-        migrator.dangerous_set_table_name("_portcullis_migrations");
-        migrator.run(&pool).await.map_err(StoreError::unavailable)?;
+        migrations::migrator(MIGRATIONS)
+            .run(&pool)
+            .await
+            .map_err(StoreError::unavailable)?;
         Ok(Self { pool })
     }
 
@@ -551,4 +564,11 @@ fn saturate(value: u64) -> i64 {
 
 fn unsigned(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
+}
+
+#[cfg(test)]
+#[tokio::test]
+async fn the_embedded_migrations_are_the_directory_as_sqlx_reads_it() {
+    let embedded = migrations::migrator(MIGRATIONS);
+    migrations::tests::matches_the_directory(&embedded, "src/store/sqlite/migrations").await;
 }
