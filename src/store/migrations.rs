@@ -17,7 +17,10 @@ pub(crate) const TABLE: &str = "_portcullis_migrations";
 /// A migrator over `(file name, SQL)` pairs named `<version>_<description>.sql`, as
 /// `sqlx::migrate!` reads a directory.
 pub(crate) fn migrator(files: &[(&'static str, &'static str)]) -> Migrator {
-    let migrations = files.iter().map(|(file, sql)| migration(file, sql)).collect();
+    let migrations = files
+        .iter()
+        .map(|(file, sql)| migration(file, sql))
+        .collect();
     let mut migrator = Migrator::with_migrations(migrations);
     migrator.dangerous_set_table_name(TABLE);
     migrator
@@ -60,7 +63,14 @@ pub(crate) mod tests {
         let summary = |migrator: &Migrator| -> Vec<_> {
             migrator
                 .iter()
-                .map(|m| (m.version, m.description.to_string(), m.checksum.to_vec(), m.no_tx))
+                .map(|m| {
+                    (
+                        m.version,
+                        m.description.to_string(),
+                        m.checksum.to_vec(),
+                        m.no_tx,
+                    )
+                })
                 .collect()
         };
         assert_eq!(summary(embedded), summary(&read));

@@ -18,14 +18,28 @@ use semantik as app;
 
 use std::process::ExitCode;
 
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+    // `RUST_LOG` as `level` or `target=level,...` (tracing-subscriber's `Targets`: the common
+    // forms, without the regular-expression engine a full `EnvFilter` would build in).
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let (filter, invalid) = match rust_log.as_deref().map(str::parse::<Targets>) {
+        Some(Ok(filter)) => (filter, None),
+        parsed => (
+            Targets::new().with_default(tracing::Level::INFO),
+            parsed.and_then(Result::err),
+        ),
+    };
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer())
+        .with(filter)
         .init();
+    if let Some(error) = invalid {
+        tracing::warn!(%error, "RUST_LOG is not `level` or `target=level,...`; logging at info");
+    }
     let mut args = std::env::args().skip(1);
     let command = args.next();
     let create_user = match command.as_deref() {

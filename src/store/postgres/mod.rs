@@ -10,11 +10,11 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use time::OffsetDateTime;
 
+use super::migrations;
 use super::{
     Consumption, CounterStore, EventStore, FamilyId, NewToken, RevokeReason, Rotation, StoreError,
     TokenId, TokenKind, TokenRecord, TokenSelector, TokenStore, TokenUse, User, UserId, validate,
 };
-use super::migrations;
 use crate::assurance::Factors;
 use crate::audit::{AuditEvent, AuditKind};
 use crate::token::TokenDigest;

@@ -13,12 +13,12 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 use time::OffsetDateTime;
 
+use super::migrations;
 use super::validate;
 use super::{
     Consumption, CounterStore, EventStore, FamilyId, NewToken, RevokeReason, Rotation, StoreError,
     TokenId, TokenKind, TokenRecord, TokenSelector, TokenStore, TokenUse, User, UserId,
 };
-use super::migrations;
 use crate::assurance::Factors;
 use crate::audit::{AuditEvent, AuditKind};
 use crate::clock::{from_micros, to_micros};
