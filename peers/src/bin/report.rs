@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use portcullis_peers::report::{LoadTest, Machine, Run, criterion_medians};
 
 /// Where the sections other scripts measure begin in `BENCHMARKS.md`.
-const KEPT_MARKER: &str = "<!-- Measured by other scripts; kept when this report is regenerated. -->";
+const KEPT_MARKER: &str =
+    "<!-- Measured by other scripts; kept when this report is regenerated. -->";
 
 fn main() {
     let mut criterion = PathBuf::from("target/criterion");
