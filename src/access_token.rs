@@ -205,10 +205,7 @@ impl AccessTokens {
         refresh: &crate::IssuedRefreshToken,
     ) -> Result<IssuedAccessToken, IssueError> {
         let record = &refresh.record;
-        let sign_in = (
-            record.auth_time.unwrap_or(record.created_at),
-            record.factors,
-        );
+        let sign_in = (record.signed_in_at(), record.factors);
         self.sign(user, Some(&refresh.family), None, Some(sign_in))
     }
 

@@ -240,8 +240,7 @@ impl RefreshTokens {
             .family
             .clone()
             .ok_or_else(|| StoreError::Corrupt("refresh token without family".into()))?;
-        // Rows written before families had a start: their own creation is the best known.
-        let auth_time = record.auth_time.unwrap_or(record.created_at);
+        let auth_time = record.signed_in_at();
         let family_ends = clock::add(auth_time, self.inner.lifetime);
         if family_ends <= now {
             return Err(InvalidToken::Expired.into());

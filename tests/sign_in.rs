@@ -94,25 +94,6 @@ struct Setup {
     ada: User,
 }
 
-/// A second factor shared with the test, which also sends its codes.
-struct Shared(Arc<PhoneCode>);
-
-#[async_trait]
-impl SecondFactor for Shared {
-    fn method(&self) -> &'static str {
-        self.0.method()
-    }
-    fn factor(&self) -> Factor {
-        self.0.factor()
-    }
-    async fn enrolled(&self, user: &User) -> Result<bool, StoreError> {
-        self.0.enrolled(user).await
-    }
-    async fn verify(&self, user: &User, answer: &Answer<'_>) -> Result<bool, StoreError> {
-        self.0.verify(user, answer).await
-    }
-}
-
 async fn run<F, Fut>(fixture: Option<common::stores::Fixture>, case: F)
 where
     F: FnOnce(Setup) -> Fut,
@@ -130,7 +111,8 @@ where
         checked: Arc::new(AtomicUsize::new(0)),
     });
     let pipeline = SignIn::new(&auth)
-        .second_factor(Shared(phone.clone()))
+        // Shared with the test, which also sends the codes.
+        .second_factor(phone.clone())
         .challenge_attempts(3);
     let passwords = Passwords::new(PasswordPolicy::default());
     let login = PasswordLogin::new(&auth, &passwords).pipeline(pipeline);

@@ -27,6 +27,7 @@ pub use cookie::{
     InvalidCookieName, SameSite, SessionCookieConfig, SetSessionCookie, session_cookie,
 };
 
+use crate::assurance::Factors;
 use crate::audit::AuditKind;
 use crate::auth::Auth;
 use crate::cache::{CacheKey, Cached, Domain, IdleTimeout, Resolved};
@@ -213,7 +214,7 @@ impl Sessions {
         let now = auth.now();
         let expires_at = clock::add(now, self.inner.lifetime);
         let started = self
-            .insert(user.id, family.clone(), now, expires_at, signed_in)
+            .insert(signed_in, family.clone(), now, expires_at)
             .await?;
         auth.audit(AuditKind::SessionStarted { family }, Some(user.id))
             .await;
@@ -248,12 +249,14 @@ impl Sessions {
             .generate()
             .map_err(StoreError::unavailable)?;
         let now = auth.now();
-        // The sign-in the session started with stays its authentication time.
-        let auth_time = record.auth_time.unwrap_or(record.created_at);
-        let replacement =
-            session_token(&generated, record.user_id, family.clone(), now, expires_at)
-                .auth_time(auth_time)
-                .factors(record.factors);
+        // The sign-in the session started with stays its authentication time and factors.
+        let replacement = session_token(
+            &generated,
+            record.user_id,
+            family.clone(),
+            (now, expires_at),
+            (record.signed_in_at(), record.factors),
+        );
         let Rotation::Rotated { replacement, .. } = auth
             .tokens()
             .rotate_token(TokenKind::Session, &digest, replacement, now)
@@ -400,10 +403,7 @@ impl Sessions {
             },
             Scopes::Unrestricted,
         )
-        .signed_in(
-            record.auth_time.unwrap_or(record.created_at),
-            record.factors,
-        );
+        .signed_in(record.signed_in_at(), record.factors);
         let mut resolved = Resolved::new(
             identity,
             record.family,
@@ -425,11 +425,10 @@ impl Sessions {
 
     async fn insert(
         &self,
-        user: UserId,
+        signed_in: &Authenticated,
         family: FamilyId,
         now: time::OffsetDateTime,
         expires_at: time::OffsetDateTime,
-        signed_in: &Authenticated,
     ) -> Result<StartedSession, AuthError> {
         let generated = self
             .inner
@@ -440,11 +439,13 @@ impl Sessions {
             .inner
             .auth
             .tokens()
-            .insert_token(
-                session_token(&generated, user, family, now, expires_at)
-                    .auth_time(signed_in.at())
-                    .factors(signed_in.factors()),
-            )
+            .insert_token(session_token(
+                &generated,
+                signed_in.user().id,
+                family,
+                (now, expires_at),
+                (signed_in.at(), signed_in.factors()),
+            ))
             .await?;
         Ok(self.started(generated.into_secret(), record, now))
     }
@@ -481,13 +482,14 @@ impl Sessions {
     }
 }
 
-/// The stored form of a session id, before its sign-in is recorded.
+/// The stored form of a session id: created `now`, ending at `expires_at`, for a sign-in at
+/// `auth_time` with `factors`.
 fn session_token(
     generated: &GeneratedToken,
     user: UserId,
     family: FamilyId,
-    now: time::OffsetDateTime,
-    expires_at: time::OffsetDateTime,
+    (now, expires_at): (time::OffsetDateTime, time::OffsetDateTime),
+    (auth_time, factors): (time::OffsetDateTime, Factors),
 ) -> NewToken {
     NewToken::new(
         TokenKind::Session,
@@ -498,6 +500,8 @@ fn session_token(
     )
     .family(family)
     .expires_at(expires_at)
+    .auth_time(auth_time)
+    .factors(factors)
 }
 
 fn session_key(digest: TokenDigest) -> CacheKey {

@@ -29,6 +29,27 @@ pub trait SecondFactor: Send + Sync + 'static {
     async fn verify(&self, user: &User, answer: &Answer<'_>) -> Result<bool, StoreError>;
 }
 
+/// A method shared with the rest of the application (its enrolment endpoints, say) registers
+/// as an `Arc`.
+#[async_trait]
+impl<T: SecondFactor + ?Sized> SecondFactor for std::sync::Arc<T> {
+    fn method(&self) -> &'static str {
+        (**self).method()
+    }
+
+    fn factor(&self) -> Factor {
+        (**self).factor()
+    }
+
+    async fn enrolled(&self, user: &User) -> Result<bool, StoreError> {
+        (**self).enrolled(user).await
+    }
+
+    async fn verify(&self, user: &User, answer: &Answer<'_>) -> Result<bool, StoreError> {
+        (**self).verify(user, answer).await
+    }
+}
+
 /// What the person answered to a second-factor challenge.
 #[non_exhaustive]
 pub struct Answer<'a> {

@@ -806,6 +806,13 @@ impl TokenRecord {
         }
     }
 
+    /// When the user signed in for the session this token descends from: its
+    /// [`auth_time`](Self::auth_time), or, for rows written before sign-ins were recorded,
+    /// the token's own creation (the best known).
+    pub fn signed_in_at(&self) -> OffsetDateTime {
+        self.auth_time.unwrap_or(self.created_at)
+    }
+
     /// Whether the token authenticates at `now`: not revoked and not expired.
     pub fn is_active(&self, now: OffsetDateTime) -> bool {
         self.revoked_at.is_none() && !self.is_expired(now)
