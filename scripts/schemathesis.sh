@@ -43,7 +43,7 @@ credential() {
     json /api/auth/register "{\"username\": \"$1\", \"email\": \"$1@example.com\", \"password\": \"correct horse battery\"}" >/dev/null
     local access
     access="$(json /api/auth/login "{\"username\": \"$1\", \"password\": \"correct horse battery\"}" | field access_token)"
-    json /api/keys '{"name": "schemathesis"}' -H "Authorization: Bearer $access" | field api_key
+    json /api/v2/api-keys '{"name": "schemathesis"}' -H "Authorization: Bearer $access" | field api_key
 }
 key="$(credential admin)"
 destructive_key="$(credential second)"

@@ -524,9 +524,10 @@ async fn ipv6_clients_of_one_slash_64_share_a_bucket() {
 }
 
 /// Hardening item 5, on Redis: failed authentications are counted by every instance together,
-/// and only failures are.
+/// and only failures are: `401`s and answers marked [`AuthenticationFailed`] (here a
+/// WebSocket accepted only to be closed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failure_policy_on_redis_counts_only_unauthorized_answers_across_instances() {
+async fn a_failure_policy_on_redis_counts_only_failed_authentications_across_instances() {
     let Some(url) = common::redis_url() else {
         return;
     };
@@ -538,13 +539,19 @@ async fn a_failure_policy_on_redis_counts_only_unauthorized_answers_across_insta
     };
     let instance = || redis_layer(&url, &prefix, policy(), WhenRedisDown::FailClosed);
     let (a, b) = (instance(), instance());
-    let answering = |layer: &RateLimitLayer, status: StatusCode| {
+    let marked = |layer: &RateLimitLayer, status: StatusCode, failed: bool| {
         layer.layer(service_fn(move |_: Request<Body>| async move {
             let mut response = Response::new(Body::empty());
             *response.status_mut() = status;
+            if failed {
+                response
+                    .extensions_mut()
+                    .insert(portcullis::ratelimit::AuthenticationFailed);
+            }
             Ok::<_, Infallible>(response)
         }))
     };
+    let answering = |layer: &RateLimitLayer, status: StatusCode| marked(layer, status, false);
     let request = |peer: &str| {
         let mut request = Request::new(Body::empty());
         request
@@ -559,7 +566,12 @@ async fn a_failure_policy_on_redis_counts_only_unauthorized_answers_across_insta
     for n in 0..4 {
         let layer = if n % 2 == 0 { &a } else { &b };
         let failed = answering(layer, StatusCode::UNAUTHORIZED).oneshot(request("1.1.1.1:1"));
-        assert_eq!(failed.await.unwrap().status(), StatusCode::UNAUTHORIZED);
+        let failed = if n < 2 {
+            failed
+        } else {
+            marked(layer, StatusCode::SWITCHING_PROTOCOLS, true).oneshot(request("1.1.1.1:1"))
+        };
+        assert!(failed.await.unwrap().status().as_u16() < 500);
     }
     for layer in [&a, &b] {
         let refused = answering(layer, StatusCode::OK)

@@ -12,7 +12,7 @@ use axum::routing::get;
 use http::{Request, StatusCode};
 use portcullis::clock::ManualClock;
 use portcullis::guard::{RequireRole, RequireScope};
-use portcullis::source::{Bearer, InternalKey, QueryToken};
+use portcullis::source::{Bearer, InternalKey, QueryToken, SubprotocolToken};
 use portcullis::store::{
     FamilyId, MemoryStore, NewToken, NewUser, RevokeReason, Rotation, SqliteStore, StoreError,
     Stores, TokenKind, TokenRecord, TokenSelector, TokenStore, TokenUse, User, UserId, UserUpdate,
@@ -134,6 +134,7 @@ impl App {
             .source(Bearer::new(api_keys.clone()))
             .source(Bearer::new(access.clone()))
             .source(QueryToken::new(access.clone(), "/ws/"))
+            .source(SubprotocolToken::new(access.clone(), "access_token."))
             .source(InternalKey::new("worker", INTERNAL_KEY).unwrap())
             .build();
         let router = Router::new()
@@ -713,6 +714,61 @@ async fn websocket_query_tokens_are_read_only_on_upgrades_under_the_prefix() {
         app.send(upgrade(format!("/whoami?token={jwt}"))).await.1,
         "anonymous"
     );
+}
+
+#[tokio::test]
+async fn websocket_subprotocol_tokens_are_read_only_on_upgrades() {
+    let app = App::new().await;
+    let jwt = app
+        .access
+        .issue(&app.user, None)
+        .unwrap()
+        .token
+        .into_exposed();
+    let key = app
+        .api_keys
+        .create(&app.user, NewApiKey::named("program"))
+        .await
+        .unwrap()
+        .secret
+        .into_exposed();
+    let upgrade = |protocols: String| {
+        Request::get("/ws/ops")
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-protocol", protocols)
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        app.send(upgrade(format!("graphql-ws, access_token.{jwt}")))
+            .await
+            .1,
+        "ada"
+    );
+    for refused in [
+        "access_token.a.b.c".to_owned(),
+        format!("access_token.{key}"),
+    ] {
+        assert_eq!(
+            app.send(upgrade(refused.clone())).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{refused}"
+        );
+    }
+    assert_eq!(
+        app.send(upgrade(format!("access_token.{jwt}, access_token.{jwt}")))
+            .await
+            .0,
+        StatusCode::BAD_REQUEST,
+        "two tokens are refused, not chosen between"
+    );
+    // Without an upgrade the header is not a credential.
+    let plain = Request::get("/ws/ops")
+        .header("sec-websocket-protocol", format!("access_token.{jwt}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.send(plain).await.0, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]

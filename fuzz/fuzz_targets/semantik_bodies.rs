@@ -24,12 +24,17 @@ const INTERNAL_KEY: &str = "fuzz-internal-key-0123456789abcdef";
 const INPUTS_PER_USER: u64 = 500;
 
 /// Which endpoint a body goes to, and with which credential.
-const ENDPOINTS: [(Method, &str, Caller); 8] = [
+const ENDPOINTS: [(Method, &str, Caller); 9] = [
     (Method::POST, "/api/auth/register", Caller::Anonymous),
     (Method::POST, "/api/auth/login", Caller::Anonymous),
     (Method::POST, "/api/auth/refresh", Caller::Anonymous),
     (Method::POST, "/api/auth/logout", Caller::User),
-    (Method::POST, "/api/keys", Caller::User),
+    (Method::POST, "/api/v2/api-keys", Caller::User),
+    (
+        Method::PATCH,
+        "/api/v2/api-keys/00000000-0000-4000-8000-000000000000",
+        Caller::User,
+    ),
     (Method::POST, "/api/collections", Caller::User),
     (Method::PATCH, "/api/internal/users/2", Caller::Service),
     (Method::GET, "/ws/operations", Caller::User),
@@ -138,7 +143,7 @@ impl Server {
         let tokens = self.post_json("/api/auth/login", credentials, None, &address);
         let access = tokens["access_token"].as_str().unwrap();
         let key = serde_json::json!({"name": "fuzz"});
-        let key = self.post_json("/api/keys", key, Some(access), &address);
+        let key = self.post_json("/api/v2/api-keys", key, Some(access), &address);
         key["api_key"].as_str().unwrap().to_owned()
     }
 

@@ -44,7 +44,9 @@ fuzz_target!(|data: &[u8]| {
             headers.append(COOKIE, value);
         }
     }
-    let Ok(request) = request.body(()) else { return };
+    let Ok(request) = request.body(()) else {
+        return;
+    };
     let (parts, ()) = request.into_parts();
 
     let allowed = sessions().cross_origin_check().check(&parts).is_ok();

@@ -1,7 +1,7 @@
 //! The credential cache: resolved credentials keyed by the SHA-256 of the presented secret.
 //!
 //! A cached API key, session id or repeated JWT costs one hash and one lookup instead of a
-//! store query or a signature check (DESIGN §2, §3). Positive entries live for a short TTL,
+//! store query or a signature check. Positive entries live for a short TTL,
 //! negative ones (unknown, revoked or expired digests) for their own TTL, measured on the
 //! [`Auth`](crate::Auth)'s clock (the one expiry is checked against, so a hit reads the clock
 //! once). An entry is trusted only between the instant it was stored and its TTL later, so a

@@ -194,14 +194,40 @@ impl Limits {
         (verdict, deferred)
     }
 
-    /// Charges the deferred policies for a request whose answer was `status`.
-    fn charge_in_memory(&self, memory: &MemoryLimits, deferred: &Deferred, status: StatusCode) {
-        if status == StatusCode::UNAUTHORIZED {
+    /// Charges the deferred policies for a request answered with `response`.
+    fn charge_in_memory(&self, memory: &MemoryLimits, deferred: &Deferred, response: &Response) {
+        if is_failed_authentication(response) {
             for (index, key) in deferred {
                 memory.charge(*index, key);
             }
         }
     }
+}
+
+/// Marks a response as a failed authentication, whatever its status, for the policies that
+/// charge only those ([`Charge::FailedAuthentication`](super::Charge)).
+///
+/// A `401` needs no mark. Put it on answers that refuse a credential in another shape, so that
+/// guessing through them costs as much as through a `401`: a WebSocket accepted only to be
+/// closed with a policy-violation code (browsers see no handshake status), or a browser sent
+/// to the login page with a `303`.
+///
+/// ```
+/// use axum::response::{IntoResponse, Redirect};
+/// use portcullis::ratelimit::AuthenticationFailed;
+///
+/// let mut response = Redirect::to("/login").into_response();
+/// response.extensions_mut().insert(AuthenticationFailed);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuthenticationFailed;
+
+fn is_failed_authentication(response: &Response) -> bool {
+    response.status() == StatusCode::UNAUTHORIZED
+        || response
+            .extensions()
+            .get::<AuthenticationFailed>()
+            .is_some()
 }
 
 /// The deferred policies (and keys) a request still has to be charged to once answered.
@@ -332,7 +358,7 @@ where
                     match limits.decide_in_redis(redis, keys).await {
                         (Verdict::Allowed(headers), deferred) => {
                             let mut response = inner.call(Request::from_parts(parts, body)).await?;
-                            if response.status() == StatusCode::UNAUTHORIZED {
+                            if is_failed_authentication(&response) {
                                 for (index, key) in &deferred {
                                     redis.charge(&limits.policies[*index], key).await;
                                 }
@@ -364,7 +390,7 @@ impl After {
         #[cfg_attr(not(feature = "redis"), allow(irrefutable_let_patterns))]
         if let Backend::Memory(memory) = &self.limits.backend {
             self.limits
-                .charge_in_memory(memory, &self.deferred, response.status());
+                .charge_in_memory(memory, &self.deferred, response);
         }
         if let Some(headers) = self.headers {
             headers.apply(&self.limits.headers, response.headers_mut());

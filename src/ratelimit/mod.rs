@@ -31,7 +31,7 @@ pub mod throttle;
 pub use client_ip::{
     ClientIp, DEFAULT_IPV6_PREFIX, ForwardedHeader, InvalidProxy, PeerAddress, client_network,
 };
-pub use layer::{RateLimitLayer, RateLimitService, ResponseFuture};
+pub use layer::{AuthenticationFailed, RateLimitLayer, RateLimitService, ResponseFuture};
 pub use policy::{Charge, Decision, InvalidPolicyName, KeyBy, KeyFn, Limit, Policy};
 pub use quota::{QuotaLayer, QuotaService};
 #[cfg(feature = "redis")]

@@ -412,6 +412,30 @@ async fn a_failure_policy_charges_only_unauthorized_answers() {
 }
 
 #[tokio::test]
+async fn a_failure_policy_charges_answers_marked_as_failed_authentications() {
+    let clock = FakeRelativeClock::default();
+    let limits = layer(vec![failures_per_minute(2)], &clock);
+    let service = limits.layer(service_fn(|_: Request<Body>| async {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        response
+            .extensions_mut()
+            .insert(super::AuthenticationFailed);
+        Ok::<_, Infallible>(response)
+    }));
+    for _ in 0..2 {
+        let mut request = Request::new(Body::empty());
+        request
+            .extensions_mut()
+            .insert("1.1.1.1:1".parse::<SocketAddr>().unwrap());
+        let marked = service.clone().oneshot(request).await.unwrap();
+        assert_eq!(marked.status(), StatusCode::SWITCHING_PROTOCOLS);
+    }
+    let refused = answered(&limits, "1.1.1.1:1", StatusCode::OK).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
 async fn failures_in_flight_at_once_overdraw_the_budget_and_pay_it_back_by_waiting() {
     let clock = FakeRelativeClock::default();
     let limits = layer(vec![failures_per_minute(2)], &clock);

@@ -1,5 +1,4 @@
-//! Browser sessions: a server-side record per login, named by an opaque id in a cookie
-//! (DESIGN §6).
+//! Browser sessions: a server-side record per login, named by an opaque id in a cookie.
 //!
 //! [`Sessions`] starts, rotates and ends sessions and resolves a session id to an
 //! [`Identity`]; the [`SessionCookie`](crate::source::SessionCookie) credential source reads the

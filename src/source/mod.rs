@@ -1,14 +1,13 @@
 //! Credential sources: where a request carries a credential, and who resolves it.
 //!
-//! [`AuthLayer`](crate::AuthLayer) asks its sources in order. Each answers one of three things
-//! (DESIGN §1):
+//! [`AuthLayer`](crate::AuthLayer) asks its sources in order. Each answers one of three things:
 //!
 //! * `Ok(None)`: no credential of its kind here; the next source is asked;
 //! * `Err(_)`: a credential of its kind is here and it is bad; the request is refused at once
 //!   and **no later source is asked**, so a bad token can never fall through to a weaker one;
 //! * `Ok(Some(identity))`: authenticated; later sources are not asked.
 //!
-//! Sources that read a token ([`Bearer`], [`QueryToken`]) delegate to a [`TokenResolver`]
+//! Sources that read a token ([`Bearer`], [`QueryToken`], [`SubprotocolToken`]) delegate to a [`TokenResolver`]
 //! ([`ApiKeys`](crate::ApiKeys), [`AccessTokens`](crate::AccessTokens)), so where a token is
 //! found and what kind of token it is are separate choices.
 
@@ -17,6 +16,7 @@ mod bearer;
 mod internal;
 mod query;
 mod session;
+mod subprotocol;
 
 use std::sync::OnceLock;
 
@@ -28,6 +28,7 @@ pub use bearer::Bearer;
 pub use internal::{InternalKey, InternalKeyTooShort, MIN_INTERNAL_KEY_LEN};
 pub use query::QueryToken;
 pub use session::SessionCookie;
+pub use subprotocol::{ProtocolToken, SubprotocolToken, protocol_token};
 
 use crate::error::AuthError;
 use crate::identity::Identity;

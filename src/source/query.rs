@@ -64,7 +64,7 @@ impl<R: TokenResolver> QueryToken<R> {
     }
 }
 
-fn is_websocket_upgrade(request: &Parts) -> bool {
+pub(super) fn is_websocket_upgrade(request: &Parts) -> bool {
     let has_token = |name, token: &str| {
         request.headers.get_all(name).iter().any(|value| {
             value.to_str().is_ok_and(|v| {

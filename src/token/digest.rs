@@ -8,7 +8,7 @@ use subtle::ConstantTimeEq;
 
 /// The SHA-256 digest of a secret token.
 ///
-/// Stores keep this instead of the token (DESIGN §2): a leaked database does not leak usable
+/// Stores keep this instead of the token: a leaked database does not leak usable
 /// credentials, and 256 bits of token entropy make a digest lookup safe without a slow hash.
 /// Equality is constant time; `Debug` shows only the first four bytes.
 ///

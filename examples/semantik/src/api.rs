@@ -146,19 +146,26 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = request
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(is_json);
-        if !is_json {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "Expected request with `Content-Type: application/json`",
-            ));
-        }
+        declares_json(&request)?;
         let bytes = read_body(request).await?;
         parse_object(&bytes).map(Self)
+    }
+}
+
+/// A 415 unless the request says its body is JSON.
+fn declares_json(request: &Request) -> Result<(), ApiError> {
+    let is_json = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(is_json);
+    if is_json {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Expected request with `Content-Type: application/json`",
+        ))
     }
 }
 
@@ -208,10 +215,13 @@ fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 /// Parses an optional JSON object body: an empty body is `T::default()`.
 pub async fn optional_json<T: DeserializeOwned + Default>(request: Request) -> Result<T, ApiError> {
+    // An empty body needs no type; one with content must say it is JSON.
+    let declared = declares_json(&request);
     let bytes = read_body(request).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
+    declared?;
     parse_object(&bytes)
 }
 

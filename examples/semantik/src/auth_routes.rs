@@ -1,7 +1,8 @@
 //! `/api/auth/*`: register, login, refresh, logout, me.
 
 use axum::Json;
-use axum::extract::{Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
 use http::StatusCode;
 use portcullis::flows::{RegisterError, Registration};
 use portcullis::sign_in::{Refusal, SignInError, SignInOutcome};
@@ -70,10 +71,21 @@ pub struct UserLogin {
     password: Secret,
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct RefreshRequest {
+    #[serde(default)]
     #[schema(value_type = String)]
-    refresh_token: Secret,
+    refresh_token: Option<Secret>,
+}
+
+/// `?refresh_token=`, which upstream accepts beside the body. Nothing here logs a query
+/// string, so the token stays out of this server's logs (a proxy's are another matter: prefer
+/// the body).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RefreshQuery {
+    #[param(value_type = Option<String>)]
+    refresh_token: Option<Secret>,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -264,12 +276,15 @@ impl From<TokenPair> for TokenOut {
     }
 }
 
-/// Rotates a refresh token: a new pair, the old refresh token spent. Reusing a spent one
-/// revokes its whole session (RFC 9700 §4.14.2).
+/// Rotates a refresh token, given in the body or as `?refresh_token=`: a new pair, the old
+/// refresh token spent. Reusing a spent one revokes its whole session (RFC 9700 §4.14.2).
 #[utoipa::path(
-    post, path = "/api/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    post, path = "/api/auth/refresh", tag = "auth",
+    request_body(content = Option<RefreshRequest>, description = "Empty when the token is in the query"),
+    params(RefreshQuery),
     responses(
         (status = 200, description = "A new bearer pair", body = TokenOut),
+        (status = 400, description = "No refresh token, or one in both the body and the query", body = ErrorBody),
         (status = 401, description = "The refresh token is invalid, expired, spent or revoked, or an invalid credential was sent", body = ErrorBody),
         (status = 403, description = "The account is deactivated", body = ErrorBody),
         BodyErrors, RateLimited,
@@ -277,9 +292,28 @@ impl From<TokenPair> for TokenOut {
 )]
 pub async fn refresh(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<RefreshRequest>,
+    query: Result<Query<RefreshQuery>, QueryRejection>,
+    request: Request,
 ) -> Result<Json<TokenOut>, ApiError> {
-    let pair = state.tokens.refresh(body.refresh_token.expose()).await?;
+    let Query(query) =
+        query.map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "Invalid query string"))?;
+    let body: RefreshRequest = optional_json(request).await?;
+    let token = match (query.refresh_token, body.refresh_token) {
+        (Some(token), None) | (None, Some(token)) => token,
+        (None, None) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "Missing refresh token",
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "Send the refresh token in the body or in the query, not both",
+            ));
+        }
+    };
+    let pair = state.tokens.refresh(token.expose()).await?;
     Ok(Json(TokenOut::from(pair)))
 }
 

@@ -14,17 +14,7 @@ use super::AppState;
 use super::api::{
     AccessErrors, ApiError, ApiJson, BodyErrors, ErrorBody, NotFound, RateLimited, check_len,
 };
-use super::db::Database;
-
-/// One statement per backend: the placeholders differ.
-macro_rules! sql {
-    ($database:expr, sqlite: $sqlite:literal, postgres: $postgres:literal) => {
-        match $database {
-            Database::Sqlite(_) => $sqlite,
-            Database::Postgres(_) => $postgres,
-        }
-    };
-}
+use super::db::{Database, sql, with_pool};
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS collections (
     id          TEXT    PRIMARY KEY,
@@ -36,10 +26,7 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS collections (
 )";
 
 pub async fn migrate(database: &Database) -> Result<(), sqlx::Error> {
-    match database {
-        Database::Sqlite(pool) => sqlx::query(SCHEMA).execute(pool).await.map(drop),
-        Database::Postgres(pool) => sqlx::query(SCHEMA).execute(pool).await.map(drop),
-    }
+    with_pool!(database, pool => sqlx::query(SCHEMA).execute(pool).await.map(drop))
 }
 
 type Row = (String, i64, String, Option<String>, i64);
@@ -102,28 +89,16 @@ pub async fn create(
                    RETURNING id, owner_id, name, description, created_at");
     let id = uuid::Uuid::new_v4().to_string();
     let now = to_micros(state.auth.now());
-    let result = match &state.db {
-        Database::Sqlite(pool) => {
-            sqlx::query_as::<_, Row>(query)
-                .bind(&id)
-                .bind(user.id.0)
-                .bind(name)
-                .bind(&body.description)
-                .bind(now)
-                .fetch_one(pool)
-                .await
-        }
-        Database::Postgres(pool) => {
-            sqlx::query_as::<_, Row>(query)
-                .bind(&id)
-                .bind(user.id.0)
-                .bind(name)
-                .bind(&body.description)
-                .bind(now)
-                .fetch_one(pool)
-                .await
-        }
-    };
+    let result = with_pool!(&state.db, pool => {
+        sqlx::query_as::<_, Row>(query)
+            .bind(&id)
+            .bind(user.id.0)
+            .bind(name)
+            .bind(&body.description)
+            .bind(now)
+            .fetch_one(pool)
+            .await
+    });
     match result {
         Ok(row) => Ok((StatusCode::CREATED, Json(row.into()))),
         Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(ApiError::new(
@@ -149,22 +124,13 @@ pub async fn list(
                  WHERE owner_id = ? OR ? ORDER BY created_at, id",
         postgres: "SELECT id, owner_id, name, description, created_at FROM collections
                    WHERE owner_id = $1 OR $2 ORDER BY created_at, id");
-    let rows = match &state.db {
-        Database::Sqlite(pool) => {
-            sqlx::query_as::<_, Row>(query)
-                .bind(user.id.0)
-                .bind(user.is_superuser())
-                .fetch_all(pool)
-                .await?
-        }
-        Database::Postgres(pool) => {
-            sqlx::query_as::<_, Row>(query)
-                .bind(user.id.0)
-                .bind(user.is_superuser())
-                .fetch_all(pool)
-                .await?
-        }
-    };
+    let rows = with_pool!(&state.db, pool => {
+        sqlx::query_as::<_, Row>(query)
+            .bind(user.id.0)
+            .bind(user.is_superuser())
+            .fetch_all(pool)
+            .await?
+    });
     Ok(Json(rows.into_iter().map(Into::into).collect()))
 }
 
@@ -185,24 +151,14 @@ pub async fn get_one(
                  WHERE id = ? AND (owner_id = ? OR ?)",
         postgres: "SELECT id, owner_id, name, description, created_at FROM collections
                    WHERE id = $1 AND (owner_id = $2 OR $3)");
-    let row = match &state.db {
-        Database::Sqlite(pool) => {
-            sqlx::query_as::<_, Row>(query)
-                .bind(&id)
-                .bind(user.id.0)
-                .bind(user.is_superuser())
-                .fetch_optional(pool)
-                .await?
-        }
-        Database::Postgres(pool) => {
-            sqlx::query_as::<_, Row>(query)
-                .bind(&id)
-                .bind(user.id.0)
-                .bind(user.is_superuser())
-                .fetch_optional(pool)
-                .await?
-        }
-    };
+    let row = with_pool!(&state.db, pool => {
+        sqlx::query_as::<_, Row>(query)
+            .bind(&id)
+            .bind(user.id.0)
+            .bind(user.is_superuser())
+            .fetch_optional(pool)
+            .await?
+    });
     row.map(|row| Json(row.into()))
         .ok_or_else(|| ApiError::not_found("Collection"))
 }

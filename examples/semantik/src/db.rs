@@ -16,6 +16,29 @@ pub enum Database {
     Postgres(sqlx::PgPool),
 }
 
+/// Runs `$body` with `$pool` bound to whichever pool `$database` holds: sqlx's queries are
+/// generic over the backend, so one body serves both.
+macro_rules! with_pool {
+    ($database:expr, $pool:ident => $body:expr) => {
+        match $database {
+            $crate::db::Database::Sqlite($pool) => $body,
+            $crate::db::Database::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+/// One statement per backend: the placeholders differ.
+macro_rules! sql {
+    ($database:expr, sqlite: $sqlite:literal, postgres: $postgres:literal) => {
+        match $database {
+            $crate::db::Database::Sqlite(_) => $sqlite,
+            $crate::db::Database::Postgres(_) => $postgres,
+        }
+    };
+}
+pub(crate) use sql;
+
 pub struct Connected {
     pub store: Arc<dyn Store>,
     pub database: Database,
@@ -58,6 +81,9 @@ pub async fn connect(
         None => bus,
     };
     super::collections::migrate(&database)
+        .await
+        .map_err(database_error)?;
+    super::key_ids::migrate(&database)
         .await
         .map_err(database_error)?;
     Ok(Connected {

@@ -7,6 +7,7 @@ mod collections;
 mod config;
 mod db;
 mod internal;
+mod key_ids;
 mod keys;
 mod limits;
 mod openapi;
@@ -17,10 +18,10 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use portcullis::flows::PasswordLogin;
 use portcullis::guard::{self, RequireLayer, RequireScope};
-use portcullis::source::{Bearer, InternalKey, QueryToken};
+use portcullis::source::{Bearer, InternalKey};
 use portcullis::token::TokenFormat;
 use portcullis::token::jwt::{JwtKey, JwtKeys};
 use portcullis::{
@@ -50,6 +51,8 @@ pub struct AppState {
     pub key_creation_max_auth_age: Duration,
     /// How often an open WebSocket re-checks its token.
     pub ws_recheck: Duration,
+    /// Which browser origins may open a WebSocket.
+    pub ws_origins: ws::AllowedOrigins,
     /// Whether the first registrant becomes superuser.
     pub first_user_is_superuser: bool,
 }
@@ -87,7 +90,6 @@ pub async fn build(config: &Config) -> Result<(Router, AppState), ConfigError> {
     let authentication = AuthLayer::builder()
         .source(Bearer::new(api_keys.clone()))
         .source(Bearer::new(access.clone()))
-        .source(QueryToken::new(access.clone(), "/ws/"))
         .source(
             InternalKey::new("semantik-internal", &config.internal_api_key)
                 .map_err(|_| ConfigError::InternalKeyTooShort)?,
@@ -104,6 +106,7 @@ pub async fn build(config: &Config) -> Result<(Router, AppState), ConfigError> {
         client_ip: limits.client_ip,
         key_creation_max_auth_age: config.key_creation_max_auth_age,
         ws_recheck: config.ws_recheck,
+        ws_origins: ws::AllowedOrigins::new(&config.cors_origins),
         first_user_is_superuser: config.first_user_is_superuser,
     };
     let router = Router::new()
@@ -127,14 +130,16 @@ pub async fn build(config: &Config) -> Result<(Router, AppState), ConfigError> {
         )
         .route("/api/auth/me", get(auth_routes::me))
         .route(
-            "/api/keys",
+            "/api/v2/api-keys",
             post(keys::create)
                 .get(keys::list)
                 .layer(RequireScope::new("keys:manage")),
         )
         .route(
-            "/api/keys/{id}",
-            delete(keys::revoke).layer(RequireScope::new("keys:manage")),
+            "/api/v2/api-keys/{key_id}",
+            get(keys::get_one)
+                .patch(keys::update)
+                .layer(RequireScope::new("keys:manage")),
         )
         .route(
             "/api/collections",
@@ -150,10 +155,8 @@ pub async fn build(config: &Config) -> Result<(Router, AppState), ConfigError> {
             "/api/internal",
             internal::routes().layer(RequireLayer::new(guard::service())),
         )
-        .route(
-            "/ws/operations",
-            get(ws::operations).layer(RequireLayer::new(guard::signed_in())),
-        )
+        // Authenticated in the handshake, so that refusals are close codes a browser can read.
+        .route("/ws/operations", get(ws::operations))
         .route("/openapi.json", get(openapi::document))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)

@@ -26,6 +26,8 @@ enum Backend {
 
 struct Server {
     base: String,
+    /// The running server's own state, for what no endpoint does.
+    state: app::AppState,
     client: reqwest::Client,
     dir: tempfile::TempDir,
     schema: Option<common::PgSchema>,
@@ -58,12 +60,13 @@ async fn start_with(backend: Backend, extra: &[(&'static str, &str)]) -> Server 
             .map(|(name, value)| (*name, (*value).to_owned())),
     );
     let config = app::Config::from_env(|name| env.get(name).cloned()).unwrap();
-    let (router, _state) = app::build(&config).await.unwrap();
+    let (router, state) = app::build(&config).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(app::serve(listener, router));
     Server {
         base,
+        state,
         client: reqwest::Client::new(),
         dir,
         schema,
@@ -212,7 +215,15 @@ impl Server {
     }
 
     async fn api_key(&self, token: &str, body: Value) -> Reply {
-        self.post("/api/keys", Some(token), body).await
+        self.post("/api/v2/api-keys", Some(token), body).await
+    }
+
+    /// `PATCH /api/v2/api-keys/{id}` with `{"is_active": active}`.
+    async fn set_key_active(&self, token: &str, id: &str, active: bool) -> Reply {
+        let path = format!("/api/v2/api-keys/{id}");
+        let body = json!({ "is_active": active });
+        self.call(Method::PATCH, &path, Some(token), Some(body))
+            .await
     }
 }
 
@@ -538,12 +549,46 @@ async fn refresh_rotates_and_reuse_revokes_the_family(backend: Backend) {
             StatusCode::UNAUTHORIZED
         );
     }
+    let missing = server.post("/api/auth/refresh", None, json!({})).await;
     assert_eq!(
-        server
-            .post("/api/auth/refresh", None, json!({}))
-            .await
-            .status,
-        StatusCode::UNPROCESSABLE_ENTITY
+        (missing.status, missing.detail()),
+        (StatusCode::BAD_REQUEST, "Missing refresh token")
+    );
+}
+
+/// Upstream reads `?refresh_token=` when the body has none; one token, not two.
+async fn refresh_takes_the_token_from_the_query_too(backend: Backend) {
+    let server = start(backend.clone()).await;
+    server.register("ada").await;
+    let (_, refresh) = server.login("ada").await;
+    let path = format!("/api/auth/refresh?refresh_token={refresh}");
+    let rotated = server.call(Method::POST, &path, None, None).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    let next = rotated.body["refresh_token"].as_str().unwrap().to_owned();
+    // Spent: the query reading is the same rotation, reuse detection included.
+    assert_eq!(
+        server.call(Method::POST, &path, None, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let (_, other) = server.login("ada").await;
+    let both = server
+        .post(
+            &format!("/api/auth/refresh?refresh_token={other}"),
+            None,
+            json!({"refresh_token": other}),
+        )
+        .await;
+    assert_eq!(both.status, StatusCode::BAD_REQUEST, "{}", both.body);
+    let empty = server
+        .call(Method::POST, "/api/auth/refresh", None, None)
+        .await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+    // The family of `next` was revoked by the reuse above; `other`'s still rotates.
+    let _ = next;
+    let path = format!("/api/auth/refresh?refresh_token={other}");
+    assert_eq!(
+        server.call(Method::POST, &path, None, None).await.status,
+        StatusCode::OK
     );
 }
 
@@ -688,7 +733,7 @@ async fn a_deactivated_user_is_rejected_on_every_path_including_earlier_tokens(b
     assert_eq!(update.body["is_active"], false);
 
     for credential in [&access, &key] {
-        for path in ["/api/auth/me", "/api/collections", "/api/keys"] {
+        for path in ["/api/auth/me", "/api/collections", "/api/v2/api-keys"] {
             let reply = server.get(path, Some(credential)).await;
             assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path}");
             assert_eq!(reply.detail(), "Inactive user");
@@ -726,18 +771,36 @@ async fn a_deactivated_user_is_rejected_on_every_path_including_earlier_tokens(b
     );
 }
 
+/// Semantik's key object: these fields, and never the secret or its digest.
+const KEY_FIELDS: [&str; 7] = [
+    "created_at",
+    "expires_at",
+    "id",
+    "is_active",
+    "last_used_at",
+    "name",
+    "permissions",
+];
+
 async fn api_keys_are_shown_once_listed_without_secrets_and_revoked_softly(backend: Backend) {
     let server = start(backend.clone()).await;
     server.register("ada").await;
     let (access, _) = server.login("ada").await;
     let created = server.api_key(&access, json!({"name": "laptop"})).await;
-    assert_eq!(created.status, StatusCode::CREATED);
-    assert_eq!(
-        keys_of(&created.body),
-        ["api_key", "created_at", "expires_at", "id", "name"]
-    );
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let mut fields = KEY_FIELDS.to_vec();
+    fields.push("api_key");
+    fields.sort_unstable();
+    assert_eq!(keys_of(&created.body), fields);
+    assert_eq!(created.body["is_active"], true);
+    assert_eq!(created.body["permissions"], Value::Null);
     let secret = created.body["api_key"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("smtk_"));
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert!(
+        uuid::Uuid::try_parse(&id).is_ok(),
+        "upstream's ids are UUIDs: {id}"
+    );
     let parse = |field: &str| {
         time::OffsetDateTime::parse(
             created.body[field].as_str().unwrap(),
@@ -755,66 +818,80 @@ async fn api_keys_are_shown_once_listed_without_secrets_and_revoked_softly(backe
         server.get("/api/auth/me", Some(&secret)).await.body["username"],
         "ada"
     );
-    let listed = server.get("/api/keys", Some(&access)).await;
+    let listed = server.get("/api/v2/api-keys", Some(&access)).await;
     assert_eq!(listed.status, StatusCode::OK);
-    let entry = &listed.body[0];
-    assert_eq!(entry["name"], "laptop");
-    assert_eq!(entry["is_active"], true);
+    assert_eq!(keys_of(&listed.body), ["api_keys", "total"]);
+    assert_eq!(listed.body["total"], 1);
+    let entry = &listed.body["api_keys"][0];
+    assert_eq!(keys_of(entry), KEY_FIELDS);
+    assert_eq!(
+        (entry["id"].as_str(), &entry["name"]),
+        (Some(id.as_str()), &json!("laptop"))
+    );
     assert!(
         !listed.body.to_string().contains(&secret),
         "listing never shows the secret"
     );
-    assert!(
-        entry["key_hint"]
-            .as_str()
-            .unwrap()
-            .ends_with(&secret[secret.len() - 4..])
-    );
-
-    let id = created.body["id"].as_i64().unwrap();
-    let deleted = server
-        .call(
-            Method::DELETE,
-            &format!("/api/keys/{id}"),
-            Some(&access),
-            None,
-        )
+    let one = server
+        .get(&format!("/api/v2/api-keys/{id}"), Some(&access))
         .await;
-    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(one.status, StatusCode::OK);
+    assert_eq!(&one.body, entry);
+
+    // An active key stays active; `false` revokes it, and revoking again changes nothing.
+    assert_eq!(
+        server.set_key_active(&access, &id, true).await.body["is_active"],
+        true
+    );
+    let revoked = server.set_key_active(&access, &id, false).await;
+    assert_eq!(revoked.status, StatusCode::OK);
+    assert_eq!(revoked.body["is_active"], false);
     assert_eq!(
         server.get("/api/auth/me", Some(&secret)).await.status,
         StatusCode::UNAUTHORIZED
     );
-    let after = server.get("/api/keys", Some(&access)).await;
+    let again = server.set_key_active(&access, &id, false).await;
     assert_eq!(
-        after.body[0]["is_active"], false,
+        (again.status, &again.body["is_active"]),
+        (StatusCode::OK, &json!(false))
+    );
+    let after = server.get("/api/v2/api-keys", Some(&access)).await;
+    assert_eq!(
+        after.body["api_keys"][0]["is_active"], false,
         "the row stays, marked revoked"
     );
-    assert!(after.body[0]["revoked_at"].is_string());
+
+    // A revoked key is never brought back (upstream would): its owner gave it up.
+    let reactivated = server.set_key_active(&access, &id, true).await;
+    assert_eq!(reactivated.status, StatusCode::CONFLICT);
+    assert!(reactivated.detail().contains("cannot be reactivated"));
     assert_eq!(
-        server
-            .call(
-                Method::DELETE,
-                &format!("/api/keys/{id}"),
-                Some(&access),
-                None
-            )
-            .await
-            .status,
-        StatusCode::NOT_FOUND
+        server.get("/api/auth/me", Some(&secret)).await.status,
+        StatusCode::UNAUTHORIZED
     );
-    assert_eq!(
-        server
-            .call(
-                Method::DELETE,
-                "/api/keys/not-a-number",
-                Some(&access),
-                None
-            )
-            .await
-            .status,
-        StatusCode::NOT_FOUND
-    );
+
+    for unknown in ["not-a-uuid", "1", &uuid::Uuid::new_v4().to_string()] {
+        let path = format!("/api/v2/api-keys/{unknown}");
+        assert_eq!(
+            server.get(&path, Some(&access)).await.status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            server.set_key_active(&access, unknown, false).await.status,
+            StatusCode::NOT_FOUND
+        );
+    }
+    for body in [
+        json!({}),
+        json!({"is_active": "no"}),
+        json!({"is_active": false, "name": "x"}),
+    ] {
+        let path = format!("/api/v2/api-keys/{id}");
+        let reply = server
+            .call(Method::PATCH, &path, Some(&access), Some(body.clone()))
+            .await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    }
 }
 
 async fn another_users_key_cannot_be_seen_or_revoked(backend: Backend) {
@@ -824,19 +901,127 @@ async fn another_users_key_cannot_be_seen_or_revoked(backend: Backend) {
     let (ada, _) = server.login("ada").await;
     let (bob, _) = server.login("bob").await;
     let created = server.api_key(&ada, json!({"name": "adas"})).await;
-    let id = created.body["id"].as_i64().unwrap();
+    let id = created.body["id"].as_str().unwrap();
+    assert_eq!(
+        server.set_key_active(&bob, id, false).await.status,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(
         server
-            .call(Method::DELETE, &format!("/api/keys/{id}"), Some(&bob), None)
+            .get(&format!("/api/v2/api-keys/{id}"), Some(&bob))
             .await
             .status,
         StatusCode::NOT_FOUND
     );
-    assert_eq!(server.get("/api/keys", Some(&bob)).await.body, json!([]));
+    assert_eq!(
+        server.get("/api/v2/api-keys", Some(&bob)).await.body,
+        json!({"api_keys": [], "total": 0})
+    );
     let secret = created.body["api_key"].as_str().unwrap();
     assert_eq!(
         server.get("/api/auth/me", Some(secret)).await.status,
         StatusCode::OK
+    );
+    // Names are unique per owner only.
+    assert_eq!(
+        server.api_key(&bob, json!({"name": "adas"})).await.status,
+        StatusCode::CREATED
+    );
+}
+
+async fn key_names_are_unique_per_owner_whatever_their_case(backend: Backend) {
+    let server = std::sync::Arc::new(start(backend.clone()).await);
+    server.register("ada").await;
+    let (access, _) = server.login("ada").await;
+    let first = server.api_key(&access, json!({"name": "Laptop"})).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    for name in ["Laptop", "laptop", "LAPTOP", " laptop "] {
+        let reply = server.api_key(&access, json!({ "name": name })).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CONFLICT,
+            "{name:?}: {}",
+            reply.body
+        );
+        assert!(
+            reply.detail().contains("already exists"),
+            "{}",
+            reply.detail()
+        );
+    }
+    // A revoked key keeps its name, as upstream's does.
+    let id = first.body["id"].as_str().unwrap();
+    server.set_key_active(&access, id, false).await;
+    assert_eq!(
+        server
+            .api_key(&access, json!({"name": "laptop"}))
+            .await
+            .status,
+        StatusCode::CONFLICT
+    );
+
+    // Concurrent requests for one name: the database decides, exactly one key is made.
+    let racing = (0..10).map(|n| {
+        let (server, access) = (server.clone(), access.clone());
+        let name = if n % 2 == 0 { "Desktop" } else { "desktop" };
+        tokio::spawn(async move { server.api_key(&access, json!({ "name": name })).await })
+    });
+    let mut statuses = Vec::new();
+    for reply in futures_util::future::join_all(racing).await {
+        statuses.push(reply.unwrap().status);
+    }
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((created, refused), (1, 9), "{statuses:?}");
+    let listed = server.get("/api/v2/api-keys", Some(&access)).await;
+    assert_eq!(listed.body["total"], 2, "{}", listed.body);
+}
+
+/// A key made before keys had UUIDs (by an earlier version of the server, here straight
+/// through the library) is listed with one, and can be read and revoked by it.
+async fn a_key_from_before_uuids_is_listed_and_revocable(backend: Backend) {
+    let server = start(backend.clone()).await;
+    server.register("ada").await;
+    let (access, _) = server.login("ada").await;
+    let users = server.state.auth.users();
+    let ada = users.user_by_username("ada").await.unwrap().unwrap();
+    let legacy = portcullis::NewApiKey::named("laptop");
+    let legacy = server.state.api_keys.create(&ada, legacy).await.unwrap();
+    let secret = legacy.secret.into_exposed();
+    // Its name is not reserved: a new key may take it.
+    let new = server.api_key(&access, json!({"name": "laptop"})).await;
+    assert_eq!(new.status, StatusCode::CREATED);
+    let listed = server.get("/api/v2/api-keys", Some(&access)).await;
+    assert_eq!(listed.body["total"], 2, "{}", listed.body);
+    let ids: Vec<&str> = listed.body["api_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key["id"].as_str().unwrap())
+        .collect();
+    assert_ne!(ids[0], ids[1]);
+    let relisted = server.get("/api/v2/api-keys", Some(&access)).await;
+    assert_eq!(relisted.body, listed.body, "the UUID given is kept");
+    let legacy_id = ids
+        .iter()
+        .find(|id| **id != new.body["id"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        server
+            .set_key_active(&access, legacy_id, false)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        server.get("/api/auth/me", Some(&secret)).await.status,
+        StatusCode::UNAUTHORIZED
     );
 }
 
@@ -850,25 +1035,17 @@ async fn at_most_twenty_active_keys_per_user(backend: Backend) {
             .api_key(&access, json!({"name": format!("key {n}")}))
             .await;
         assert_eq!(reply.status, StatusCode::CREATED);
-        ids.push(reply.body["id"].as_i64().unwrap());
+        ids.push(reply.body["id"].as_str().unwrap().to_owned());
     }
     let extra = server.api_key(&access, json!({"name": "key 21"})).await;
     assert_eq!(extra.status, StatusCode::BAD_REQUEST);
     assert!(
-        extra
-            .detail()
-            .contains("Maximum number of active API keys (20)"),
+        extra.detail().contains("Maximum number of API keys (20)"),
         "{}",
         extra.detail()
     );
-    server
-        .call(
-            Method::DELETE,
-            &format!("/api/keys/{}", ids[0]),
-            Some(&access),
-            None,
-        )
-        .await;
+    // The refused request reserved nothing: its name is free once a key is revoked.
+    server.set_key_active(&access, &ids[0], false).await;
     assert_eq!(
         server
             .api_key(&access, json!({"name": "key 21"}))
@@ -885,7 +1062,7 @@ async fn api_key_permissions_limit_what_the_key_can_do(backend: Backend) {
     let read_only = server
         .api_key(
             &access,
-            json!({"name": "ro", "permissions": ["collections:read"]}),
+            json!({"name": "ro", "permissions": {"scopes": ["collections:read"]}}),
         )
         .await;
     assert_eq!(read_only.status, StatusCode::CREATED);
@@ -905,7 +1082,7 @@ async fn api_key_permissions_limit_what_the_key_can_do(backend: Backend) {
             .contains("scope=\"collections:write\"")
     );
     assert_eq!(
-        server.get("/api/keys", Some(key)).await.status,
+        server.get("/api/v2/api-keys", Some(key)).await.status,
         StatusCode::FORBIDDEN
     );
 
@@ -913,16 +1090,16 @@ async fn api_key_permissions_limit_what_the_key_can_do(backend: Backend) {
     let manager = server
         .api_key(
             &access,
-            json!({"name": "mgr", "permissions": ["keys:manage", "collections:read"]}),
+            json!({"name": "mgr", "permissions": {"scopes": ["keys:manage", "collections:read"]}}),
         )
         .await;
     let manager = manager.body["api_key"].as_str().unwrap();
     assert_eq!(
-        server.get("/api/keys", Some(manager)).await.status,
+        server.get("/api/v2/api-keys", Some(manager)).await.status,
         StatusCode::OK
     );
     for body in [
-        json!({"name": "x", "permissions": ["collections:write"]}),
+        json!({"name": "x", "permissions": {"scopes": ["collections:write"]}}),
         json!({"name": "y"}),
     ] {
         let minted = server.api_key(manager, body).await;
@@ -936,14 +1113,17 @@ async fn api_key_permissions_limit_what_the_key_can_do(backend: Backend) {
     }
 
     for body in [
-        json!({"name": "x", "permissions": ["root"]}),
-        json!({"name": "x", "permissions": []}),
+        json!({"name": "x", "permissions": {"scopes": ["root"]}}),
+        json!({"name": "x", "permissions": {"scopes": []}}),
+        json!({"name": "x", "permissions": ["collections:read"]}),
+        json!({"name": "x", "permissions": {"scopes": ["collections:read"], "admin": true}}),
+        json!({"name": "x", "is_active": true}),
         json!({"name": "x", "expires_in_days": 0}),
         json!({"name": "x", "expires_in_days": 3651}),
         json!({"name": "x", "expires_in_days": -1}),
         json!({"name": ""}),
         json!({"name": "x".repeat(101)}),
-        json!({"permissions": ["collections:read"]}),
+        json!({"permissions": {"scopes": ["collections:read"]}}),
     ] {
         let reply = server.api_key(&access, body.clone()).await;
         assert_eq!(
@@ -1132,41 +1312,135 @@ async fn the_internal_api_needs_the_internal_key(backend: Backend) {
     assert_eq!(as_user.status(), StatusCode::FORBIDDEN);
 }
 
-async fn the_websocket_authenticates_before_the_upgrade(backend: Backend) {
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/ws/operations` (plus `query`) with extra handshake headers.
+async fn open_socket(
+    server: &Server,
+    query: &str,
+    headers: &[(&str, &str)],
+) -> Result<(Socket, tungstenite::handshake::client::Response), tungstenite::Error> {
+    use tungstenite::client::IntoClientRequest;
+    let url = format!(
+        "{}/ws/operations{query}",
+        server.base.replace("http://", "ws://")
+    );
+    let mut request = url.into_client_request().unwrap();
+    for (name, value) in headers {
+        let name = tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+        request.headers_mut().insert(name, value.parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(request).await
+}
+
+/// The code the server closes `socket` with, once it sends nothing else.
+async fn close_code(socket: &mut Socket) -> u16 {
+    match socket.next().await {
+        Some(Ok(tungstenite::Message::Close(Some(frame)))) => frame.code.into(),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
+async fn next_json(socket: &mut Socket) -> Value {
+    serde_json::from_str(socket.next().await.unwrap().unwrap().to_text().unwrap()).unwrap()
+}
+
+/// Semantik's web app sends the token as the subprotocol `access_token.<token>` and needs it
+/// echoed; a refusal reaches it as a close code (4003 origin, 1008 credential), since a
+/// browser sees no handshake status.
+async fn the_websocket_authenticates_in_the_handshake_as_semantiks_clients_expect(
+    backend: Backend,
+) {
     let server = start(backend.clone()).await;
     server.register("ada").await;
     let (access, refresh) = server.login("ada").await;
-    let ws_base = server.base.replace("http://", "ws://");
-    let (mut socket, response) =
-        tokio_tungstenite::connect_async(format!("{ws_base}/ws/operations?token={access}"))
+    let protocol = format!("access_token.{access}");
+    let offered = [("sec-websocket-protocol", protocol.as_str())];
+    let (mut socket, response) = open_socket(&server, "", &offered).await.unwrap();
+    assert_eq!(response.status(), 101);
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        protocol.as_str()
+    );
+    let hello = next_json(&mut socket).await;
+    assert_eq!(
+        (&hello["type"], &hello["username"]),
+        (&json!("connected"), &json!("ada"))
+    );
+    for ping in [r#"{"type": "ping"}"#, "ping"] {
+        socket
+            .send(tungstenite::Message::Text(ping.into()))
             .await
             .unwrap();
-    assert_eq!(response.status(), 101);
-    let hello: Value =
-        serde_json::from_str(socket.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
-    assert_eq!(hello["type"], "connected");
-    assert_eq!(hello["username"], "ada");
-    socket
-        .send(tungstenite::Message::Text("ping".into()))
-        .await
-        .unwrap();
-    let pong: Value =
-        serde_json::from_str(socket.next().await.unwrap().unwrap().to_text().unwrap()).unwrap();
-    assert_eq!(pong["type"], "pong");
+        assert_eq!(next_json(&mut socket).await["type"], "pong", "{ping}");
+    }
     socket.close(None).await.unwrap();
 
-    for url in [
-        format!("{ws_base}/ws/operations"),
-        format!("{ws_base}/ws/operations?token={refresh}"),
-        format!("{ws_base}/ws/operations?token=a.b.c"),
+    // The same origin, and the deprecated `?token=` and a bearer header, open it too.
+    let same_origin = [
+        ("sec-websocket-protocol", protocol.as_str()),
+        ("origin", server.base.as_str()),
+    ];
+    let bearer = format!("Bearer {access}");
+    for (query, headers) in [
+        ("", &same_origin[..]),
+        (&*format!("?token={access}"), &[][..]),
+        ("", &[("authorization", bearer.as_str())][..]),
     ] {
-        match tokio_tungstenite::connect_async(&url).await {
-            Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401, "{url}"),
-            other => panic!(
-                "{url}: expected a 401 before the upgrade, got {:?}",
-                other.map(|(_, r)| r.status())
-            ),
-        }
+        let (mut socket, _) = open_socket(&server, query, headers).await.unwrap();
+        assert_eq!(
+            next_json(&mut socket).await["type"],
+            "connected",
+            "{query} {headers:?}"
+        );
+    }
+
+    // A page on another site never gets a socket, even with the user's token.
+    let cross_site = [
+        ("sec-websocket-protocol", protocol.as_str()),
+        ("origin", "https://evil.example"),
+    ];
+    let (mut socket, _) = open_socket(&server, "", &cross_site).await.unwrap();
+    assert_eq!(close_code(&mut socket).await, 4003);
+
+    // No credential, the wrong kind, a forged one, an API key, or two at once: 1008.
+    let key = server.api_key(&access, json!({"name": "program"})).await;
+    let key = key.body["api_key"].as_str().unwrap().to_owned();
+    let refused = [
+        String::new(),
+        format!("?token={refresh}"),
+        "?token=a.b.c".to_owned(),
+        format!("?token={key}"),
+    ];
+    for query in &refused {
+        let (mut socket, _) = open_socket(&server, query, &[]).await.unwrap();
+        assert_eq!(close_code(&mut socket).await, 1008, "{query}");
+    }
+    for bad in [
+        format!("access_token.{refresh}"),
+        format!("access_token.{key}"),
+        "access_token.a.b.c".to_owned(),
+    ] {
+        let headers = [("sec-websocket-protocol", bad.as_str())];
+        let (mut socket, response) = open_socket(&server, "", &headers).await.unwrap();
+        assert_eq!(
+            response.headers()["sec-websocket-protocol"],
+            bad.as_str(),
+            "echoed"
+        );
+        assert_eq!(close_code(&mut socket).await, 1008, "{bad}");
+    }
+    let (mut socket, _) = open_socket(&server, &format!("?token={access}"), &offered)
+        .await
+        .unwrap();
+    assert_eq!(close_code(&mut socket).await, 1008, "two tokens");
+
+    // A bad bearer header is refused by the authentication layer before any upgrade.
+    let forged = [("authorization", "Bearer a.b.c")];
+    match open_socket(&server, "", &forged).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
+        other => panic!("expected a 401, got {:?}", other.map(|(_, r)| r.status())),
     }
     // A plain GET is not an upgrade: a clear 4xx.
     let plain = server
@@ -1254,9 +1528,13 @@ async fn random_bodies_on_every_endpoint_never_produce_a_5xx(backend: Backend) {
         (Method::POST, "/api/auth/login"),
         (Method::POST, "/api/auth/refresh"),
         (Method::POST, "/api/auth/logout"),
-        (Method::POST, "/api/keys"),
+        (Method::POST, "/api/v2/api-keys"),
         (Method::POST, "/api/collections"),
-        (Method::DELETE, "/api/keys/1"),
+        (Method::PATCH, "/api/v2/api-keys/1"),
+        (
+            Method::PATCH,
+            "/api/v2/api-keys/00000000-0000-0000-0000-000000000000",
+        ),
         (Method::GET, "/api/collections/x"),
     ];
     for (method, path) in endpoints {
@@ -1301,9 +1579,10 @@ async fn the_openapi_document_lists_every_route(backend: Backend) {
         ("POST", "/api/auth/refresh"),
         ("POST", "/api/auth/logout"),
         ("GET", "/api/auth/me"),
-        ("POST", "/api/keys"),
-        ("GET", "/api/keys"),
-        ("DELETE", "/api/keys/{id}"),
+        ("POST", "/api/v2/api-keys"),
+        ("GET", "/api/v2/api-keys"),
+        ("GET", "/api/v2/api-keys/{key_id}"),
+        ("PATCH", "/api/v2/api-keys/{key_id}"),
         ("POST", "/api/collections"),
         ("GET", "/api/collections"),
         ("GET", "/api/collections/{id}"),
@@ -1408,6 +1687,7 @@ on_every_backend!(
     login_returns_a_bearer_pair_and_records_the_login,
     wrong_username_and_wrong_password_are_indistinguishable,
     refresh_rotates_and_reuse_revokes_the_family,
+    refresh_takes_the_token_from_the_query_too,
     a_refresh_token_is_not_an_access_token_and_vice_versa,
     logout_revokes_one_session_or_all_of_them,
     me_requires_a_valid_bearer_credential,
@@ -1415,10 +1695,12 @@ on_every_backend!(
     api_keys_are_shown_once_listed_without_secrets_and_revoked_softly,
     another_users_key_cannot_be_seen_or_revoked,
     at_most_twenty_active_keys_per_user,
+    key_names_are_unique_per_owner_whatever_their_case,
+    a_key_from_before_uuids_is_listed_and_revocable,
     api_key_permissions_limit_what_the_key_can_do,
     collections_are_isolated_per_owner_and_visible_to_the_superuser,
     the_internal_api_needs_the_internal_key,
-    the_websocket_authenticates_before_the_upgrade,
+    the_websocket_authenticates_in_the_handshake_as_semantiks_clients_expect,
     cors_allows_only_configured_origins,
     concurrent_refreshes_over_http_succeed_exactly_once,
     random_bodies_on_every_endpoint_never_produce_a_5xx,
@@ -1470,16 +1752,9 @@ async fn two_instances_share_revocations(redis: Option<String>) {
             StatusCode::OK
         );
     }
-    let id = created.body["id"].as_i64().unwrap();
-    let deleted = a
-        .call(
-            Method::DELETE,
-            &format!("/api/keys/{id}"),
-            Some(&access),
-            None,
-        )
-        .await;
-    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let id = created.body["id"].as_str().unwrap();
+    let revoked = a.set_key_active(&access, id, false).await;
+    assert_eq!(revoked.status, StatusCode::OK);
     let started = std::time::Instant::now();
     while b.get("/api/auth/me", Some(&key)).await.status == StatusCode::OK {
         assert!(

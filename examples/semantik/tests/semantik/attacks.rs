@@ -121,7 +121,7 @@ async fn sql_metacharacters_in_every_field_are_stored_as_data(backend: Backend) 
     let access = reply.body["access_token"].as_str().unwrap().to_owned();
 
     let reply = server
-        .post("/api/keys", Some(&access), json!({"name": hostile}))
+        .post("/api/v2/api-keys", Some(&access), json!({"name": hostile}))
         .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     assert_eq!(reply.body["name"], hostile);
@@ -136,8 +136,8 @@ async fn sql_metacharacters_in_every_field_are_stored_as_data(backend: Backend) 
     assert_eq!(reply.body["name"], hostile);
     assert_eq!(reply.body["description"], hostile);
 
-    let listed = server.get("/api/keys", Some(&access)).await;
-    assert_eq!(listed.body[0]["name"], hostile);
+    let listed = server.get("/api/v2/api-keys", Some(&access)).await;
+    assert_eq!(listed.body["api_keys"][0]["name"], hostile);
     let me = server.get("/api/auth/me", Some(&access)).await;
     assert_eq!(me.body["username"], "mallory");
     // Registration still works: the users table is there.
