@@ -11,7 +11,7 @@
 //!
 //! ```text
 //! request ─▶ AuthLayer: sources in order ─▶ Identity in the request extensions (or none)
-//!         ─▶ guards: RequireAuth / RequireRole / RequireScope / all / any / not
+//!         ─▶ guards: RequireLayer::authenticated / any_role / scope / new(all / any / not)
 //!         ─▶ handler: Identity, Option<Identity>, CurrentUser extractors
 //! ```
 //!
@@ -31,7 +31,7 @@
 //! ```
 //! use axum::{Router, routing::get};
 //! use portcullis::{AccessTokens, ApiKeys, Auth, AuthLayer, CurrentUser, JwtConfig};
-//! use portcullis::guard::RequireScope;
+//! use portcullis::guard::RequireLayer;
 //! use portcullis::source::Bearer;
 //! use portcullis::store::MemoryStore;
 //! use portcullis::token::{TokenFormat, jwt::{JwtKey, JwtKeys}};
@@ -43,7 +43,7 @@
 //!
 //! let app: Router = Router::new()
 //!     .route("/me", get(|user: CurrentUser| async move { user.username.clone() }))
-//!     .route("/reports", get(|| async { "…" }).layer(RequireScope::new("reports:read")))
+//!     .route("/reports", get(|| async { "…" }).layer(RequireLayer::scope("reports:read")))
 //!     .layer(AuthLayer::builder().source(Bearer::new(api_keys)).source(Bearer::new(jwts)).build());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::routing::get;
 use http::{Request, StatusCode};
 use portcullis::clock::ManualClock;
-use portcullis::guard::{RequireRole, RequireScope};
+use portcullis::guard::RequireLayer;
 use portcullis::source::{Bearer, InternalKey, QueryToken, SubprotocolToken};
 use portcullis::store::{
     FamilyId, MemoryStore, NewToken, NewUser, RevokeReason, Rotation, SqliteStore, StoreError,
@@ -154,11 +154,11 @@ impl App {
             )
             .route(
                 "/write",
-                get(|| async { "written" }).layer(RequireScope::new("collections:write")),
+                get(|| async { "written" }).layer(RequireLayer::scope("collections:write")),
             )
             .route(
                 "/admin",
-                get(|| async { "admin" }).layer(RequireRole::any(["superuser"])),
+                get(|| async { "admin" }).layer(RequireLayer::any_role(["superuser"])),
             )
             .layer(layer);
         let user = auth
@@ -887,7 +887,7 @@ async fn a_custom_renderer_is_used_by_the_layer_guards_and_extractors() {
         )
         .route(
             "/admin",
-            get(|| async { "admin" }).layer(RequireRole::any(["admin"])),
+            get(|| async { "admin" }).layer(RequireLayer::any_role(["admin"])),
         )
         .layer(
             AuthLayer::builder()

@@ -21,7 +21,7 @@ use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_ma
 use http::{HeaderValue, Request, header};
 use portcullis::source::TokenResolver;
 use portcullis::store::MemoryStore;
-use portcullis::{CacheConfig, guard::RequireAuth};
+use portcullis::{CacheConfig, guard::RequireLayer};
 use portcullis_peers::scenario::{CLIENT, IN_PROCESS_ONLY};
 use portcullis_peers::{Env, fixture, scenarios, stored_keys};
 use tower::{Service, ServiceExt};
@@ -101,7 +101,7 @@ fn first_seen(c: &mut Criterion) {
         let fixture = fixture(MemoryStore::new(), CacheConfig::default()).await;
         let router = axum::Router::new()
             .route("/", axum::routing::get(|| async { "ok" }))
-            .layer(fixture.jwt_layers(&fixture.hs256, RequireAuth::layer()));
+            .layer(fixture.jwt_layers(&fixture.hs256, RequireLayer::authenticated()));
         (fixture, router)
     });
     let service = router.into_service::<Body>();
@@ -157,7 +157,7 @@ fn scaling(c: &mut Criterion) {
             }
             let router = axum::Router::new()
                 .route("/", axum::routing::get(|| async { "ok" }))
-                .layer(fixture.api_key_layers(RequireAuth::layer()));
+                .layer(fixture.api_key_layers(RequireLayer::authenticated()));
             (router, keys)
         });
         let headers: Vec<HeaderValue> = keys

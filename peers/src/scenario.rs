@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::routing::get;
 use http::{HeaderName, HeaderValue, Request, header};
-use portcullis::guard::{RequireAuth, RequireRole};
+use portcullis::guard::RequireLayer;
 use portcullis::ratelimit::{ClientIp, KeyBy, Limit, Policy, RateLimitLayer};
 use portcullis::source::InternalKey;
 use portcullis::store::{MemoryStore, SqliteStore};
@@ -89,7 +89,7 @@ pub const IN_PROCESS_ONLY: &[(&str, Job, Who, &str)] = &[(
     "portcullis_jwt_hs256_first_seen",
     Job::Jwt,
     Who::Portcullis,
-    "AuthLayer(Bearer<AccessTokens>) + RequireAuth, a new HS256 token on every request (signature check, claims, user lookup in MemoryStore, cache insert)",
+    "AuthLayer(Bearer<AccessTokens>) + RequireLayer::authenticated(), a new HS256 token on every request (signature check, claims, user lookup in MemoryStore, cache insert)",
 )];
 
 /// The client address every in-process request comes from.
@@ -185,7 +185,7 @@ pub async fn scenarios(env: &Env) -> Vec<Scenario> {
         name: "portcullis_internal_key",
         job: Job::StaticSecret,
         who: Who::Portcullis,
-        about: "InternalKey source + RequireAuth (constant-time digest comparison)",
+        about: "InternalKey source + RequireLayer::authenticated() (constant-time digest comparison)",
         router: hello().layer(
             ServiceBuilder::new()
                 .layer(
@@ -193,7 +193,7 @@ pub async fn scenarios(env: &Env) -> Vec<Scenario> {
                         .source(InternalKey::new("worker", secret).expect("a long key"))
                         .build(),
                 )
-                .layer(RequireAuth::layer()),
+                .layer(RequireLayer::authenticated()),
         ),
         headers: vec![(
             HeaderName::from_static("x-internal-api-key"),
@@ -215,8 +215,8 @@ pub async fn scenarios(env: &Env) -> Vec<Scenario> {
         name: "portcullis_api_key_cached",
         job: Job::ApiKey,
         who: Who::Portcullis,
-        about: "AuthLayer(Bearer<ApiKeys>) + RequireAuth, credential cached",
-        router: hello().layer(memory.api_key_layers(RequireAuth::layer())),
+        about: "AuthLayer(Bearer<ApiKeys>) + RequireLayer::authenticated(), credential cached",
+        router: hello().layer(memory.api_key_layers(RequireLayer::authenticated())),
         headers: vec![bearer(&memory.api_key)],
     });
     let uncached = || {
@@ -237,7 +237,7 @@ pub async fn scenarios(env: &Env) -> Vec<Scenario> {
         job: Job::ApiKey,
         who: Who::Portcullis,
         about: "as cached, but every request queries SQLite (cache TTL zero)",
-        router: hello().layer(sqlite.api_key_layers(RequireAuth::layer())),
+        router: hello().layer(sqlite.api_key_layers(RequireLayer::authenticated())),
         headers: vec![bearer(&sqlite.api_key)],
     });
     if let Some(url) = &env.postgres_url {
@@ -247,7 +247,7 @@ pub async fn scenarios(env: &Env) -> Vec<Scenario> {
             job: Job::ApiKey,
             who: Who::Portcullis,
             about: "as cached, but every request queries PostgreSQL (cache TTL zero)",
-            router: hello().layer(postgres.api_key_layers(RequireAuth::layer())),
+            router: hello().layer(postgres.api_key_layers(RequireLayer::authenticated())),
             headers: vec![bearer(&postgres.api_key)],
         });
     }
@@ -265,8 +265,8 @@ pub async fn scenarios(env: &Env) -> Vec<Scenario> {
         name: "portcullis_jwt_hs256",
         job: Job::Jwt,
         who: Who::Portcullis,
-        about: "AuthLayer(Bearer<AccessTokens>) + RequireAuth, repeated token (verified-token cache)",
-        router: hello().layer(memory.jwt_layers(&memory.hs256, RequireAuth::layer())),
+        about: "AuthLayer(Bearer<AccessTokens>) + RequireLayer::authenticated(), repeated token (verified-token cache)",
+        router: hello().layer(memory.jwt_layers(&memory.hs256, RequireLayer::authenticated())),
         headers: vec![bearer(&memory.hs256_token)],
     });
     all.push(Scenario {
@@ -274,7 +274,7 @@ pub async fn scenarios(env: &Env) -> Vec<Scenario> {
         job: Job::Jwt,
         who: Who::Portcullis,
         about: "as HS256, signed with Ed25519 (EdDSA)",
-        router: hello().layer(memory.jwt_layers(&memory.eddsa, RequireAuth::layer())),
+        router: hello().layer(memory.jwt_layers(&memory.eddsa, RequireLayer::authenticated())),
         headers: vec![bearer(&memory.eddsa_token)],
     });
     let first_seen = fixture(MemoryStore::new(), uncached()).await;
@@ -283,7 +283,7 @@ pub async fn scenarios(env: &Env) -> Vec<Scenario> {
         job: Job::Jwt,
         who: Who::Portcullis,
         about: "as HS256 with cache TTL zero: every request verifies the signature and loads the user, as for a first-seen token",
-        router: hello().layer(first_seen.jwt_layers(&first_seen.hs256, RequireAuth::layer())),
+        router: hello().layer(first_seen.jwt_layers(&first_seen.hs256, RequireLayer::authenticated())),
         headers: vec![bearer(&first_seen.hs256_token)],
     });
 
@@ -301,8 +301,8 @@ pub async fn scenarios(env: &Env) -> Vec<Scenario> {
         name: "portcullis_session",
         job: Job::Session,
         who: Who::Portcullis,
-        about: "AuthLayer(SessionCookie) + RequireAuth, session cached (idle timeout on)",
-        router: hello().layer(memory.session_layers(RequireAuth::layer())),
+        about: "AuthLayer(SessionCookie) + RequireLayer::authenticated(), session cached (idle timeout on)",
+        router: hello().layer(memory.session_layers(RequireLayer::authenticated())),
         headers: vec![(
             header::COOKIE,
             HeaderValue::from_str(&memory.session_cookie).expect("a valid cookie"),
@@ -314,8 +314,8 @@ pub async fn scenarios(env: &Env) -> Vec<Scenario> {
         name: "portcullis_role_guard",
         job: Job::RoleGuard,
         who: Who::Portcullis,
-        about: "cached API key + RequireRole::any([\"admin\"]) instead of RequireAuth",
-        router: hello().layer(memory.api_key_layers(RequireRole::any(["admin"]))),
+        about: "cached API key + RequireLayer::any_role([\"admin\"]) instead of RequireLayer::authenticated()",
+        router: hello().layer(memory.api_key_layers(RequireLayer::any_role(["admin"]))),
         headers: vec![bearer(&memory.api_key)],
     });
 

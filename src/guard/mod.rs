@@ -7,11 +7,11 @@
 //!
 //! ```
 //! use axum::{Router, routing::{get, post}};
-//! use portcullis::guard::{self, RequireAuth, RequireLayer, RequireRole, RequireScope};
+//! use portcullis::guard::{self, RequireLayer};
 //!
 //! let app: Router = Router::new()
-//!     .route("/admin", get(|| async { "admin" }).layer(RequireRole::any(["admin", "manager"])))
-//!     .route("/docs", post(|| async { "ok" }).layer(RequireScope::new("documents:write")))
+//!     .route("/admin", get(|| async { "admin" }).layer(RequireLayer::any_role(["admin", "manager"])))
+//!     .route("/docs", post(|| async { "ok" }).layer(RequireLayer::scope("documents:write")))
 //!     .route(
 //!         "/reports",
 //!         get(|| async { "ok" }).layer(RequireLayer::new(guard::all([
@@ -19,7 +19,7 @@
 //!             guard::not(guard::role("suspended")),
 //!         ]))),
 //!     )
-//!     .route("/me", get(|| async { "me" }).layer(RequireAuth::layer()));
+//!     .route("/me", get(|| async { "me" }).layer(RequireLayer::authenticated()));
 //! ```
 
 mod future;
@@ -30,7 +30,9 @@ mod service;
 mod tests;
 
 pub use future::ResponseFuture;
-pub use layer::{RequireAuth, RequireLayer, RequireRole, RequireScope};
+pub use layer::RequireLayer;
+#[allow(deprecated)]
+pub use layer::{RequireAuth, RequireRole, RequireScope};
 pub use requirement::{
     Requirement, all, any, any_role, assurance, authenticated, custom, not, role, scope, service,
     signed_in,

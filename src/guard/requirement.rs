@@ -78,9 +78,9 @@ pub fn service() -> Requirement {
 /// opening an interactive channel.
 ///
 /// ```
-/// use portcullis::guard::{self, RequireLayer};
+/// use portcullis::guard::RequireLayer;
 ///
-/// let only_people = RequireLayer::new(guard::signed_in());
+/// let only_people = RequireLayer::signed_in();
 /// # let _ = only_people;
 /// ```
 pub fn signed_in() -> Requirement {
@@ -94,9 +94,9 @@ pub fn signed_in() -> Requirement {
 ///
 /// ```
 /// use portcullis::assurance::Assurance;
-/// use portcullis::guard::{self, RequireLayer};
+/// use portcullis::guard::RequireLayer;
 ///
-/// let two_factors = RequireLayer::new(guard::assurance(Assurance::Aal2));
+/// let two_factors = RequireLayer::assurance(Assurance::Aal2);
 /// # let _ = two_factors;
 /// ```
 pub fn assurance(level: Assurance) -> Requirement {

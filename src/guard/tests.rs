@@ -41,7 +41,7 @@ async fn status(layer: RequireLayer, identity: Option<Identity>) -> StatusCode {
 
 #[tokio::test]
 async fn unauthenticated_is_401_and_forbidden_is_403() {
-    let admin_only = || RequireRole::any(["admin"]);
+    let admin_only = || RequireLayer::any_role(["admin"]);
     assert_eq!(status(admin_only(), None).await, StatusCode::UNAUTHORIZED);
     assert_eq!(
         status(admin_only(), Some(user(&["member"], Scopes::Unrestricted))).await,
@@ -56,18 +56,22 @@ async fn unauthenticated_is_401_and_forbidden_is_403() {
 #[tokio::test]
 async fn require_auth_admits_any_identity() {
     assert_eq!(
-        status(RequireAuth::layer(), None).await,
+        status(RequireLayer::authenticated(), None).await,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        status(RequireAuth::layer(), Some(Identity::service("worker"))).await,
+        status(
+            RequireLayer::authenticated(),
+            Some(Identity::service("worker"))
+        )
+        .await,
         StatusCode::OK
     );
 }
 
 #[tokio::test]
 async fn require_role_all_needs_every_role() {
-    let layer = || RequireRole::all(["a", "b"]);
+    let layer = || RequireLayer::all_roles(["a", "b"]);
     assert_eq!(
         status(layer(), Some(user(&["a"], Scopes::Unrestricted))).await,
         StatusCode::FORBIDDEN
@@ -82,7 +86,7 @@ async fn require_role_all_needs_every_role() {
 async fn rfc6750_limited_credential_without_scope_is_403_insufficient_scope() {
     let limited = user(&[], Scopes::only(["collections:read"]));
     let service =
-        RequireScope::new("collections:write").layer(service_fn(|_: Request<Body>| async {
+        RequireLayer::scope("collections:write").layer(service_fn(|_: Request<Body>| async {
             Ok::<_, Infallible>(Response::new(Body::empty()))
         }));
     let mut request = Request::new(Body::empty());
@@ -278,4 +282,38 @@ fn an_assurance_level_is_met_by_stronger_sign_ins_only() {
         aal2.check(None),
         Err(AuthError::MissingCredentials)
     ));
+}
+
+#[tokio::test]
+async fn every_named_constructor_enforces_its_requirement() {
+    let reader = user(&["staff"], Scopes::only(["a:read"]));
+    let cases: [(RequireLayer, Requirement); 6] = [
+        (RequireLayer::signed_in(), signed_in()),
+        (RequireLayer::role("staff"), role("staff")),
+        (
+            RequireLayer::all_roles(["staff", "admin"]),
+            all([role("staff"), role("admin")]),
+        ),
+        (
+            RequireLayer::all_scopes(["a:read", "a:write"]),
+            all([scope("a:read"), scope("a:write")]),
+        ),
+        (RequireLayer::service(), service()),
+        (RequireLayer::from(scope("a:read")), scope("a:read")),
+    ];
+    for (layer, requirement) in cases {
+        for identity in [
+            None,
+            Some(reader.clone()),
+            Some(Identity::service("worker")),
+        ] {
+            let expected = requirement.check(identity.as_ref()).map_err(|e| e.status());
+            let got = status(layer.clone(), identity).await;
+            assert_eq!(
+                got,
+                expected.map_or_else(|status| status, |()| StatusCode::OK),
+                "{requirement:?}"
+            );
+        }
+    }
 }

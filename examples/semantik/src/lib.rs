@@ -20,7 +20,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use portcullis::flows::PasswordLogin;
-use portcullis::guard::{self, RequireLayer, RequireScope};
+use portcullis::guard::RequireLayer;
 use portcullis::source::{Bearer, InternalKey};
 use portcullis::token::TokenFormat;
 use portcullis::token::jwt::{JwtKey, JwtKeys};
@@ -126,34 +126,34 @@ pub async fn build(config: &Config) -> Result<(Router, AppState), ConfigError> {
         // API key, whatever its permissions, is a program's.
         .route(
             "/api/auth/logout",
-            post(auth_routes::logout).layer(RequireLayer::new(guard::signed_in())),
+            post(auth_routes::logout).layer(RequireLayer::signed_in()),
         )
         .route("/api/auth/me", get(auth_routes::me))
         .route(
             "/api/v2/api-keys",
             post(keys::create)
                 .get(keys::list)
-                .layer(RequireScope::new("keys:manage")),
+                .layer(RequireLayer::scope("keys:manage")),
         )
         .route(
             "/api/v2/api-keys/{key_id}",
             get(keys::get_one)
                 .patch(keys::update)
-                .layer(RequireScope::new("keys:manage")),
+                .layer(RequireLayer::scope("keys:manage")),
         )
         .route(
             "/api/collections",
             post(collections::create)
-                .layer(RequireScope::new("collections:write"))
-                .merge(get(collections::list).layer(RequireScope::new("collections:read"))),
+                .layer(RequireLayer::scope("collections:write"))
+                .merge(get(collections::list).layer(RequireLayer::scope("collections:read"))),
         )
         .route(
             "/api/collections/{id}",
-            get(collections::get_one).layer(RequireScope::new("collections:read")),
+            get(collections::get_one).layer(RequireLayer::scope("collections:read")),
         )
         .nest(
             "/api/internal",
-            internal::routes().layer(RequireLayer::new(guard::service())),
+            internal::routes().layer(RequireLayer::service()),
         )
         // Authenticated in the handshake, so that refusals are close codes a browser can read.
         .route("/ws/operations", get(ws::operations))
