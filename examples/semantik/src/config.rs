@@ -30,6 +30,8 @@ pub struct Config {
     pub when_redis_down: portcullis::ratelimit::WhenRedisDown,
     /// How recent a sign-in must be to create an API key.
     pub key_creation_max_auth_age: Duration,
+    /// Upstream's API-key limits per user: creations per hour, updates and reads per minute.
+    pub api_key_limits: ApiKeyLimits,
     /// How often an open WebSocket checks that the token that opened it is still good.
     pub ws_recheck: Duration,
     /// Whether the first account registered over `/api/auth/register` becomes superuser
@@ -50,6 +52,15 @@ impl fmt::Debug for Config {
             .field("production", &self.production)
             .finish_non_exhaustive()
     }
+}
+
+/// Upstream's rate limits on the API-key routes, per user (`API_KEY_CREATE_RATE_LIMIT`,
+/// `API_KEY_UPDATE_RATE_LIMIT`, `API_KEY_LIST_RATE_LIMIT`, as Semantik reads them).
+#[derive(Clone, Copy, Debug)]
+pub struct ApiKeyLimits {
+    pub creates_per_hour: u32,
+    pub updates_per_minute: u32,
+    pub reads_per_minute: u32,
 }
 
 /// Why the service cannot start.
@@ -138,6 +149,9 @@ impl Config {
                 .filter(|n| (1..=max).contains(n))
                 .ok_or_else(|| ConfigError::Invalid(name, format!("{text:?} is not 1..={max}"))),
         };
+        let limit = |name, default| {
+            number(name, default, 1_000_000).map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+        };
         let minutes = number("ACCESS_TOKEN_EXPIRE_MINUTES", 24 * 60, 366 * 24 * 60)?;
         let cors_origins = var("CORS_ORIGINS")
             .unwrap_or_else(|| "http://localhost:5173".into())
@@ -174,6 +188,11 @@ impl Config {
             key_creation_max_auth_age: Duration::from_secs(
                 60 * number("API_KEY_SIGN_IN_MAX_AGE_MINUTES", 15, 24 * 60)?,
             ),
+            api_key_limits: ApiKeyLimits {
+                creates_per_hour: limit("API_KEY_CREATE_RATE_LIMIT", 5)?,
+                updates_per_minute: limit("API_KEY_UPDATE_RATE_LIMIT", 30)?,
+                reads_per_minute: limit("API_KEY_LIST_RATE_LIMIT", 60)?,
+            },
             ws_recheck: Duration::from_secs(number("WS_RECHECK_SECONDS", 5, 3600)?),
             first_user_is_superuser: match var("FIRST_USER_IS_SUPERUSER") {
                 None => true,

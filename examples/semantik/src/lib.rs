@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use portcullis::flows::PasswordLogin;
 use portcullis::guard::RequireLayer;
 use portcullis::source::{Bearer, InternalKey};
@@ -132,13 +132,15 @@ pub async fn build(config: &Config) -> Result<(Router, AppState), ConfigError> {
         .route(
             "/api/v2/api-keys",
             post(keys::create)
-                .get(keys::list)
+                .layer::<_, std::convert::Infallible>(limits.key_create)
+                .merge(get(keys::list).layer(limits.key_read.clone()))
                 .layer(RequireLayer::scope("keys:manage")),
         )
         .route(
             "/api/v2/api-keys/{key_id}",
             get(keys::get_one)
-                .patch(keys::update)
+                .layer::<_, std::convert::Infallible>(limits.key_read)
+                .merge(patch(keys::update).layer(limits.key_update))
                 .layer(RequireLayer::scope("keys:manage")),
         )
         .route(

@@ -1,11 +1,14 @@
-//! Rate limits and login throttling. Semantik documents none, so these are conservative
-//! defaults for an internet-facing auth API:
+//! Rate limits and login throttling. The API-key limits are upstream's; Semantik documents no
+//! others, so the rest are conservative defaults for an internet-facing auth API:
 //!
 //! | route | limit | key |
 //! |---|---|---|
 //! | `POST /api/auth/login` | 10 per minute | client address |
 //! | `POST /api/auth/register` | 20 per hour | client address |
 //! | `POST /api/auth/refresh` | 60 per minute | client address |
+//! | `POST /api/v2/api-keys` | 5 per hour (`API_KEY_CREATE_RATE_LIMIT`) | user |
+//! | `PATCH /api/v2/api-keys/{id}` | 30 per minute (`API_KEY_UPDATE_RATE_LIMIT`) | user |
+//! | `GET /api/v2/api-keys[/{id}]` | 60 per minute (`API_KEY_LIST_RATE_LIMIT`) | user |
 //! | every authenticated request | 600 per minute | user |
 //! | every request answered 401 (a bad or missing credential) | 30 per minute | client address |
 //!
@@ -41,6 +44,9 @@ pub struct Limits {
     pub register: RateLimitLayer,
     pub refresh: RateLimitLayer,
     pub api: RateLimitLayer,
+    pub key_create: RateLimitLayer,
+    pub key_update: RateLimitLayer,
+    pub key_read: RateLimitLayer,
     pub throttle: LoginThrottle,
     pub client_ip: ClientIp,
 }
@@ -87,6 +93,7 @@ pub fn build(config: &Config) -> Result<Limits, ConfigError> {
             .prefix(format!("{}throttle:", config.redis_prefix)),
         None => LoginThrottle::in_memory(),
     };
+    let keys = config.api_key_limits;
     let failures = Limit::per_minute(config.auth_failures_per_minute);
     let failures =
         policy("auth-failures", failures, KeyBy::ClientIp)?.charge(Charge::FailedAuthentication);
@@ -105,6 +112,30 @@ pub fn build(config: &Config) -> Result<Limits, ConfigError> {
             policy("refresh", Limit::per_minute(60), KeyBy::ClientIp)?,
         )?,
         api: layer(config, policy("api", Limit::per_minute(600), KeyBy::User)?)?,
+        key_create: layer(
+            config,
+            policy(
+                "api-key-create",
+                Limit::per_hour(keys.creates_per_hour),
+                KeyBy::User,
+            )?,
+        )?,
+        key_update: layer(
+            config,
+            policy(
+                "api-key-update",
+                Limit::per_minute(keys.updates_per_minute),
+                KeyBy::User,
+            )?,
+        )?,
+        key_read: layer(
+            config,
+            policy(
+                "api-key-list",
+                Limit::per_minute(keys.reads_per_minute),
+                KeyBy::User,
+            )?,
+        )?,
         throttle,
         client_ip: client_ip(config)?,
     })

@@ -50,6 +50,9 @@ async fn start_with(backend: Backend, extra: &[(&'static str, &str)]) -> Server 
             "CORS_ORIGINS",
             "http://localhost:5173, https://app.example".to_owned(),
         ),
+        // Upstream's 5 creations an hour would stop the tests that make many keys; the limit
+        // itself is tested on its own.
+        ("API_KEY_CREATE_RATE_LIMIT", "1000".to_owned()),
     ]);
     if let Some(schema) = &schema {
         env.insert("DATABASE_URL", schema.url.clone());
@@ -1025,6 +1028,39 @@ async fn a_key_from_before_uuids_is_listed_and_revocable(backend: Backend) {
     );
 }
 
+/// Upstream's limits on the key routes, per user: 5 creations an hour by default.
+async fn key_creation_is_limited_per_user_as_upstream_does(backend: Backend) {
+    let server = start_with(backend.clone(), &[("API_KEY_CREATE_RATE_LIMIT", "5")]).await;
+    server.register("ada").await;
+    server.register("bob").await;
+    let (ada, _) = server.login("ada").await;
+    let (bob, _) = server.login("bob").await;
+    for n in 0..5 {
+        let reply = server.api_key(&ada, json!({"name": format!("k{n}")})).await;
+        assert_eq!(reply.status, StatusCode::CREATED);
+    }
+    let refused = server.api_key(&ada, json!({"name": "k5"})).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (600..=720).contains(&wait),
+        "one creation every 12 minutes: {wait}"
+    );
+    // Listing is limited apart, and another user is not affected.
+    assert_eq!(
+        server.get("/api/v2/api-keys", Some(&ada)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        server.api_key(&bob, json!({"name": "k0"})).await.status,
+        StatusCode::CREATED
+    );
+}
+
 async fn at_most_twenty_active_keys_per_user(backend: Backend) {
     let server = start(backend.clone()).await;
     server.register("ada").await;
@@ -1695,6 +1731,7 @@ on_every_backend!(
     api_keys_are_shown_once_listed_without_secrets_and_revoked_softly,
     another_users_key_cannot_be_seen_or_revoked,
     at_most_twenty_active_keys_per_user,
+    key_creation_is_limited_per_user_as_upstream_does,
     key_names_are_unique_per_owner_whatever_their_case,
     a_key_from_before_uuids_is_listed_and_revocable,
     api_key_permissions_limit_what_the_key_can_do,
