@@ -39,6 +39,12 @@ pub fn browser() -> Option<(String, String)> {
     Some((chromium, playwright))
 }
 
+/// A build of Semantik's own web app (`apps/webui-react` upstream), for the Semantik example's
+/// browser test.
+pub fn semantik_webui() -> Option<String> {
+    service_url("PORTCULLIS_TEST_SEMANTIK_WEBUI", "Semantik's web app")
+}
+
 /// The PostgreSQL server to test against, if any.
 pub fn postgres_url() -> Option<String> {
     service_url("PORTCULLIS_TEST_POSTGRES_URL", "PostgreSQL")

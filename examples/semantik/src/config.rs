@@ -37,6 +37,8 @@ pub struct Config {
     /// Whether the first account registered over `/api/auth/register` becomes superuser
     /// (Semantik's documented rule; turn it off once an operator has run `create-user`).
     pub first_user_is_superuser: bool,
+    /// A build of Semantik's web app (`apps/webui-react`) to serve beside the API, if any.
+    pub webui_dir: Option<PathBuf>,
     pub production: bool,
 }
 
@@ -207,6 +209,7 @@ impl Config {
                     }
                 },
             },
+            webui_dir: var("WEBUI_STATIC_DIR").map(PathBuf::from),
             production,
         })
     }

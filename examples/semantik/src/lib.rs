@@ -11,6 +11,7 @@ mod key_ids;
 mod keys;
 mod limits;
 mod openapi;
+mod webui;
 mod ws;
 
 use std::net::SocketAddr;
@@ -109,7 +110,11 @@ pub async fn build(config: &Config) -> Result<(Router, AppState), ConfigError> {
         ws_origins: ws::AllowedOrigins::new(&config.cors_origins),
         first_user_is_superuser: config.first_user_is_superuser,
     };
-    let router = Router::new()
+    let pages = match &config.webui_dir {
+        Some(dir) => webui::routes(dir)?,
+        None => Router::new(),
+    };
+    let router = pages
         .route(
             "/api/auth/register",
             post(auth_routes::register).layer(limits.register),
