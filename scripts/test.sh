@@ -14,6 +14,23 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "build cache: superseded test binaries removed"
+# Every change leaves the previous build of each test binary (100-300 MB apiece) in the shared
+# cache, and a machine that runs the suite all day fills its disk. A binary older than a day
+# with a newer one of the same name is one no build will use again.
+for deps in "$CARGO_TARGET_DIR"/debug/deps "$CARGO_TARGET_DIR"/peers/debug/deps; do
+    [ -d "$deps" ] || continue
+    find "$deps" -maxdepth 1 -type f -executable -name '*-*' ! -name '*.*' -printf '%T@ %f\n' |
+        sort -rn | awk '{ name = $2; sub(/-[0-9a-f]+$/, "", name); if (seen[name]++) print $1, $2 }' |
+        while read -r modified stale; do
+            if [ "${modified%.*}" -lt "$(($(date +%s) - 86400))" ]; then
+                rm -f "$deps/$stale" "$deps/$stale.d"
+            fi
+        done
+done
+find "$CARGO_TARGET_DIR"/debug/incremental -mindepth 1 -maxdepth 1 -mtime +2 -exec rm -rf {} + 2>/dev/null || true
+df -h "$CARGO_TARGET_DIR" | tail -n 1
+
 step "services"
 # shellcheck source=scripts/services.sh
 source scripts/services.sh

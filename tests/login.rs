@@ -1,7 +1,10 @@
 //! Registration and password login, with legacy hash upgrade and audit events.
 
+mod common;
+
 use portcullis::audit::{AuditKind, RecordedEvents};
-use portcullis::flows::{LoginError, PasswordLogin, RegisterError, Registration};
+use portcullis::flows::{PasswordLogin, RegisterError, Registration};
+use portcullis::sign_in::Refusal;
 use portcullis::store::{NewUser, SqliteStore, UserUpdate};
 use portcullis::{Auth, PasswordPolicy, Passwords, PolicyViolation};
 
@@ -80,12 +83,12 @@ async fn owasp_asvs_6_3_8_unknown_user_and_wrong_password_fail_the_same_way() {
         .await
         .unwrap();
     assert!(matches!(
-        f.login.login("ada", "wrong horse").await,
-        Err(LoginError::InvalidCredentials)
+        common::sign_in_with_password(&f.login, "ada", "wrong horse", None).await,
+        Err(Refusal::InvalidCredentials)
     ));
     assert!(matches!(
-        f.login.login("nobody", "wrong horse").await,
-        Err(LoginError::InvalidCredentials)
+        common::sign_in_with_password(&f.login, "nobody", "wrong horse", None).await,
+        Err(Refusal::InvalidCredentials)
     ));
     let failures: Vec<_> = f
         .events
@@ -109,19 +112,21 @@ async fn login_records_last_login_and_refuses_inactive_accounts() {
         .await
         .unwrap();
     assert_eq!(ada.last_login, None);
-    let logged_in = f.login.login("ADA", "correct horse").await.unwrap();
+    let logged_in = common::sign_in_with_password(&f.login, "ADA", "correct horse", None)
+        .await
+        .unwrap();
     assert!(logged_in.last_login.is_some());
     f.auth
         .update_user(ada.id, UserUpdate::default().active(false))
         .await
         .unwrap();
     assert!(matches!(
-        f.login.login("ada", "correct horse").await,
-        Err(LoginError::Inactive)
+        common::sign_in_with_password(&f.login, "ada", "correct horse", None).await,
+        Err(Refusal::Inactive)
     ));
     assert!(matches!(
-        f.login.login("ada", "wrong horse").await,
-        Err(LoginError::InvalidCredentials)
+        common::sign_in_with_password(&f.login, "ada", "wrong horse", None).await,
+        Err(Refusal::InvalidCredentials)
     ));
 }
 
@@ -134,12 +139,12 @@ async fn accounts_without_a_password_cannot_log_in_with_one() {
         .await
         .unwrap();
     assert!(matches!(
-        f.login.login("sso-only", "").await,
-        Err(LoginError::InvalidCredentials)
+        common::sign_in_with_password(&f.login, "sso-only", "", None).await,
+        Err(Refusal::InvalidCredentials)
     ));
     assert!(matches!(
-        f.login.login("sso-only", "anything").await,
-        Err(LoginError::InvalidCredentials)
+        common::sign_in_with_password(&f.login, "sso-only", "anything", None).await,
+        Err(Refusal::InvalidCredentials)
     ));
 }
 
@@ -155,15 +160,19 @@ async fn a_legacy_passlib_bcrypt_hash_logs_in_and_is_upgraded_to_argon2id() {
         .await
         .unwrap();
     assert!(matches!(
-        f.login.login("legacy", "secret124").await,
-        Err(LoginError::InvalidCredentials)
+        common::sign_in_with_password(&f.login, "legacy", "secret124", None).await,
+        Err(Refusal::InvalidCredentials)
     ));
-    let upgraded = f.login.login("legacy", "secret123").await.unwrap();
+    let upgraded = common::sign_in_with_password(&f.login, "legacy", "secret123", None)
+        .await
+        .unwrap();
     let hash = upgraded.password_hash.as_deref().unwrap();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     assert!(kinds(&f.events).contains(&AuditKind::PasswordRehashed));
     // The new hash works; the stored record no longer holds the bcrypt hash.
-    f.login.login("legacy", "secret123").await.unwrap();
+    common::sign_in_with_password(&f.login, "legacy", "secret123", None)
+        .await
+        .unwrap();
     let stored = f.auth.users().user_by_id(user.id).await.unwrap().unwrap();
     assert_eq!(stored.password_hash, upgraded.password_hash);
 }
@@ -180,8 +189,8 @@ async fn a_corrupt_stored_hash_fails_closed() {
         .await
         .unwrap();
     assert!(matches!(
-        f.login.login("broken", "not-a-hash").await,
-        Err(LoginError::InvalidCredentials)
+        common::sign_in_with_password(&f.login, "broken", "not-a-hash", None).await,
+        Err(Refusal::InvalidCredentials)
     ));
 }
 
@@ -201,8 +210,10 @@ async fn stored_events_keep_an_admin_log_in_the_store() {
         .register(Registration::new("ada", "correct horse"))
         .await
         .unwrap();
-    login.login("ada", "correct horse").await.unwrap();
-    let _ = login.login("ada", "wrong horse").await;
+    common::sign_in_with_password(&login, "ada", "correct horse", None)
+        .await
+        .unwrap();
+    let _ = common::sign_in_with_password(&login, "ada", "wrong horse", None).await;
     let kinds: Vec<AuditKind> = store
         .events(None, 10)
         .await

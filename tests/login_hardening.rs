@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use argon2::Params;
 use portcullis::audit::{AuditKind, RecordedEvents};
-use portcullis::flows::{LoginError, PasswordLogin, Registration};
+use portcullis::flows::{PasswordLogin, Registration};
 use portcullis::ratelimit::{LoginThrottle, ThrottlePolicy, WhenRedisDown};
+use portcullis::sign_in::Refusal;
 use portcullis::store::{MemoryStore, PostgresStore, SqliteStore, Store};
 use portcullis::{Auth, PasswordPolicy, Passwords};
 
@@ -72,15 +73,14 @@ async fn concurrent_wrong_passwords_reach_verification_only_as_often_as_the_thro
         .map(|n| {
             let f = f.clone();
             tokio::spawn(async move {
-                f.login
-                    .login_from("ada", &format!("guess {n}"), address(n))
+                common::sign_in_with_password(&f.login, "ada", &format!("guess {n}"), address(n))
                     .await
             })
         })
         .collect();
     for guess in guesses {
         match guess.await.unwrap() {
-            Err(LoginError::InvalidCredentials | LoginError::Throttled { .. }) => {}
+            Err(Refusal::InvalidCredentials | Refusal::Throttled { .. }) => {}
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -121,33 +121,29 @@ async fn ipv6_addresses_of_one_slash_64_share_the_address_back_off(throttle: Log
     let f = fixture(throttle).await;
     let ip = |text: &str| Some(text.parse::<IpAddr>().unwrap());
     for n in 1..=3 {
-        let attempt = f
-            .login
-            .login_from(
-                &format!("user{n}"),
-                "wrong",
-                ip(&format!("2001:db8:7:7::{n}")),
-            )
-            .await;
+        let attempt = common::sign_in_with_password(
+            &f.login,
+            &format!("user{n}"),
+            "wrong",
+            ip(&format!("2001:db8:7:7::{n}")),
+        )
+        .await;
         assert!(
-            matches!(attempt, Err(LoginError::InvalidCredentials)),
+            matches!(attempt, Err(Refusal::InvalidCredentials)),
             "{attempt:?}"
         );
     }
-    let rotated = f
-        .login
-        .login_from("someone", "wrong", ip("2001:db8:7:7:ffff::99"))
-        .await;
+    let rotated =
+        common::sign_in_with_password(&f.login, "someone", "wrong", ip("2001:db8:7:7:ffff::99"))
+            .await;
     assert!(
-        matches!(rotated, Err(LoginError::Throttled { .. })),
+        matches!(rotated, Err(Refusal::Throttled { .. })),
         "another address of the same /64: {rotated:?}"
     );
-    let neighbour = f
-        .login
-        .login_from("someone", "wrong", ip("2001:db8:7:8::1"))
-        .await;
+    let neighbour =
+        common::sign_in_with_password(&f.login, "someone", "wrong", ip("2001:db8:7:8::1")).await;
     assert!(
-        matches!(neighbour, Err(LoginError::InvalidCredentials)),
+        matches!(neighbour, Err(Refusal::InvalidCredentials)),
         "the next /64 is another client: {neighbour:?}"
     );
 }
@@ -201,9 +197,9 @@ async fn throttle_keys_stay_small_whatever_username_is_sent() {
         .iter()
         .enumerate()
     {
-        let attempt = f.login.login_from(username, "wrong", address(n)).await;
+        let attempt = common::sign_in_with_password(&f.login, username, "wrong", address(n)).await;
         assert!(
-            matches!(attempt, Err(LoginError::InvalidCredentials)),
+            matches!(attempt, Err(Refusal::InvalidCredentials)),
             "{} bytes: {attempt:?}",
             username.len()
         );
@@ -244,13 +240,15 @@ async fn a_nul_in_a_login_username_is_a_wrong_password_on_postgres() {
         .await
         .unwrap();
     for username in ["ada\0", "\0", "a\0da"] {
-        let attempt = login.login(username, "correct horse").await;
+        let attempt = common::sign_in_with_password(&login, username, "correct horse", None).await;
         assert!(
-            matches!(attempt, Err(LoginError::InvalidCredentials)),
+            matches!(attempt, Err(Refusal::InvalidCredentials)),
             "{username:?}: {attempt:?}"
         );
     }
-    login.login("ada", "correct horse").await.unwrap();
+    common::sign_in_with_password(&login, "ada", "correct horse", None)
+        .await
+        .unwrap();
 }
 
 /// Hardening item 6: the concurrency cap's permit belonged to the request's future while the
@@ -293,7 +291,7 @@ async fn logins_cancelled_mid_hash_never_run_more_hashes_than_the_cap() {
             let login = login.clone();
             tokio::spawn(async move {
                 let guess = format!("guess {n}");
-                let attempt = login.login("ada", &guess);
+                let attempt = common::sign_in_with_password(&login, "ada", &guess, None);
                 let _ = tokio::time::timeout(std::time::Duration::from_millis(1), attempt).await;
             })
         })
@@ -320,16 +318,13 @@ async fn a_login_cancelled_mid_check_counts_as_a_failure() {
     let f = fixture(LoginThrottle::in_memory()).await;
     for n in 0..10 {
         let guess = format!("guess {n}");
-        let attempt = f.login.login_from("ada", &guess, address(n));
+        let attempt = common::sign_in_with_password(&f.login, "ada", &guess, address(n));
         // Long enough for the throttle to admit it, too short for the password check.
         let _ = tokio::time::timeout(std::time::Duration::from_micros(200), attempt).await;
     }
-    let after = f
-        .login
-        .login_from("ada", "correct horse", address(99))
-        .await;
+    let after = common::sign_in_with_password(&f.login, "ada", "correct horse", address(99)).await;
     assert!(
-        matches!(after, Err(LoginError::Throttled { .. })),
+        matches!(after, Err(Refusal::Throttled { .. })),
         "the hang-ups were free: {after:?}"
     );
 }
@@ -371,10 +366,11 @@ async fn every_failed_login_takes_as_long_as_the_slowest_verification() {
     for round in 0..12 {
         for (path, username) in paths.iter().enumerate() {
             let started = std::time::Instant::now();
-            let attempt = login.login(username, "wrong horse").await;
+            let attempt =
+                common::sign_in_with_password(&login, username, "wrong horse", None).await;
             let elapsed = started.elapsed().as_secs_f64();
             assert!(
-                matches!(attempt, Err(LoginError::InvalidCredentials)),
+                matches!(attempt, Err(Refusal::InvalidCredentials)),
                 "{username}: {attempt:?}"
             );
             // The first round teaches the hasher each scheme's time.

@@ -14,15 +14,18 @@ pub const DEFAULT_MAX_USERNAME_LEN: usize = 254;
 /// Registers users, checks their passwords, and signs them in through the
 /// [sign-in pipeline](crate::sign_in) ([`sign_in`](Self::sign_in)).
 ///
-/// Login answers the same [`LoginError::InvalidCredentials`] for an unknown username and a
+/// A sign-in answers the same [`Refusal::InvalidCredentials`] for an unknown username and a
 /// wrong password, and spends the same time on both (a dummy hash is verified for unknown
 /// users), so neither the answer nor its timing reveals which accounts exist. A correct
-/// password for a deactivated account is [`LoginError::Inactive`]. A legacy or weak hash is
-/// replaced with a fresh Argon2id hash on successful login.
+/// password for a deactivated account is [`Refusal::Inactive`]. A legacy or weak hash is
+/// replaced with a fresh Argon2id hash on a successful sign-in. There is no way to check a
+/// password alone: every passed password continues in the pipeline, so a second factor the
+/// user enrolled in cannot be skipped by calling the wrong method.
 ///
 /// ```
 /// use portcullis::{Auth, Passwords, PasswordPolicy, store::MemoryStore};
-/// use portcullis::flows::{PasswordLogin, Registration, LoginError};
+/// use portcullis::flows::{PasswordLogin, Registration};
+/// use portcullis::sign_in::{Refusal, SignInOutcome};
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let auth = Auth::builder(MemoryStore::new()).build();
@@ -32,9 +35,14 @@ pub const DEFAULT_MAX_USERNAME_LEN: usize = 254;
 ///     .register(Registration::new("ada", "correct horse battery").first_user_roles(["superuser"]))
 ///     .await?;
 /// assert!(ada.is_superuser());
-/// assert_eq!(login.login("ada", "correct horse battery").await?.id, ada.id);
-/// assert!(matches!(login.login("ada", "wrong password").await, Err(LoginError::InvalidCredentials)));
-/// assert!(matches!(login.login("bob", "wrong password").await, Err(LoginError::InvalidCredentials)));
+/// let SignInOutcome::SignedIn(signed_in) = login.sign_in("ada", "correct horse battery", None).await? else {
+///     panic!("no second factor is enrolled");
+/// };
+/// assert_eq!(signed_in.user().id, ada.id);
+/// for (username, password) in [("ada", "wrong password"), ("bob", "wrong password")] {
+///     let outcome = login.sign_in(username, password, None).await?;
+///     assert!(matches!(outcome, SignInOutcome::Refused(Refusal::InvalidCredentials)));
+/// }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
@@ -167,30 +175,8 @@ pub enum ChangePasswordError {
     Store(#[from] StoreError),
 }
 
-/// Why a login failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LoginError {
-    /// Unknown username or wrong password; deliberately indistinguishable.
-    #[error("incorrect username or password")]
-    InvalidCredentials,
-    /// Too many recent failures for this account or address; try again later. Answered
-    /// before the password is checked (see [`LoginThrottle`](crate::ratelimit::LoginThrottle)).
-    #[error("too many failed login attempts")]
-    Throttled {
-        /// When the next attempt will be accepted.
-        retry_after: std::time::Duration,
-    },
-    /// The password is right but the account is deactivated.
-    #[error("the account is inactive")]
-    Inactive,
-    /// Hashing failed.
-    #[error(transparent)]
-    Hashing(#[from] PasswordError),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+/// What checking the first factor gives: the user, or why not.
+type FirstFactor = Result<User, Refusal>;
 
 impl PasswordLogin {
     /// A login flow over `auth`'s store, hashing with `passwords`.
@@ -216,7 +202,7 @@ impl PasswordLogin {
     }
 
     /// Throttles failed logins per account and per client address (see
-    /// [`LoginThrottle`](crate::ratelimit::LoginThrottle)); use [`login_from`](Self::login_from).
+    /// [`LoginThrottle`](crate::ratelimit::LoginThrottle)) in [`sign_in`](Self::sign_in).
     #[cfg(feature = "ratelimit")]
     #[must_use]
     pub fn throttle(mut self, throttle: crate::ratelimit::LoginThrottle) -> Self {
@@ -273,9 +259,16 @@ impl PasswordLogin {
     }
 
     /// Signs in with a username and password from the client at `address`: the password is
-    /// checked as by [`login_from`](Self::login_from) (throttled, timing-safe), then the
-    /// sign-in continues in the [pipeline](Self::pipeline), which asks for a second factor
-    /// when the user is enrolled in one.
+    /// checked (throttled when a [throttle](Self::throttle) is set, in the same time whether
+    /// or not the account exists), then the sign-in continues in the
+    /// [pipeline](Self::pipeline), which asks for a second factor when the user is enrolled
+    /// in one.
+    ///
+    /// Each attempt is counted before the password is checked and taken back when it
+    /// succeeds (see [`Attempt`](crate::ratelimit::Attempt)), so concurrent guesses get no more
+    /// tries than the policy's, and a client that hangs up mid-check is charged all the same.
+    /// A username that no account can have (see [`max_username_len`](Self::max_username_len))
+    /// is refused before the throttle and the store see it.
     ///
     /// ```
     /// use portcullis::{Auth, Passwords, PasswordPolicy, store::MemoryStore};
@@ -300,70 +293,61 @@ impl PasswordLogin {
         password: &str,
         address: Option<std::net::IpAddr>,
     ) -> Result<SignInOutcome, SignInError> {
-        let refusal = match self.login_from(username, password, address).await {
+        match self.first_factor(username, password, address).await? {
             Ok(user) => {
                 let proof = Authenticated::new(user, Factor::Password, self.auth.now());
-                return self.pipeline.begin(proof).await;
+                self.pipeline.begin(proof).await
             }
-            Err(LoginError::InvalidCredentials) => Refusal::InvalidCredentials,
-            Err(LoginError::Throttled { retry_after }) => Refusal::Throttled { retry_after },
-            Err(LoginError::Inactive) => Refusal::Inactive,
-            Err(LoginError::Hashing(error)) => return Err(error.into()),
-            Err(LoginError::Store(error)) => return Err(error.into()),
-        };
-        Ok(SignInOutcome::Refused(refusal))
+            Err(refusal) => Ok(SignInOutcome::Refused(refusal)),
+        }
     }
 
-    /// Checks a username and password from the client at `address` — the first factor only:
-    /// [`sign_in`](Self::sign_in) continues with second factors. Applies the throttle
-    /// when one is configured.
-    ///
-    /// The attempt is counted before the password is checked and taken back when it succeeds
-    /// (see [`Attempt`](crate::ratelimit::Attempt)), so concurrent guesses get no more tries than
-    /// the policy's, and a client that hangs up mid-check is charged all the same. A username
-    /// that no account can have (see [`max_username_len`](Self::max_username_len)) is refused
-    /// before the throttle and the store see it.
-    pub async fn login_from(
+    /// Checks a username and password from the client at `address` — the first factor — with
+    /// the throttle when one is configured.
+    async fn first_factor(
         &self,
         username: &str,
         password: &str,
         address: Option<std::net::IpAddr>,
-    ) -> Result<User, LoginError> {
+    ) -> Result<FirstFactor, SignInError> {
+        if !self.could_exist(username) {
+            return Ok(Err(Refusal::InvalidCredentials));
+        }
         #[cfg(feature = "ratelimit")]
         if let Some(throttle) = &self.throttle {
-            self.check_username(username)?;
-            let attempt = throttle
-                .attempt(username, address)
-                .await
-                .map_err(|throttled| LoginError::Throttled {
-                    retry_after: throttled.retry_after,
-                })?;
-            let result = self.login(username, password).await;
+            let attempt = match throttle.attempt(username, address).await {
+                Ok(attempt) => attempt,
+                Err(throttled) => {
+                    let retry_after = throttled.retry_after;
+                    return Ok(Err(Refusal::Throttled { retry_after }));
+                }
+            };
+            let result = self.check_password(username, password).await;
             match &result {
-                Ok(_) => attempt.succeeded().await,
-                Err(LoginError::InvalidCredentials | LoginError::Inactive) => attempt.failed(),
+                Ok(Ok(_)) => attempt.succeeded().await,
+                Ok(Err(_)) => attempt.failed(),
                 // Says nothing about the password: not the client's failure.
                 Err(_) => attempt.refund().await,
             }
             return result;
         }
         let _ = address;
-        self.login(username, password).await
+        self.check_password(username, password).await
     }
 
-    /// Refuses a username no account can have: longer than the cap, or holding text a store
-    /// refuses (U+0000). Answered as a wrong password, without a lookup.
-    fn check_username(&self, username: &str) -> Result<(), LoginError> {
-        if username.len() > self.max_username_len || !crate::store::validate::storable(username) {
-            return Err(LoginError::InvalidCredentials);
-        }
-        Ok(())
+    /// Whether an account could have this username: not longer than the cap, and no text a
+    /// store refuses (U+0000). One that could not is answered as a wrong password, unlooked-up.
+    fn could_exist(&self, username: &str) -> bool {
+        username.len() <= self.max_username_len && crate::store::validate::storable(username)
     }
 
-    /// Checks a username and password (the first factor only); records the login and
-    /// upgrades a legacy hash. Not throttled: prefer [`sign_in`](Self::sign_in).
-    pub async fn login(&self, username: &str, password: &str) -> Result<User, LoginError> {
-        self.check_username(username)?;
+    /// Checks a username and password, unthrottled; records the login and upgrades a legacy
+    /// hash.
+    async fn check_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<FirstFactor, SignInError> {
         let started = std::time::Instant::now();
         let user = self.auth.users().user_by_username(username).await?;
         let stored = user.as_ref().and_then(|user| user.password_hash.as_deref());
@@ -386,23 +370,26 @@ impl PasswordLogin {
         let (Some(user), Verification::Match { needs_rehash }) = (user, verification) else {
             self.auth.audit(AuditKind::LoginFailed, None).await;
             self.passwords.pad_failure(started).await;
-            return Err(LoginError::InvalidCredentials);
+            return Ok(Err(Refusal::InvalidCredentials));
         };
         if !user.is_active {
             self.auth.audit(AuditKind::LoginFailed, Some(user.id)).await;
-            return Err(LoginError::Inactive);
+            return Ok(Err(Refusal::Inactive));
         }
         let mut update = UserUpdate::default().last_login(self.auth.now());
         if needs_rehash {
             update = update.password_hash(self.passwords.hash(password).await?);
         }
         // A rehash does not change which password is valid, so cached credentials stay.
-        let updated = self
+        // Deleted since it was read: as if it never existed.
+        let Some(updated) = self
             .auth
             .users()
             .update_user(user.id, update, self.auth.now())
             .await?
-            .ok_or(LoginError::InvalidCredentials)?;
+        else {
+            return Ok(Err(Refusal::InvalidCredentials));
+        };
         if needs_rehash {
             self.auth
                 .audit(AuditKind::PasswordRehashed, Some(user.id))
@@ -411,7 +398,7 @@ impl PasswordLogin {
         self.auth
             .audit(AuditKind::LoginSucceeded, Some(user.id))
             .await;
-        Ok(updated)
+        Ok(Ok(updated))
     }
 
     /// Changes a user's password after checking the current one, then ends every session of

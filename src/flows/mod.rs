@@ -4,6 +4,5 @@
 mod login;
 
 pub use login::{
-    ChangePasswordError, DEFAULT_MAX_USERNAME_LEN, LoginError, PasswordLogin, RegisterError,
-    Registration,
+    ChangePasswordError, DEFAULT_MAX_USERNAME_LEN, PasswordLogin, RegisterError, Registration,
 };

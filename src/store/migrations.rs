@@ -58,8 +58,10 @@ pub(crate) mod tests {
     /// The embedded list is exactly the directory, with the versions, descriptions and
     /// checksums sqlx's own reading of the directory gives (what `sqlx::migrate!` embeds).
     pub(crate) async fn matches_the_directory(embedded: &Migrator, dir: &str) {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-        let read = Migrator::new(path).await.unwrap();
+        // Relative to the package root, which `cargo test` makes the working directory: a
+        // compile-time `env!("CARGO_MANIFEST_DIR")` names whichever clone of the workspace
+        // filled the shared build cache, which may be gone.
+        let read = Migrator::new(std::path::Path::new(dir)).await.unwrap();
         let summary = |migrator: &Migrator| -> Vec<_> {
             migrator
                 .iter()

@@ -5,7 +5,12 @@
 
 #![allow(dead_code)]
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
+
+use portcullis::flows::PasswordLogin;
+use portcullis::sign_in::{Refusal, SignInOutcome};
+use portcullis::store::User;
 
 pub mod example;
 pub mod session_app;
@@ -23,6 +28,21 @@ fn service_url(variable: &str, service: &str) -> Option<String> {
             eprintln!("SKIPPED: {variable} is not set; run ./scripts/test.sh to start {service}");
             None
         }
+    }
+}
+
+/// A password sign-in for an account without a second factor: the user, or the refusal.
+pub async fn sign_in_with_password(
+    login: &PasswordLogin,
+    username: &str,
+    password: &str,
+    address: Option<IpAddr>,
+) -> Result<User, Refusal> {
+    match login.sign_in(username, password, address).await {
+        Ok(SignInOutcome::SignedIn(signed_in)) => Ok(signed_in.into_user()),
+        Ok(SignInOutcome::Refused(refusal)) => Err(refusal),
+        Ok(_) => panic!("{username} has no second factor, yet one was asked for"),
+        Err(error) => panic!("the sign-in failed: {error}"),
     }
 }
 

@@ -41,10 +41,8 @@ async fn semantiks_web_app_signs_up_in_and_out_manages_api_keys_and_opens_the_op
     tokio::spawn(app::serve(listener, router));
 
     let run = tokio::process::Command::new("node")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/webui/semantik_webui.cjs"
-        ))
+        // Relative to the package root, the working directory of `cargo test`.
+        .arg("tests/webui/semantik_webui.cjs")
         .args([&base, &chromium])
         .env("NODE_PATH", &playwright)
         .stdout(Stdio::piped())

@@ -23,6 +23,7 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use http::StatusCode;
 use portcullis::flows::{PasswordLogin, Registration};
+use portcullis::sign_in::SignInOutcome;
 use portcullis::source::TokenResolver;
 use portcullis::store::MemoryStore;
 use portcullis::{Auth, CacheConfig, PasswordPolicy, Passwords};
@@ -253,9 +254,10 @@ struct LoginForm {
 }
 
 async fn login(State(login): State<PasswordLogin>, Json(form): Json<LoginForm>) -> StatusCode {
-    match login.login(&form.username, &form.password).await {
-        Ok(_) => StatusCode::NO_CONTENT,
-        Err(_) => StatusCode::UNAUTHORIZED,
+    match login.sign_in(&form.username, &form.password, None).await {
+        Ok(SignInOutcome::SignedIn(_)) => StatusCode::NO_CONTENT,
+        Ok(_) => StatusCode::UNAUTHORIZED,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
