@@ -251,7 +251,7 @@ impl AccessTokens {
         };
         let mut header = Header::new(key.algorithm());
         header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
-        header.kid = key.kid().map(str::to_owned);
+        header.kid = key.key_id().map(str::to_owned);
         let token = jsonwebtoken::encode(&header, &claims, encoding)
             .map_err(|error| IssueError::Signing(error.to_string()))?;
         Ok(IssuedAccessToken {

@@ -10,9 +10,6 @@
 
 mod common;
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use axum::Router;
 use axum::extract::State;
 use axum::response::Html;
@@ -57,25 +54,6 @@ async fn chromium_keeps_the_session_cookie_and_the_csrf_check_stops_forged_posts
     let pages = attacker(app.base.clone());
     tokio::spawn(async move { axum::serve(listener, pages).await });
 
-    let run = tokio::process::Command::new("node")
-        .arg("tests/browser/sessions.cjs")
-        .args([&app.base, &evil, &chromium, PASSWORD])
-        .env("NODE_PATH", &playwright)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("the browser run finishes within two minutes")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "a browser check failed ({}):\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(stdout.lines().count(), 18, "every check ran:\n{stdout}");
+    let args = [app.base.as_str(), &evil, &chromium, PASSWORD];
+    common::browser_checks("tests/browser/sessions.cjs", &args, &playwright, 18).await;
 }

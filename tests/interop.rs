@@ -134,7 +134,7 @@ async fn portcullis_eddsa_tokens_verify_in_pyjwt_with_the_public_key() {
     let (auth, user) = user_and_auth().await;
     let private = JwtKey::private_pem(Algorithm::EdDSA, key_file("ed25519.pem").as_bytes())
         .unwrap()
-        .with_kid("ed-1");
+        .kid("ed-1");
     let tokens = AccessTokens::new(
         &auth,
         JwtKeys::new(private).unwrap(),

@@ -163,7 +163,7 @@ async fn a_verification_only_public_key_accepts_tokens_of_its_private_half() {
 #[tokio::test]
 async fn unknown_kid_and_kid_injection_are_rejected() {
     let f = fixture().await;
-    let keys = JwtKeys::new(JwtKey::hs256(SECRET).unwrap().with_kid("2026-11")).unwrap();
+    let keys = JwtKeys::new(JwtKey::hs256(SECRET).unwrap().kid("2026-11")).unwrap();
     let tokens = tokens(&f, keys);
     for kid in [
         "2026-10",
@@ -190,8 +190,8 @@ async fn unknown_kid_and_kid_injection_are_rejected() {
 #[tokio::test]
 async fn key_rotation_verifies_old_kids_until_the_old_key_is_removed() {
     let f = fixture().await;
-    let old = JwtKey::hs256(&[1; 32]).unwrap().with_kid("old");
-    let new = JwtKey::hs256(&[2; 32]).unwrap().with_kid("new");
+    let old = JwtKey::hs256(&[1; 32]).unwrap().kid("old");
+    let new = JwtKey::hs256(&[2; 32]).unwrap().kid("new");
     let before = tokens(&f, JwtKeys::new(old.clone()).unwrap());
     let token = before.issue(&f.user, None).unwrap().token;
 
@@ -221,16 +221,14 @@ async fn key_sets_refuse_ambiguity_and_mixing() {
         JwtKeys::new(a.clone()).unwrap().also_verify(b.clone()),
         Err(KeyError::AmbiguousKid(_))
     ));
-    let a = a.with_kid("x");
+    let a = a.kid("x");
     assert!(matches!(
-        JwtKeys::new(a.clone())
-            .unwrap()
-            .also_verify(b.with_kid("x")),
+        JwtKeys::new(a.clone()).unwrap().also_verify(b.kid("x")),
         Err(KeyError::AmbiguousKid(_))
     ));
     let ed = JwtKey::public_pem(Algorithm::EdDSA, &key_file("ed25519.pub.pem"))
         .unwrap()
-        .with_kid("ed");
+        .kid("ed");
     assert!(matches!(
         JwtKeys::new(a).unwrap().also_verify(ed),
         Err(KeyError::MixedKeySet)

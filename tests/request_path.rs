@@ -216,6 +216,15 @@ impl App {
             .secret
             .into_exposed()
     }
+
+    /// A fresh access token of the user, tied to a refresh family or to none.
+    fn access_token(&self, family: Option<&portcullis::store::FamilyId>) -> String {
+        self.access
+            .issue(&self.user, family)
+            .unwrap()
+            .token
+            .into_exposed()
+    }
 }
 
 #[tokio::test]
@@ -455,12 +464,7 @@ async fn scoped_keys_are_limited_and_unscoped_keys_are_not() {
 async fn deactivation_stops_every_credential_of_the_user_and_reactivation_restores_them() {
     let app = App::new().await;
     let key = app.api_key(NewApiKey::named("laptop")).await;
-    let jwt = app
-        .access
-        .issue(&app.user, None)
-        .unwrap()
-        .token
-        .into_exposed();
+    let jwt = app.access_token(None);
     assert_eq!(app.get("/me", Some(&key)).await.0, StatusCode::OK);
     assert_eq!(app.get("/me", Some(&jwt)).await.0, StatusCode::OK);
 
@@ -511,18 +515,8 @@ async fn logout_ends_the_sessions_access_tokens_even_when_cached() {
         .issue(&password_sign_in(&app.auth, &app.user))
         .await
         .unwrap();
-    let jwt = app
-        .access
-        .issue(&app.user, Some(&session.family))
-        .unwrap()
-        .token
-        .into_exposed();
-    let other_jwt = app
-        .access
-        .issue(&app.user, Some(&other.family))
-        .unwrap()
-        .token
-        .into_exposed();
+    let jwt = app.access_token(Some(&session.family));
+    let other_jwt = app.access_token(Some(&other.family));
     assert_eq!(app.get("/me", Some(&jwt)).await.0, StatusCode::OK);
     assert_eq!(
         app.refresh
@@ -599,12 +593,7 @@ async fn rfc9700_4_14_2_refresh_token_reuse_revokes_the_family_and_its_access_to
         .await
         .unwrap();
     let second = app.refresh.rotate(first.secret.expose()).await.unwrap();
-    let jwt = app
-        .access
-        .issue(&app.user, Some(&second.issued.family))
-        .unwrap()
-        .token
-        .into_exposed();
+    let jwt = app.access_token(Some(&second.issued.family));
     assert_eq!(app.get("/me", Some(&jwt)).await.0, StatusCode::OK);
     // The stolen first token is replayed.
     let replay = app.refresh.rotate(first.secret.expose()).await;
@@ -674,12 +663,7 @@ async fn expired_and_inactive_refreshes_are_refused() {
 #[tokio::test]
 async fn websocket_query_tokens_are_read_only_on_upgrades_under_the_prefix() {
     let app = App::new().await;
-    let jwt = app
-        .access
-        .issue(&app.user, None)
-        .unwrap()
-        .token
-        .into_exposed();
+    let jwt = app.access_token(None);
     let upgrade = |uri: String| {
         Request::get(uri)
             .header("connection", "keep-alive, Upgrade")
@@ -719,12 +703,7 @@ async fn websocket_query_tokens_are_read_only_on_upgrades_under_the_prefix() {
 #[tokio::test]
 async fn websocket_subprotocol_tokens_are_read_only_on_upgrades() {
     let app = App::new().await;
-    let jwt = app
-        .access
-        .issue(&app.user, None)
-        .unwrap()
-        .token
-        .into_exposed();
+    let jwt = app.access_token(None);
     let key = app
         .api_keys
         .create(&app.user, NewApiKey::named("program"))

@@ -2,7 +2,9 @@
 //! examples only wire them to routes.
 
 mod login;
+mod magic_link;
 
 pub use login::{
     ChangePasswordError, DEFAULT_MAX_USERNAME_LEN, PasswordLogin, RegisterError, Registration,
 };
+pub use magic_link::{Allowance, DEFAULT_MAGIC_LINK_LIFETIME, MagicLinkError, MagicLinks};

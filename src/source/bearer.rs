@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::{CredentialSource, Credentials, Lookup, TokenResolver, lookup_token};
+use super::{CredentialSource, Credentials, Lookup, TokenResolver, lookup_found, resolve_found};
 use crate::error::AuthError;
 use crate::identity::Identity;
 
@@ -29,26 +29,22 @@ impl<R: TokenResolver> Bearer<R> {
     pub fn new(resolver: R) -> Self {
         Self { resolver }
     }
+
+    /// The request's bearer token, if this source's resolver recognises it: another kind is
+    /// another source's to answer.
+    fn token<'a>(&self, request: &'a Credentials<'_>) -> Result<Option<&'a str>, AuthError> {
+        let token = request.bearer_token()?;
+        Ok(token.filter(|token| self.resolver.recognizes(token)))
+    }
 }
 
 #[async_trait]
 impl<R: TokenResolver> CredentialSource for Bearer<R> {
     fn lookup(&self, request: &Credentials<'_>) -> Lookup {
-        match request.bearer_token() {
-            Err(error) => Lookup::Ready(Err(error)),
-            Ok(Some(token)) if self.resolver.recognizes(token) => {
-                lookup_token(&self.resolver, token)
-            }
-            Ok(_) => Lookup::Absent,
-        }
+        lookup_found(&self.resolver, self.token(request))
     }
 
     async fn authenticate(&self, request: &Credentials<'_>) -> Result<Option<Identity>, AuthError> {
-        match request.bearer_token()? {
-            Some(token) if self.resolver.recognizes(token) => {
-                self.resolver.resolve(token).await.map(Some)
-            }
-            _ => Ok(None),
-        }
+        resolve_found(&self.resolver, self.token(request)).await
     }
 }

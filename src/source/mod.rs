@@ -156,10 +156,29 @@ impl<R: TokenResolver + ?Sized> TokenResolver for std::sync::Arc<R> {
     }
 }
 
-/// [`Lookup`] for a token a resolver recognised.
-pub(crate) fn lookup_token(resolver: &impl TokenResolver, token: &str) -> Lookup {
-    match resolver.resolve_now(token) {
-        Some(answer) => Lookup::Ready(answer),
-        None => Lookup::Pending,
+/// The [`Lookup`] of a token source: what it found in the request for `resolver` — no token,
+/// a token, or a malformed one — answered from memory when the resolver can.
+pub(crate) fn lookup_found<T: AsRef<str>>(
+    resolver: &impl TokenResolver,
+    found: Result<Option<T>, AuthError>,
+) -> Lookup {
+    match found {
+        Ok(None) => Lookup::Absent,
+        Ok(Some(token)) => match resolver.resolve_now(token.as_ref()) {
+            Some(answer) => Lookup::Ready(answer),
+            None => Lookup::Pending,
+        },
+        Err(error) => Lookup::Ready(Err(error)),
+    }
+}
+
+/// The [`CredentialSource::authenticate`] of a token source: resolves what it found.
+pub(crate) async fn resolve_found<T: AsRef<str>>(
+    resolver: &impl TokenResolver,
+    found: Result<Option<T>, AuthError>,
+) -> Result<Option<Identity>, AuthError> {
+    match found? {
+        Some(token) => resolver.resolve(token.as_ref()).await.map(Some),
+        None => Ok(None),
     }
 }

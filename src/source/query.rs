@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use http::header::{CONNECTION, UPGRADE};
 use http::request::Parts;
 
-use super::{CredentialSource, Credentials, Lookup, TokenResolver, lookup_token};
+use super::{CredentialSource, Credentials, Lookup, TokenResolver, lookup_found, resolve_found};
 use crate::error::AuthError;
 use crate::identity::Identity;
 
@@ -79,18 +79,11 @@ pub(super) fn is_websocket_upgrade(request: &Parts) -> bool {
 #[async_trait]
 impl<R: TokenResolver> CredentialSource for QueryToken<R> {
     fn lookup(&self, request: &Credentials<'_>) -> Lookup {
-        match self.token(request.parts()) {
-            Ok(None) => Lookup::Absent,
-            Ok(Some(token)) => lookup_token(&self.resolver, &token),
-            Err(error) => Lookup::Ready(Err(error)),
-        }
+        lookup_found(&self.resolver, self.token(request.parts()))
     }
 
     async fn authenticate(&self, request: &Credentials<'_>) -> Result<Option<Identity>, AuthError> {
-        match self.token(request.parts())? {
-            Some(token) => self.resolver.resolve(&token).await.map(Some),
-            None => Ok(None),
-        }
+        resolve_found(&self.resolver, self.token(request.parts())).await
     }
 }
 

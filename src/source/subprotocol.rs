@@ -14,7 +14,7 @@ use http::request::Parts;
 
 use super::authorization::is_b64token;
 use super::query::is_websocket_upgrade;
-use super::{CredentialSource, Credentials, Lookup, TokenResolver, lookup_token};
+use super::{CredentialSource, Credentials, Lookup, TokenResolver, lookup_found, resolve_found};
 use crate::error::AuthError;
 use crate::identity::Identity;
 
@@ -156,18 +156,11 @@ impl<R: TokenResolver> SubprotocolToken<R> {
 #[async_trait]
 impl<R: TokenResolver> CredentialSource for SubprotocolToken<R> {
     fn lookup(&self, request: &Credentials<'_>) -> Lookup {
-        match self.token(request.parts()) {
-            Ok(None) => Lookup::Absent,
-            Ok(Some(token)) => lookup_token(&self.resolver, token),
-            Err(error) => Lookup::Ready(Err(error)),
-        }
+        lookup_found(&self.resolver, self.token(request.parts()))
     }
 
     async fn authenticate(&self, request: &Credentials<'_>) -> Result<Option<Identity>, AuthError> {
-        match self.token(request.parts())? {
-            Some(token) => self.resolver.resolve(token).await.map(Some),
-            None => Ok(None),
-        }
+        resolve_found(&self.resolver, self.token(request.parts())).await
     }
 }
 

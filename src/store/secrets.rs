@@ -312,8 +312,8 @@ pub struct SecretRecord {
 impl SecretRecord {
     /// A record read back from a store: the secret of `kind` stored as `id`, issued at
     /// `created_at` and redeemable until `expires_at`, with no subject, payload or guess
-    /// limit until [`with_subject`](Self::with_subject), [`with_payload`](Self::with_payload)
-    /// and [`with_attempts_left`](Self::with_attempts_left) say otherwise. For stores.
+    /// limit until [`subject`](Self::subject), [`payload`](Self::payload)
+    /// and [`attempts_left`](Self::attempts_left) say otherwise. For stores.
     pub fn new(
         id: SecretId,
         kind: SecretKind,
@@ -334,28 +334,28 @@ impl SecretRecord {
     /// The record of `secret`, just stored as `id`: every attempt still to go.
     pub fn inserted(id: SecretId, secret: NewSecret) -> Self {
         Self::new(id, secret.kind, secret.created_at, secret.expires_at)
-            .with_subject(secret.subject)
-            .with_payload(secret.payload)
-            .with_attempts_left(secret.attempts)
+            .subject(secret.subject)
+            .payload(secret.payload)
+            .attempts_left(secret.attempts)
     }
 
     /// Issued to `subject`.
     #[must_use]
-    pub fn with_subject(mut self, subject: SecretSubject) -> Self {
+    pub fn subject(mut self, subject: SecretSubject) -> Self {
         self.subject = subject;
         self
     }
 
     /// Carrying `payload` (JSON text, as stored).
     #[must_use]
-    pub fn with_payload(mut self, payload: Option<String>) -> Self {
+    pub fn payload(mut self, payload: Option<String>) -> Self {
         self.payload = payload;
         self
     }
 
     /// Surviving `attempts_left` more wrong guesses (`None`: no limit).
     #[must_use]
-    pub fn with_attempts_left(mut self, attempts_left: Option<u32>) -> Self {
+    pub fn attempts_left(mut self, attempts_left: Option<u32>) -> Self {
         self.attempts_left = attempts_left;
         self
     }

@@ -3,16 +3,11 @@
 // Prints one JSON line per check and exits 0 only when every check holds.
 'use strict';
 
-const { chromium } = require('playwright-core');
+const { check, run } = require('./checks.cjs');
 
 const [app, evil, executablePath, password] = process.argv.slice(2);
-const results = [];
 
-function check(name, ok, seen) {
-  results.push({ name, ok: Boolean(ok), seen });
-}
-
-async function run(browser) {
+async function checks(browser) {
   const context = await browser.newContext();
   const page = await context.newPage();
   await page.goto(`${app}/`);
@@ -103,17 +98,4 @@ async function redirects(browser) {
     [landed, body]);
 }
 
-(async () => {
-  const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
-  try {
-    await run(browser);
-  } finally {
-    await browser.close();
-  }
-  for (const result of results) console.log(JSON.stringify(result));
-  process.exit(results.every((r) => r.ok) ? 0 : 1);
-})().catch((error) => {
-  for (const result of results) console.log(JSON.stringify(result));
-  console.error(error);
-  process.exit(2);
-});
+run(executablePath, checks);

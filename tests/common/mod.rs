@@ -13,6 +13,7 @@ use portcullis::sign_in::{Refusal, SignInOutcome};
 use portcullis::store::User;
 
 pub mod example;
+pub mod mail;
 pub mod session_app;
 pub mod stores;
 
@@ -57,6 +58,33 @@ pub fn browser() -> Option<(String, String)> {
     let chromium = service_url("PORTCULLIS_TEST_CHROMIUM", "Chromium")?;
     let playwright = service_url("PORTCULLIS_TEST_PLAYWRIGHT", "Playwright")?;
     Some((chromium, playwright))
+}
+
+/// Runs a browser script (`node <script> <args...>`, Playwright from `playwright`'s
+/// `node_modules`) for at most three minutes, prints its report, and asserts that every one of
+/// its `checks` checks ran and held.
+pub async fn browser_checks(script: &str, args: &[&str], playwright: &str, checks: usize) {
+    let run = tokio::process::Command::new("node")
+        .arg(script)
+        .args(args)
+        .env("NODE_PATH", playwright)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(180), run)
+        .await
+        .expect("the browser run finishes within three minutes")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "a browser check failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.lines().count(), checks, "every check ran:\n{stdout}");
 }
 
 /// A build of Semantik's own web app (`apps/webui-react` upstream), for the Semantik example's

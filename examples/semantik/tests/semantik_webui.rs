@@ -13,8 +13,6 @@ mod common;
 use semantik as app;
 
 use std::collections::HashMap;
-use std::process::Stdio;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -40,28 +38,9 @@ async fn semantiks_web_app_signs_up_in_and_out_manages_api_keys_and_opens_the_op
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(app::serve(listener, router));
 
-    let run = tokio::process::Command::new("node")
-        // Relative to the package root, the working directory of `cargo test`.
-        .arg("tests/webui/semantik_webui.cjs")
-        .args([&base, &chromium])
-        .env("NODE_PATH", &playwright)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(180), run)
-        .await
-        .expect("the browser run finishes within three minutes")
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "a check of Semantik's web app failed ({}):\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(stdout.lines().count(), CHECKS, "every check ran:\n{stdout}");
+    // Relative to the package root, the working directory of `cargo test`.
+    let script = "tests/webui/semantik_webui.cjs";
+    common::browser_checks(script, &[&base, &chromium], &playwright, CHECKS).await;
 }
 
 #[tokio::test]

@@ -31,7 +31,7 @@ impl Stored {
     }
 
     fn record(&self, id: SecretId) -> SecretRecord {
-        SecretRecord::inserted(id, self.secret.clone()).with_attempts_left(self.attempts_left)
+        SecretRecord::inserted(id, self.secret.clone()).attempts_left(self.attempts_left)
     }
 }
 

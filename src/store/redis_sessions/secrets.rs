@@ -44,9 +44,9 @@ fn record(kind: SecretKind, value: &Value) -> Result<SecretRecord, StoreError> {
         from_micros(number("expires_at")?),
     );
     Ok(record
-        .with_subject(subject)
-        .with_payload(map.get("payload").cloned())
-        .with_attempts_left(attempts_left))
+        .subject(subject)
+        .payload(map.get("payload").cloned())
+        .attempts_left(attempts_left))
 }
 
 impl<S> RedisSessions<S> {

@@ -43,9 +43,9 @@ fn record(kind: SecretKind, row: &SqliteRow) -> Result<SecretRecord, StoreError>
         from_micros(row.try_get("expires_at").map_err(corrupt)?),
     );
     Ok(record
-        .with_subject(SecretSubject::from_key(subject.as_deref()).map_err(corrupt)?)
-        .with_payload(row.try_get("payload").map_err(corrupt)?)
-        .with_attempts_left(attempts_left))
+        .subject(SecretSubject::from_key(subject.as_deref()).map_err(corrupt)?)
+        .payload(row.try_get("payload").map_err(corrupt)?)
+        .attempts_left(attempts_left))
 }
 
 #[async_trait]

@@ -18,8 +18,8 @@ use crate::error::InvalidToken;
 /// ```
 /// use portcullis::token::jwt::JwtKey;
 ///
-/// let key = JwtKey::hs256(&[7u8; 32])?.with_kid("2026-11");
-/// assert_eq!(key.kid(), Some("2026-11"));
+/// let key = JwtKey::hs256(&[7u8; 32])?.kid("2026-11");
+/// assert_eq!(key.key_id(), Some("2026-11"));
 /// assert!(JwtKey::hs256(b"too short").is_err());
 /// # Ok::<(), portcullis::token::jwt::KeyError>(())
 /// ```
@@ -235,13 +235,13 @@ impl JwtKey {
     /// Sets the key id, written into the header of tokens this key signs and used to select
     /// it when verifying.
     #[must_use]
-    pub fn with_kid(mut self, kid: impl Into<String>) -> Self {
+    pub fn kid(mut self, kid: impl Into<String>) -> Self {
         self.kid = Some(kid.into());
         self
     }
 
     /// The key id.
-    pub fn kid(&self) -> Option<&str> {
+    pub fn key_id(&self) -> Option<&str> {
         self.kid.as_deref()
     }
 
@@ -391,8 +391,8 @@ fn has_roca_fingerprint(modulus: &[u8]) -> bool {
 /// ```
 /// use portcullis::token::jwt::{JwtKey, JwtKeys};
 ///
-/// let current = JwtKey::hs256(&[1u8; 32])?.with_kid("2026-11");
-/// let previous = JwtKey::hs256(&[2u8; 32])?.with_kid("2026-10");
+/// let current = JwtKey::hs256(&[1u8; 32])?.kid("2026-11");
+/// let previous = JwtKey::hs256(&[2u8; 32])?.kid("2026-10");
 /// let keys = JwtKeys::new(current)?.also_verify(previous)?;
 /// assert_eq!(keys.len(), 2);
 /// # Ok::<(), portcullis::token::jwt::KeyError>(())
@@ -617,7 +617,7 @@ mod tests {
 
     #[test]
     fn rfc8725_2_1_key_sets_need_distinct_kids_and_one_key_family() {
-        let hmac = |byte: u8, kid: &str| JwtKey::hs256(&[byte; 32]).unwrap().with_kid(kid);
+        let hmac = |byte: u8, kid: &str| JwtKey::hs256(&[byte; 32]).unwrap().kid(kid);
         let keys = JwtKeys::new(hmac(1, "a"))
             .unwrap()
             .also_verify(hmac(2, "b"))
@@ -625,14 +625,14 @@ mod tests {
         assert_eq!(keys.len(), 2);
         assert!(!keys.is_empty());
         // A token names its key; one without `kid` is never matched against a guess.
-        assert_eq!(keys.find(Some("b")).and_then(JwtKey::kid), Some("b"));
+        assert_eq!(keys.find(Some("b")).and_then(JwtKey::key_id), Some("b"));
         assert!(keys.find(Some("c")).is_none());
         assert!(keys.find(None).is_none());
         let single = JwtKeys::new(hmac(1, "a")).unwrap();
-        assert_eq!(single.find(None).and_then(JwtKey::kid), Some("a"));
+        assert_eq!(single.find(None).and_then(JwtKey::key_id), Some("a"));
         let public = from_jwk(&public_jwk(Algorithm::EdDSA, ED25519))
             .unwrap()
-            .with_kid("c");
+            .kid("c");
         assert_eq!(keys.also_verify(public).err(), Some(KeyError::MixedKeySet));
         let unnamed = JwtKeys::new(JwtKey::hs256(&[1; 32]).unwrap()).unwrap();
         assert!(matches!(

@@ -4,16 +4,11 @@
 // when every check holds. Only the app's own screens are used: its labels, its storage.
 'use strict';
 
-const { chromium } = require('playwright-core');
+const { check, run } = require('../../../../tests/browser/checks.cjs');
 
 const [app, executablePath] = process.argv.slice(2);
 const username = 'grace_hopper';
 const password = 'a long enough password';
-const results = [];
-
-function check(name, ok, seen) {
-  results.push({ name, ok: Boolean(ok), seen });
-}
 
 // What the app keeps in localStorage (zustand's `auth-storage`), or null.
 async function stored(page) {
@@ -26,7 +21,7 @@ async function stored(page) {
 const signedInHome = (page) =>
   page.getByRole('button', { name: 'Sign out' }).waitFor({ timeout: 15000 }).then(() => true, () => false);
 
-async function run(browser) {
+async function checks(browser) {
   const context = await browser.newContext();
   const page = await context.newPage();
   const failures = [];
@@ -161,17 +156,4 @@ async function run(browser) {
   await context.close();
 }
 
-(async () => {
-  const browser = await chromium.launch({ executablePath, args: ['--no-sandbox'] });
-  try {
-    await run(browser);
-  } finally {
-    await browser.close();
-  }
-  for (const result of results) console.log(JSON.stringify(result));
-  process.exit(results.every((r) => r.ok) ? 0 : 1);
-})().catch((error) => {
-  for (const result of results) console.log(JSON.stringify(result));
-  console.error(error);
-  process.exit(2);
-});
+run(executablePath, checks);
