@@ -257,29 +257,82 @@ fn quote(value: &str) -> String {
 }
 
 /// Turns an [`AuthError`] into a response. Replace it to answer browsers with a redirect to a
-/// login page, to emit RFC 9457 problem details, or to match an existing API's error shape.
+/// login page (see [`LoginRedirect`](crate::redirect::LoginRedirect)), to emit RFC 9457
+/// problem details, or to match an existing API's error shape.
 ///
 /// ```
 /// use axum_core::response::{IntoResponse, Response};
-/// use portcullis::{AuthError, ErrorRenderer};
+/// use portcullis::{AuthError, ErrorRenderer, RequestHead};
 ///
-/// /// Sends browsers to the login page instead of showing them a 401.
-/// struct RedirectToLogin;
+/// /// Answers in plain text, and says which path was refused.
+/// struct PlainText;
 ///
-/// impl ErrorRenderer for RedirectToLogin {
+/// impl ErrorRenderer for PlainText {
 ///     fn render(&self, error: &AuthError) -> Response {
-///         match error {
-///             AuthError::MissingCredentials => {
-///                 (http::StatusCode::SEE_OTHER, [(http::header::LOCATION, "/login")]).into_response()
-///             }
-///             other => portcullis::JsonErrors::default().render(other),
-///         }
+///         (error.status(), error.detail()).into_response()
+///     }
+///
+///     fn render_for(&self, request: &RequestHead<'_>, error: &AuthError) -> Response {
+///         let text = format!("{}: {}", request.uri().path(), error.detail());
+///         (error.status(), text).into_response()
 ///     }
 /// }
 /// ```
 pub trait ErrorRenderer: Send + Sync + 'static {
     /// The response for `error`.
     fn render(&self, error: &AuthError) -> Response;
+
+    /// The response for `error` refusing `request`: what the layer, the guards and the
+    /// extractors call. By default [`render`](Self::render); override it to answer by what was
+    /// asked (a browser navigation, an `Accept` header).
+    fn render_for(&self, request: &RequestHead<'_>, error: &AuthError) -> Response {
+        let _ = request;
+        self.render(error)
+    }
+}
+
+/// What an [`ErrorRenderer`] may read of the request it refuses: method, URI and headers.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestHead<'a> {
+    method: &'a http::Method,
+    uri: &'a http::Uri,
+    headers: &'a http::HeaderMap,
+}
+
+impl<'a> RequestHead<'a> {
+    /// The head of a request, from its parts.
+    pub fn new(method: &'a http::Method, uri: &'a http::Uri, headers: &'a http::HeaderMap) -> Self {
+        Self {
+            method,
+            uri,
+            headers,
+        }
+    }
+
+    /// The head of `request`.
+    pub fn of<B>(request: &'a http::Request<B>) -> Self {
+        Self::new(request.method(), request.uri(), request.headers())
+    }
+
+    /// The head in `parts`.
+    pub fn of_parts(parts: &'a http::request::Parts) -> Self {
+        Self::new(&parts.method, &parts.uri, &parts.headers)
+    }
+
+    /// The method.
+    pub fn method(&self) -> &'a http::Method {
+        self.method
+    }
+
+    /// The URI as the request gave it.
+    pub fn uri(&self) -> &'a http::Uri {
+        self.uri
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &'a http::HeaderMap {
+        self.headers
+    }
 }
 
 /// The default renderer: RFC 6750 challenges and a `{"detail": "..."}` JSON body.
@@ -353,8 +406,8 @@ impl Renderer {
             .unwrap_or_else(|| Renderer(Arc::new(JsonErrors::default())))
     }
 
-    pub(crate) fn render(&self, error: &AuthError) -> Response {
-        self.0.render(error)
+    pub(crate) fn render(&self, request: &RequestHead<'_>, error: &AuthError) -> Response {
+        self.0.render_for(request, error)
     }
 }
 

@@ -7,7 +7,7 @@ use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 
-use crate::error::{AuthError, Renderer};
+use crate::error::{AuthError, Renderer, RequestHead};
 use crate::identity::Identity;
 use crate::store::User;
 
@@ -23,7 +23,7 @@ impl IntoResponse for AuthRejection {
 }
 
 fn reject(parts: &Parts, error: &AuthError) -> AuthRejection {
-    AuthRejection(Renderer::of(&parts.extensions).render(error))
+    AuthRejection(Renderer::of(&parts.extensions).render(&RequestHead::of_parts(parts), error))
 }
 
 /// Requires an authenticated request: a handler taking `Identity` answers `401` to anonymous

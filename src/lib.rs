@@ -90,6 +90,7 @@ pub mod flows;
 pub mod guard;
 mod identity;
 mod layer;
+mod login_redirect;
 pub mod mail;
 mod one_time;
 mod password;
@@ -111,7 +112,7 @@ pub use access_token::{ACCESS_TOKEN_TYP, AccessTokens, IssueError, IssuedAccessT
 pub use api_key::{ApiKeyError, ApiKeys, CreatedApiKey, MAX_KEY_NAME_LEN, NewApiKey};
 pub use auth::{Auth, AuthBuilder, Credentials};
 pub use cache::CacheConfig;
-pub use error::{AuthError, ErrorRenderer, InvalidToken, JsonErrors, json_detail};
+pub use error::{AuthError, ErrorRenderer, InvalidToken, JsonErrors, RequestHead, json_detail};
 pub use extract::{AuthRejection, CurrentUser};
 pub use identity::{AuthMethod, Identity, Scopes, Subject};
 pub use layer::{AuthLayer, AuthLayerBuilder, AuthService, ResponseFuture};

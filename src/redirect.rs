@@ -1,4 +1,5 @@
-//! [`LocalRedirect`]: a post-login destination (`?next=/documents`) that cannot leave this site.
+//! [`LocalRedirect`]: a post-login destination (`?next=/documents`) that cannot leave this site;
+//! [`LoginRedirect`]: the renderer that sends a browser refused a page to the login page with it.
 //!
 //! A login page that sends the user on to a `next` parameter is an open redirector if it
 //! follows any URL: a phishing mail links to `https://app.example/login?next=https://evil.example`,
@@ -19,6 +20,8 @@
 //! non-ASCII characters (`/café` → `/caf%C3%A9`) so the result is always a valid `Location`.
 //! A property test and a fuzz target resolve every accepted value with a WHATWG URL parser
 //! against `https://app.example/` and check that the origin never changes.
+
+pub use crate::login_redirect::LoginRedirect;
 
 use std::fmt;
 use std::str::FromStr;

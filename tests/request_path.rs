@@ -910,6 +910,83 @@ async fn a_custom_renderer_is_used_by_the_layer_guards_and_extractors() {
     );
 }
 
+/// `LoginRedirect` through the real layer, guard and extractor: a browser opening a page it
+/// may not see goes to the login page with the page as `next`; an API client keeps its 401,
+/// JSON and `WWW-Authenticate` (RFC 6750 §3).
+#[tokio::test]
+async fn browsers_are_sent_to_the_login_page_and_api_clients_keep_their_401() {
+    use portcullis::JsonErrors;
+    use portcullis::redirect::LoginRedirect;
+
+    let app = App::new().await;
+    let key = app.api_key(NewApiKey::named("laptop")).await;
+    let router: Router = Router::new()
+        .route(
+            "/me",
+            get(|user: CurrentUser| async move { user.username.clone() }),
+        )
+        .route(
+            "/admin",
+            get(|| async { "admin" }).layer(RequireLayer::any_role(["admin"])),
+        )
+        .layer(
+            AuthLayer::builder()
+                .source(Bearer::new(app.api_keys.clone()))
+                .renderer(LoginRedirect::new("/login", JsonErrors::new("test")))
+                .build(),
+        );
+    let send = |uri: &'static str, headers: Vec<(&'static str, String)>| {
+        let router = router.clone();
+        async move {
+            let mut request = Request::get(uri);
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            let response = router
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let header = |name| {
+                response
+                    .headers()
+                    .get(name)
+                    .map(|v: &http::HeaderValue| v.to_str().unwrap().to_owned())
+            };
+            (
+                response.status(),
+                header("location"),
+                header("www-authenticate"),
+            )
+        }
+    };
+    let browser = || {
+        vec![
+            ("sec-fetch-mode", "navigate".to_owned()),
+            ("accept", "text/html,application/xhtml+xml".to_owned()),
+        ]
+    };
+    let (status, location, _) = send("/me?tab=keys", browser()).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.as_deref(), Some("/login?next=%2Fme%3Ftab%3Dkeys"));
+    assert_eq!(
+        send("/admin", browser()).await.1.as_deref(),
+        Some("/login?next=%2Fadmin"),
+        "the guard redirects too"
+    );
+    let api = vec![("accept", "application/json".to_owned())];
+    let (status, location, challenge) = send("/me", api).await;
+    assert_eq!((status, location), (StatusCode::UNAUTHORIZED, None));
+    assert!(challenge.unwrap().starts_with("Bearer"));
+    // A bad credential from a script is the layer's 401, not a redirect.
+    let mut bad = browser();
+    bad.push(("authorization", "Bearer kk-bad".to_owned()));
+    assert_eq!(send("/me", bad).await.0, StatusCode::UNAUTHORIZED);
+    // Signed in but not allowed: a 403 for the browser as well.
+    let mut signed_in = browser();
+    signed_in.push(("authorization", format!("Bearer {key}")));
+    assert_eq!(send("/admin", signed_in).await.0, StatusCode::FORBIDDEN);
+}
+
 /// `user` signed in with a password just now.
 fn password_sign_in(auth: &Auth, user: &User) -> portcullis::sign_in::Authenticated {
     portcullis::sign_in::Authenticated::new(

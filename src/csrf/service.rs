@@ -8,7 +8,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::CrossOrigin;
-use crate::error::{AuthError, Renderer};
+use crate::error::{AuthError, Renderer, RequestHead};
 use crate::guard::ResponseFuture;
 
 /// Refuses every cross-site unsafe request with `403`, whatever credential it carries.
@@ -64,7 +64,8 @@ where
         match allowed {
             Ok(()) => ResponseFuture::allowed(self.inner.call(request)),
             Err(_) => ResponseFuture::refused(
-                Renderer::of(request.extensions()).render(&AuthError::CrossSiteRequest),
+                Renderer::of(request.extensions())
+                    .render(&RequestHead::of(&request), &AuthError::CrossSiteRequest),
             ),
         }
     }

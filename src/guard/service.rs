@@ -8,7 +8,7 @@ use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::requirement::Requirement;
-use crate::error::Renderer;
+use crate::error::{Renderer, RequestHead};
 use crate::identity::Identity;
 
 /// The middleware [`RequireLayer`](super::RequireLayer) produces. It decides synchronously, so
@@ -41,9 +41,9 @@ where
         let identity = request.extensions().get::<Identity>();
         match self.requirement.check(identity) {
             Ok(()) => ResponseFuture::allowed(self.inner.call(request)),
-            Err(error) => {
-                ResponseFuture::refused(Renderer::of(request.extensions()).render(&error))
-            }
+            Err(error) => ResponseFuture::refused(
+                Renderer::of(request.extensions()).render(&RequestHead::of(&request), &error),
+            ),
         }
     }
 }

@@ -16,7 +16,7 @@ use tower_layer::Layer;
 pub use future::ResponseFuture;
 pub use service::AuthService;
 
-use crate::error::{AuthError, ErrorRenderer, InvalidToken, JsonErrors, Renderer};
+use crate::error::{AuthError, ErrorRenderer, InvalidToken, JsonErrors, Renderer, RequestHead};
 use crate::identity::Identity;
 use crate::source::{CredentialSource, Credentials, Lookup};
 
@@ -188,9 +188,13 @@ impl Config {
         }
     }
 
-    fn refuse(&self, error: &AuthError) -> axum_core::response::Response {
+    fn refuse(
+        &self,
+        request: &http::request::Parts,
+        error: &AuthError,
+    ) -> axum_core::response::Response {
         tracing::debug!(%error, "request refused by AuthLayer");
-        self.renderer.render(error)
+        self.renderer.render(&RequestHead::of_parts(request), error)
     }
 
     /// A credential no source understood is refused, not ignored (unless configured so).

@@ -57,7 +57,7 @@ where
                 parts.extensions.insert(identity);
                 ResponseFuture::direct(self.inner.call(Request::from_parts(parts, body)))
             }
-            FirstLook::Refused(error) => ResponseFuture::ready(self.config.refuse(&error)),
+            FirstLook::Refused(error) => ResponseFuture::ready(self.config.refuse(&parts, &error)),
             FirstLook::Pending(from) => {
                 // The service that was polled ready handles this request; its clone stays behind.
                 let clone = self.inner.clone();
@@ -72,7 +72,7 @@ where
                             parts.extensions.insert(identity);
                         }
                         Ok(None) => {}
-                        Err(error) => return Ok(config.refuse(&error)),
+                        Err(error) => return Ok(config.refuse(&parts, &error)),
                     }
                     inner.call(Request::from_parts(parts, body)).await
                 })

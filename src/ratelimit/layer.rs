@@ -19,7 +19,7 @@ use super::memory::MemoryLimits;
 use super::policy::{Decision, Policy, RequestKey, request_key};
 #[cfg(feature = "redis")]
 use super::redis::{RedisLimits, WhenRedisDown};
-use crate::error::{AuthError, Renderer};
+use crate::error::{AuthError, Renderer, RequestHead};
 
 /// Where the buckets live.
 pub(crate) enum Backend {
@@ -280,8 +280,10 @@ fn refusal(
     headers: RateLimitHeaders,
     retry_after: Duration,
 ) -> Response {
-    let mut response =
-        Renderer::of(&request.extensions).render(&AuthError::RateLimited { retry_after });
+    let mut response = Renderer::of(&request.extensions).render(
+        &RequestHead::of_parts(request),
+        &AuthError::RateLimited { retry_after },
+    );
     headers.apply(&limits.headers, response.headers_mut());
     response
 }

@@ -13,7 +13,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::auth::Auth;
-use crate::error::{AuthError, Renderer};
+use crate::error::{AuthError, Renderer, RequestHead};
 use crate::identity::Identity;
 use crate::store::Consumption;
 
@@ -188,14 +188,17 @@ where
                     Ok(response)
                 }
                 Ok(Consumption::Exceeded { total }) => {
+                    let head = RequestHead::of(&request);
                     let mut response =
-                        renderer.render(&AuthError::RateLimited { retry_after: reset });
+                        renderer.render(&head, &AuthError::RateLimited { retry_after: reset });
                     response
                         .headers_mut()
                         .extend(quota.headers(limit, total, reset));
                     Ok(response)
                 }
-                Err(error) => Ok(renderer.render(&AuthError::from(error))),
+                Err(error) => {
+                    Ok(renderer.render(&RequestHead::of(&request), &AuthError::from(error)))
+                }
             }
         })
     }
