@@ -36,6 +36,16 @@ async fn fixture(outbox: Outbox) -> Fixture {
     }
 }
 
+/// A fixture whose mail goes to the SMTP sink, and the sink's maildir; `None` (skipped) when
+/// no sink is running outside CI.
+async fn mailing_fixture() -> Option<(Fixture, std::path::PathBuf)> {
+    let (address, maildir) = common::smtp_sink()?;
+    Some((
+        fixture(Outbox::spawn(sink_mailer(&address), 10)).await,
+        maildir,
+    ))
+}
+
 /// The code and the link of the sign-in mail to `to`.
 async fn mailed(maildir: &std::path::Path, to: &str) -> (String, String) {
     let raw = unquote(&delivered(maildir, to).await);
@@ -75,10 +85,9 @@ fn signed_in(outcome: &SignInOutcome) -> &portcullis::store::User {
 
 #[tokio::test]
 async fn the_mailed_code_and_its_link_sign_in_once_and_create_a_verified_account() {
-    let Some((address, maildir)) = common::smtp_sink() else {
+    let Some((f, maildir)) = mailing_fixture().await else {
         return;
     };
-    let f = fixture(Outbox::spawn(sink_mailer(&address), 10)).await;
     let to = recipient("ada");
     f.links.request(&to, Some("/settings")).await.unwrap();
     let (code, link) = mailed(&maildir, &to).await;
@@ -120,10 +129,9 @@ async fn the_mailed_code_and_its_link_sign_in_once_and_create_a_verified_account
 
 #[tokio::test]
 async fn five_wrong_guesses_kill_the_code_and_a_new_request_kills_the_old_one() {
-    let Some((address, maildir)) = common::smtp_sink() else {
+    let Some((f, maildir)) = mailing_fixture().await else {
         return;
     };
-    let f = fixture(Outbox::spawn(sink_mailer(&address), 10)).await;
     let to = recipient("grace");
     f.links.request(&to, None).await.unwrap();
     let (code, _) = mailed(&maildir, &to).await;
@@ -145,10 +153,9 @@ async fn five_wrong_guesses_kill_the_code_and_a_new_request_kills_the_old_one() 
 
 #[tokio::test]
 async fn a_new_request_makes_the_older_code_worthless() {
-    let Some((address, maildir)) = common::smtp_sink() else {
+    let Some((f, maildir)) = mailing_fixture().await else {
         return;
     };
-    let f = fixture(Outbox::spawn(sink_mailer(&address), 10)).await;
     let first_to = recipient("linus");
     f.links.request(&first_to, None).await.unwrap();
     let (first, _) = mailed(&maildir, &first_to).await;
@@ -166,10 +173,9 @@ async fn a_new_request_makes_the_older_code_worthless() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_concurrent_verifications_of_one_code_sign_in_once() {
-    let Some((address, maildir)) = common::smtp_sink() else {
+    let Some((f, maildir)) = mailing_fixture().await else {
         return;
     };
-    let f = fixture(Outbox::spawn(sink_mailer(&address), 10)).await;
     let to = recipient("barbara");
     f.links.request(&to, None).await.unwrap();
     let (code, _) = mailed(&maildir, &to).await;
@@ -194,10 +200,9 @@ async fn twenty_concurrent_verifications_of_one_code_sign_in_once() {
 
 #[tokio::test]
 async fn no_mail_goes_to_an_address_without_an_account_unless_accounts_are_created() {
-    let Some((address, maildir)) = common::smtp_sink() else {
+    let Some((f, maildir)) = mailing_fixture().await else {
         return;
     };
-    let f = fixture(Outbox::spawn(sink_mailer(&address), 10)).await;
     let links = f.links.clone().create_users(false);
     let stranger = recipient("stranger");
     let member = recipient("member");
@@ -290,10 +295,9 @@ async fn an_address_that_is_not_one_is_refused() {
 /// set by whoever never proved the address stops working.
 #[tokio::test]
 async fn the_mailbox_owner_takes_over_an_account_whose_address_was_never_verified() {
-    let Some((address, maildir)) = common::smtp_sink() else {
+    let Some((f, maildir)) = mailing_fixture().await else {
         return;
     };
-    let f = fixture(Outbox::spawn(sink_mailer(&address), 10)).await;
     let to = recipient("victim");
     let squatted = f
         .auth

@@ -839,6 +839,26 @@ async fn memory_store_serves_the_same_request_path() {
     );
 }
 
+/// `/me` (the `CurrentUser` extractor) and `/admin` (a role guard) behind an `AuthLayer` that
+/// reads `api_keys` and answers refusals with `renderer`.
+fn refusing_routes(api_keys: ApiKeys, renderer: impl portcullis::ErrorRenderer) -> Router {
+    Router::new()
+        .route(
+            "/me",
+            get(|user: CurrentUser| async move { user.username.clone() }),
+        )
+        .route(
+            "/admin",
+            get(|| async { "admin" }).layer(RequireLayer::any_role(["admin"])),
+        )
+        .layer(
+            AuthLayer::builder()
+                .source(Bearer::new(api_keys))
+                .renderer(renderer)
+                .build(),
+        )
+}
+
 /// A replacement renderer answers for the layer, the guards and the extractors alike.
 #[tokio::test]
 async fn a_custom_renderer_is_used_by_the_layer_guards_and_extractors() {
@@ -859,21 +879,7 @@ async fn a_custom_renderer_is_used_by_the_layer_guards_and_extractors() {
 
     let auth = Auth::builder(MemoryStore::new()).build();
     let api_keys = ApiKeys::new(&auth, TokenFormat::new("kk-").unwrap());
-    let router: Router = Router::new()
-        .route(
-            "/me",
-            get(|user: CurrentUser| async move { user.username.clone() }),
-        )
-        .route(
-            "/admin",
-            get(|| async { "admin" }).layer(RequireLayer::any_role(["admin"])),
-        )
-        .layer(
-            AuthLayer::builder()
-                .source(Bearer::new(api_keys))
-                .renderer(RedirectToLogin)
-                .build(),
-        );
+    let router = refusing_routes(api_keys, RedirectToLogin);
     let send = |uri: &'static str, bearer: Option<&'static str>| {
         let router = router.clone();
         async move {
@@ -920,21 +926,10 @@ async fn browsers_are_sent_to_the_login_page_and_api_clients_keep_their_401() {
 
     let app = App::new().await;
     let key = app.api_key(NewApiKey::named("laptop")).await;
-    let router: Router = Router::new()
-        .route(
-            "/me",
-            get(|user: CurrentUser| async move { user.username.clone() }),
-        )
-        .route(
-            "/admin",
-            get(|| async { "admin" }).layer(RequireLayer::any_role(["admin"])),
-        )
-        .layer(
-            AuthLayer::builder()
-                .source(Bearer::new(app.api_keys.clone()))
-                .renderer(LoginRedirect::new("/login", JsonErrors::new("test")))
-                .build(),
-        );
+    let router = refusing_routes(
+        app.api_keys.clone(),
+        LoginRedirect::new("/login", JsonErrors::new("test")),
+    );
     let send = |uri: &'static str, headers: Vec<(&'static str, String)>| {
         let router = router.clone();
         async move {
