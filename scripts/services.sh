@@ -2,8 +2,7 @@
 # what it started when the calling shell exits. Sourced by scripts/test.sh.
 #
 # Exports PORTCULLIS_TEST_POSTGRES_URL and PORTCULLIS_TEST_REDIS_URL (and, for the browser test,
-# PORTCULLIS_TEST_CHROMIUM and PORTCULLIS_TEST_PLAYWRIGHT, and PORTCULLIS_TEST_SEMANTIK_WEBUI
-# for Semantik's own web app; for the mail tests, PORTCULLIS_TEST_SMTP and
+# PORTCULLIS_TEST_CHROMIUM and PORTCULLIS_TEST_PLAYWRIGHT; for the mail tests, PORTCULLIS_TEST_SMTP and
 # PORTCULLIS_TEST_SMTP_MAILDIR). Set any beforehand to use your own.
 
 services_dir="$(mktemp -d /tmp/portcullis-services.XXXXXX)"
@@ -100,43 +99,6 @@ install_browser() {
     export PORTCULLIS_TEST_CHROMIUM="$(command -v chromium)"
     export PORTCULLIS_TEST_PLAYWRIGHT="$dir/node_modules"
     echo "$(chromium --version 2>/dev/null | head -n 1), playwright-core $playwright_version"
-}
-
-# Semantik's own web app (`apps/webui-react` of jbmiller10/semantik at a pinned commit), built
-# with its locked npm dependencies, for the Semantik example's browser test; exports
-# PORTCULLIS_TEST_SEMANTIK_WEBUI (the build). The app is AGPL-3.0, so it is fetched, never
-# vendored: from SEMANTIK_GIT_DIR or this machine's mirror when present, else from GitHub.
-# The build is cached per commit; its 600 MB of node_modules are not kept.
-semantik_commit=97f425e2b10df793edbb6fc7e407f802f440e714
-build_semantik_webui() {
-    if [ -n "${PORTCULLIS_TEST_SEMANTIK_WEBUI:-}" ]; then
-        return 0
-    fi
-    local build="$HOME/.cache/portcullis-browser/semantik-webui-$semantik_commit"
-    if [ ! -f "$build/index.html" ]; then
-        command -v npm >/dev/null || apt_install nodejs npm || return 1
-        local work="$services_dir/semantik" git_dir="${SEMANTIK_GIT_DIR:-}"
-        if [ -z "$git_dir" ] && [ -d /work/.mirror/jbmiller10+semantik/repo ]; then
-            git_dir=/work/.mirror/jbmiller10+semantik/repo
-        fi
-        if [ -z "$git_dir" ] || ! git --git-dir="$git_dir" cat-file -e "$semantik_commit^{commit}" 2>/dev/null; then
-            git_dir="$work/git"
-            git clone --quiet --bare --filter=blob:none https://github.com/jbmiller10/semantik.git "$git_dir" ||
-                return 1
-        fi
-        mkdir -p "$work/src"
-        git --git-dir="$git_dir" archive "$semantik_commit" package.json package-lock.json VERSION apps/webui-react |
-            tar -x -C "$work/src" || return 1
-        # Install scripts stay off: the build needs none (esbuild's binary is an optional
-        # dependency), and a test run has no business running them.
-        (cd "$work/src" && npm ci --silent --no-audit --no-fund --ignore-scripts &&
-            cd apps/webui-react && npx vite build --logLevel error --emptyOutDir --outDir "$work/dist") ||
-            return 1
-        mkdir -p "$(dirname "$build")"
-        rm -rf "$build" && mv "$work/dist" "$build" && rm -rf "$work"
-    fi
-    export PORTCULLIS_TEST_SEMANTIK_WEBUI="$build"
-    echo "Semantik web app at ${semantik_commit:0:12}"
 }
 
 # A missing service fails the run in CI; elsewhere the tests that need it skip loudly.

@@ -37,7 +37,6 @@ source scripts/services.sh
 require_service PostgreSQL start_postgres
 require_service Redis start_redis
 require_service "Chromium and Playwright" install_browser
-require_service "Semantik's web app" build_semantik_webui
 require_service "Python interop libraries" install_python_interop
 require_service "SMTP sink" start_smtp
 require_service cargo-fuzz install_cargo_fuzz

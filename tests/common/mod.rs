@@ -87,12 +87,6 @@ pub async fn browser_checks(script: &str, args: &[&str], playwright: &str, check
     assert_eq!(stdout.lines().count(), checks, "every check ran:\n{stdout}");
 }
 
-/// A build of Semantik's own web app (`apps/webui-react` upstream), for the Semantik example's
-/// browser test.
-pub fn semantik_webui() -> Option<String> {
-    service_url("PORTCULLIS_TEST_SEMANTIK_WEBUI", "Semantik's web app")
-}
-
 /// The PostgreSQL server to test against, if any.
 pub fn postgres_url() -> Option<String> {
     service_url("PORTCULLIS_TEST_POSTGRES_URL", "PostgreSQL")

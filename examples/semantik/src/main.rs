@@ -13,8 +13,8 @@
 //! `ACCESS_TOKEN_EXPIRE_MINUTES`, `INTERNAL_API_KEY`, `CORS_ORIGINS`, `ENVIRONMENT`,
 //! `FIRST_USER_IS_SUPERUSER`, `API_KEY_SIGN_IN_MAX_AGE_MINUTES`, `WS_RECHECK_SECONDS`,
 //! `API_KEY_CREATE_RATE_LIMIT` (per hour), `API_KEY_UPDATE_RATE_LIMIT` and
-//! `API_KEY_LIST_RATE_LIMIT` (per minute), `WEBUI_STATIC_DIR` (a build of Semantik's web app
-//! to serve on `/`), `RUST_LOG`. See `src/config.rs`.
+//! `API_KEY_LIST_RATE_LIMIT` (per minute), `WEBUI_STATIC_DIR` (a build of Semantik's web app,
+//! built yourself, to serve on `/`), `RUST_LOG`. See `src/config.rs`.
 
 use semantik as app;
 
