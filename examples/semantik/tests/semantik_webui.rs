@@ -114,7 +114,7 @@ async fn the_served_web_app_signs_up_in_and_out_manages_api_keys_and_opens_the_o
 #[tokio::test]
 async fn a_web_app_directory_without_its_page_is_refused_at_start_up() {
     let empty = tempfile::tempdir().unwrap();
-    let error = serving(empty.path()).await.err().expect("refused");
+    let error = serving(empty.path()).await.expect_err("refused");
     assert!(
         error.to_string().contains("WEBUI_STATIC_DIR") && error.to_string().contains("index.html"),
         "{error}"
