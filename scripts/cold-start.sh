@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Measures the README's run command from a fresh clone with an empty target directory: the
-# seconds from `cargo run -p semantik` until the server prints `listening on`. Writes the
+# seconds from `cargo run -p khoj` until the server prints `listening on`. Writes the
 # figure into the "Cold start" section of BENCHMARKS.md (after the marker the benchmark
 # report keeps).
 #
@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 work=$(mktemp -d)
-trap 'pkill -f "$work/target/debug/semantik" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'pkill -f "$work/target/debug/khoj" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 git clone --quiet "$root" "$work/clone"
 commit=$(git -C "$work/clone" rev-parse --short HEAD)
@@ -31,7 +31,7 @@ while IFS= read -r line; do
             break
             ;;
     esac
-done < <(cargo run --quiet -p semantik 2>"$work/build.log")
+done < <(cargo run --quiet -p khoj 2>"$work/build.log")
 if [ -z "$seconds" ]; then
     echo "the server never printed 'listening on'; build log:" >&2
     tail -20 "$work/build.log" >&2
@@ -43,7 +43,7 @@ rounded=$(printf '%.0f' "$seconds")
 
 section="## Cold start
 
-\`cargo run -p semantik\` (the README's run command) from a fresh clone of $commit with an empty
+\`cargo run -p khoj\` (the README's run command) from a fresh clone of $commit with an empty
 target directory, until the server prints \`listening on\`: **${rounded} s** ($crates library
 crates built; $(nproc) cores; measured $date by \`./scripts/cold-start.sh\`). Target: under
 4 minutes."

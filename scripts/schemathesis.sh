@@ -62,3 +62,29 @@ run "user operations" -H "Authorization: Bearer $key" \
 run "revoking operations" -H "Authorization: Bearer $destructive_key" \
     --include-operation-id logout --include-operation-id revoke
 run "internal API" -H "X-Internal-Api-Key: $internal_key" --include-path-regex '^/api/internal'
+
+# Khoj: an API key minted through the real sign-in (the code read from the development mail
+# log), and limits lifted for the flood of generated requests.
+kill "$server" 2>/dev/null
+wait "$server" 2>/dev/null || true
+mkdir -p "$work/khoj"
+port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+base="http://127.0.0.1:$port"
+DATA_DIR="$work/khoj" BIND="127.0.0.1:$port" RUST_LOG=info \
+    KHOJ_AUTH_REQUESTS_PER_HOUR=1000000 KHOJ_MAGIC_LINK_REQUESTS_PER_DAY=1000000 \
+    KHOJ_MAGIC_LINK_VERIFICATIONS_PER_DAY=1000000 "$target/debug/khoj" >"$work/khoj.log" 2>&1 &
+server=$!
+for _ in $(seq 100); do
+    grep -q "listening on" "$work/khoj.log" 2>/dev/null && break
+    sleep 0.1
+done
+json /auth/magic '{"email": "schemathesis@example.com"}' >/dev/null
+for _ in $(seq 50); do
+    grep -q "code=" "$work/khoj.log" && break
+    sleep 0.1
+done
+code="$(grep -o 'code=[0-9]\{6\}' "$work/khoj.log" | tail -n 1 | cut -d= -f2)"
+cookie="$(curl -s -o /dev/null -D - "$base/auth/magic?code=$code&email=schemathesis%40example.com" |
+    sed -n 's/^set-cookie: \([^;]*\).*/\1/Ip' | head -n 1)"
+khoj_key="$(curl -sf -X POST "$base/auth/token?token_name=schemathesis" -H "Cookie: $cookie" | field token)"
+run "khoj" -H "Authorization: Bearer $khoj_key"

@@ -86,6 +86,9 @@ pub enum AuthMethod {
         /// The service's configured name.
         service: String,
     },
+    /// No credential: the one user of a server run in single-user ("anonymous") mode (see
+    /// [`SingleUser`](crate::source::SingleUser)).
+    SingleUser,
 }
 
 /// What an identity may do beyond its roles: all of its owner's rights, or only some scopes.

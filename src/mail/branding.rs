@@ -16,7 +16,41 @@ use super::Email;
 pub struct MailBranding {
     app_name: String,
     base_url: String,
+    /// Subjects that replace the default of their kind.
+    subjects: Vec<(MessageKind, String)>,
 }
+
+/// The account messages [`MailBranding`] writes; [`as_str`](Self::as_str) is the
+/// [`Email::kind`] of each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MessageKind {
+    /// [`MailBranding::sign_in_code`].
+    SignInCode,
+    /// [`MailBranding::password_reset`].
+    PasswordReset,
+    /// [`MailBranding::email_verification`].
+    EmailVerification,
+    /// [`MailBranding::invite`].
+    Invite,
+}
+
+impl MessageKind {
+    /// The kind's name: `sign_in_code`, `password_reset`, `email_verification`, `invite`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SignInCode => "sign_in_code",
+            Self::PasswordReset => "password_reset",
+            Self::EmailVerification => "email_verification",
+            Self::Invite => "invite",
+        }
+    }
+}
+
+/// A subject that cannot head a message: see [`MailBranding::subject`].
+#[derive(Debug, thiserror::Error)]
+#[error("invalid mail subject: {0}")]
+pub struct InvalidSubject(&'static str);
 
 /// A base URL that cannot carry account links: see [`MailBranding::new`].
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +95,45 @@ impl MailBranding {
         Ok(Self {
             app_name,
             base_url: base_url.trim_end_matches('/').to_owned(),
+            subjects: Vec::new(),
         })
+    }
+
+    /// Heads every message of `kind` with `subject` instead of the default, to match the
+    /// subject an application's users already know ("Your login code to Khoj").
+    ///
+    /// Refuses an empty subject, one over 200 characters, and control characters (a line
+    /// break in a subject would start a header of the attacker's choosing).
+    ///
+    /// ```
+    /// use portcullis::mail::{MailBranding, MessageKind};
+    /// use std::time::Duration;
+    ///
+    /// let branding = MailBranding::new("Khoj", "https://app.khoj.dev")?
+    ///     .subject(MessageKind::SignInCode, "Your login code to Khoj")?;
+    /// let link = branding.link("/auth/magic", &[("code", "123456")]);
+    /// let email = branding.sign_in_code("ada@example.com", "123456", &link, Duration::from_secs(300));
+    /// assert_eq!(email.subject, "Your login code to Khoj");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn subject(
+        mut self,
+        kind: MessageKind,
+        subject: impl Into<String>,
+    ) -> Result<Self, InvalidSubject> {
+        let subject = subject.into();
+        if subject.trim().is_empty() {
+            return Err(InvalidSubject("it is empty"));
+        }
+        if subject.chars().count() > 200 {
+            return Err(InvalidSubject("it is longer than 200 characters"));
+        }
+        if subject.chars().any(char::is_control) {
+            return Err(InvalidSubject("it holds a control character"));
+        }
+        self.subjects.retain(|(other, _)| *other != kind);
+        self.subjects.push((kind, subject));
+        Ok(self)
     }
 
     /// The application's name.
@@ -91,7 +163,7 @@ impl MailBranding {
     /// A sign-in code and the link that carries it (a "magic link").
     pub fn sign_in_code(&self, to: &str, code: &str, link: &str, valid_for: Duration) -> Email {
         self.message(
-            "sign_in_code",
+            MessageKind::SignInCode,
             to,
             &format!("Your {} sign-in code: {code}", self.app_name),
             &format!("Your sign-in code for {} is {code}.", self.app_name),
@@ -103,7 +175,7 @@ impl MailBranding {
     /// A link to choose a new password.
     pub fn password_reset(&self, to: &str, link: &str, valid_for: Duration) -> Email {
         self.message(
-            "password_reset",
+            MessageKind::PasswordReset,
             to,
             &format!("Reset your {} password", self.app_name),
             &format!(
@@ -118,7 +190,7 @@ impl MailBranding {
     /// A link that proves the address is the recipient's.
     pub fn email_verification(&self, to: &str, link: &str, valid_for: Duration) -> Email {
         self.message(
-            "email_verification",
+            MessageKind::EmailVerification,
             to,
             &format!("Confirm your email address for {}", self.app_name),
             &format!(
@@ -133,7 +205,7 @@ impl MailBranding {
     /// An invitation to create an account.
     pub fn invite(&self, to: &str, link: &str, valid_for: Duration) -> Email {
         self.message(
-            "invite",
+            MessageKind::Invite,
             to,
             &format!("You are invited to {}", self.app_name),
             &format!("You are invited to create an account on {}.", self.app_name),
@@ -144,13 +216,18 @@ impl MailBranding {
 
     fn message(
         &self,
-        kind: &'static str,
+        kind: MessageKind,
         to: &str,
-        subject: &str,
+        default_subject: &str,
         lead: &str,
         (action, link): (&str, &str),
         valid_for: Duration,
     ) -> Email {
+        let subject = self
+            .subjects
+            .iter()
+            .find(|(other, _)| *other == kind)
+            .map_or(default_subject, |(_, subject)| subject.as_str());
         let expiry = format!("It works once, within {}.", human(valid_for));
         let ignore = "If you did not ask for this, ignore this message.";
         let mut text = format!("{lead}\n\n{action}: {link}\n\n");
@@ -168,7 +245,7 @@ impl MailBranding {
             escape(ignore),
             escape(&self.app_name)
         ));
-        Email::new(kind, to, subject, text, html)
+        Email::new(kind.as_str(), to, subject, text, html)
     }
 }
 
@@ -256,6 +333,31 @@ mod tests {
         assert!(!email.html.contains("<App"));
         assert!(email.text.contains(link) && email.text.contains("within 1 hour"));
         assert_eq!(email.kind, "password_reset");
+    }
+
+    #[test]
+    fn a_subject_replaces_only_its_kind_and_cannot_inject_headers() {
+        let branding = MailBranding::new("Khoj", "https://app.khoj.dev")
+            .unwrap()
+            .subject(MessageKind::SignInCode, "first")
+            .unwrap()
+            .subject(MessageKind::SignInCode, "Your login code to Khoj")
+            .unwrap();
+        let lifetime = Duration::from_secs(300);
+        let code = branding.sign_in_code(
+            "a@example.com",
+            "123456",
+            "https://app.khoj.dev/x",
+            lifetime,
+        );
+        assert_eq!(code.subject, "Your login code to Khoj");
+        assert_eq!(code.kind, "sign_in_code");
+        let reset = branding.password_reset("a@example.com", "https://app.khoj.dev/r", lifetime);
+        assert_eq!(reset.subject, "Reset your Khoj password");
+        for bad in ["", "  ", "Hi\r\nBcc: eve@example.com", &"x".repeat(201)] {
+            let refused = branding.clone().subject(MessageKind::Invite, bad);
+            assert!(refused.is_err(), "{bad:?}");
+        }
     }
 
     #[test]

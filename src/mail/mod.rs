@@ -33,12 +33,12 @@ mod smtp;
 
 use async_trait::async_trait;
 
-pub use branding::{InvalidBaseUrl, MailBranding};
+pub use branding::{InvalidBaseUrl, InvalidSubject, MailBranding, MessageKind};
 pub use email::Email;
 pub use log::LogMailer;
 pub use outbox::{Outbox, OutboxFull};
 #[cfg(feature = "smtp")]
-pub use smtp::{SmtpConfig, SmtpMailer, SmtpSecurity};
+pub use smtp::{InvalidSmtpUrl, SmtpConfig, SmtpMailer, SmtpSecurity};
 
 /// Something that delivers an [`Email`]: an SMTP relay, a provider's API, a log.
 #[async_trait]

@@ -13,9 +13,11 @@
 
 mod authorization;
 mod bearer;
+mod client_app;
 mod internal;
 mod query;
 mod session;
+mod single_user;
 mod subprotocol;
 
 use std::sync::OnceLock;
@@ -25,9 +27,11 @@ use http::request::Parts;
 
 pub use authorization::bearer_token;
 pub use bearer::Bearer;
+pub use client_app::{ClientApplication, ClientRegistry, MemoryClients, RegisteredClient};
 pub use internal::{InternalKey, InternalKeyTooShort, MIN_INTERNAL_KEY_LEN};
 pub use query::QueryToken;
 pub use session::SessionCookie;
+pub use single_user::SingleUser;
 pub use subprotocol::{ProtocolToken, SubprotocolToken, protocol_token};
 
 use crate::error::AuthError;
