@@ -13,7 +13,13 @@ use axum::body::Body;
 use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
-use portcullis::source::{Bearer, CredentialSource, Credentials, TokenResolver, bearer_token};
+use portcullis::assurance::Factor;
+use portcullis::session::{SessionCookieConfig, Sessions};
+use portcullis::sign_in::Authenticated;
+use portcullis::source::{
+    Bearer, ClientApplication, CredentialSource, Credentials, MemoryClients, RegisteredClient,
+    SessionCookie, TokenResolver, bearer_token,
+};
 use portcullis::store::{MemoryStore, NewUser};
 use portcullis::token::jwt::{JwtKey, JwtKeys};
 use portcullis::token::{TokenDigest, TokenFormat};
@@ -32,6 +38,12 @@ struct Fixture {
     jwt: String,
     access: AccessTokens,
     api_keys: ApiKeys,
+    /// The Khoj example's layer: session cookie, then `kk-` keys, then client applications.
+    khoj: Router,
+    /// A request of each of Khoj's credentials, as `(name, value)` headers and a query.
+    khoj_session: (String, String),
+    khoj_key: String,
+    khoj_client: (String, String),
 }
 
 async fn fixture() -> Fixture {
@@ -68,6 +80,51 @@ async fn fixture() -> Fixture {
             .source(Bearer::new(access.clone()))
             .build(),
     );
+    let khoj_keys = ApiKeys::new(&auth, TokenFormat::new("kk-").unwrap());
+    let khoj_key = khoj_keys
+        .create(&user, NewApiKey::named("desktop"))
+        .await
+        .unwrap()
+        .secret
+        .into_exposed();
+    let sessions = Sessions::new(&auth, TokenFormat::new("khs_").unwrap())
+        .cookie(SessionCookieConfig::new().name("__Host-khoj").unwrap());
+    let signed_in = Authenticated::new(user.clone(), Factor::Email, auth.now());
+    let started = sessions
+        .start(&signed_in, &http::HeaderMap::new())
+        .await
+        .unwrap();
+    let khoj_session = (
+        "cookie".to_owned(),
+        format!("__Host-khoj={}", started.secret.expose()),
+    );
+    auth.users()
+        .create_user(
+            NewUser::new("+15551234567")
+                .phone("+15551234567")
+                .phone_verified(true),
+            auth.now(),
+        )
+        .await
+        .unwrap();
+    let clients = MemoryClients::new();
+    let (client, secret) =
+        RegisteredClient::generate("whatsapp", &TokenFormat::new("kcs_").unwrap()).unwrap();
+    let khoj_client = (
+        format!(
+            "/?client_id={}&phone_number=%2B15551234567",
+            client.client_id
+        ),
+        secret.secret().expose().to_owned(),
+    );
+    clients.register(client);
+    let khoj = bare.clone().layer(
+        AuthLayer::builder()
+            .source(SessionCookie::new(sessions))
+            .source(Bearer::new(khoj_keys))
+            .source(ClientApplication::new(&auth, clients))
+            .build(),
+    );
     Fixture {
         bare,
         noop_layer,
@@ -77,7 +134,36 @@ async fn fixture() -> Fixture {
         jwt,
         access,
         api_keys,
+        khoj,
+        khoj_session,
+        khoj_key,
+        khoj_client,
     }
+}
+
+/// Khoj's three ways to authenticate a request.
+#[derive(Clone, Copy)]
+enum KhojCredential {
+    Session,
+    ApiKey,
+    ClientApp,
+}
+
+fn khoj_request(fixture: &Fixture, credential: KhojCredential) -> Request<Body> {
+    let request = match credential {
+        KhojCredential::Session => {
+            let (name, value) = &fixture.khoj_session;
+            Request::get("/").header(name, value)
+        }
+        KhojCredential::ApiKey => {
+            Request::get("/").header("authorization", format!("Bearer {}", fixture.khoj_key))
+        }
+        KhojCredential::ClientApp => {
+            let (uri, secret) = &fixture.khoj_client;
+            Request::get(uri).header("authorization", format!("Bearer {secret}"))
+        }
+    };
+    request.body(Body::empty()).unwrap()
 }
 
 fn request(bearer: Option<&str>) -> Request<Body> {
@@ -141,8 +227,42 @@ fn request_path(c: &mut Criterion) {
     }
     group.finish();
 
+    // The Khoj example's request path, against the same bare router.
+    let mut group = c.benchmark_group("khoj");
+    for (name, credential) in [
+        ("session_cached", KhojCredential::Session),
+        ("kk_api_key_cached", KhojCredential::ApiKey),
+        ("client_application", KhojCredential::ClientApp),
+    ] {
+        let mut service = fixture.khoj.clone().into_service::<Body>();
+        let status = runtime.block_on(async {
+            let request = khoj_request(&fixture, credential);
+            service
+                .ready()
+                .await
+                .unwrap()
+                .call(request)
+                .await
+                .unwrap()
+                .status()
+        });
+        assert_eq!(status, 200, "{name}");
+        group.bench_function(name, |b| {
+            b.to_async(&runtime).iter(|| {
+                let mut service = service.clone();
+                let request = khoj_request(&fixture, credential);
+                async move { black_box(service.ready().await.unwrap().call(request).await.unwrap()) }
+            })
+        });
+    }
+    group.finish();
+
     // The pieces of a cached request, to see where its cost over `noop_layer` goes.
     let mut group = c.benchmark_group("pieces");
+    // A cache entry lives 30 s: the groups before may have outlasted the one warmed above.
+    runtime
+        .block_on(fixture.api_keys.resolve(&fixture.api_key))
+        .unwrap();
     let api_source = Bearer::new(fixture.api_keys.clone());
     let api_request = request(Some(&fixture.api_key)).into_parts().0;
     group.bench_function("api_key_lookup", |b| {
@@ -154,10 +274,8 @@ fn request_path(c: &mut Criterion) {
     group.bench_function("bearer_token", |b| {
         b.iter(|| black_box(bearer_token(black_box(&api_request.headers)).is_ok()))
     });
-    let identity = fixture
-        .api_keys
-        .resolve_now(&fixture.api_key)
-        .unwrap()
+    let identity = runtime
+        .block_on(fixture.api_keys.resolve(&fixture.api_key))
         .unwrap();
     group.bench_function("extensions_insert", |b| {
         b.iter(|| {

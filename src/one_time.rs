@@ -202,10 +202,15 @@ pub enum IssueSecretError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RedeemError {
-    /// Malformed, unknown, expired, spent, replaced, revoked or out of attempts: deliberately
-    /// one answer.
+    /// Malformed, unknown, spent, replaced, revoked or out of attempts (and, for links,
+    /// expired): deliberately one answer.
     #[error("the code or link is invalid or has expired")]
     Invalid,
+    /// The subject's code ran out of time unanswered ([`Guess::Expired`]): request a new
+    /// one. Only [`redeem_code`](OneTimeSecrets::redeem_code) tells it apart, since the
+    /// subject's owner was told the code's lifetime when it was sent.
+    #[error("the code has expired")]
+    Expired,
     /// A wrong code; the subject's live codes of that kind survive `attempts_left` more
     /// guesses (`Some(0)`: none).
     #[error("the code is incorrect")]
@@ -355,6 +360,7 @@ impl OneTimeSecrets {
         {
             Guess::Right(record) => Ok(*record),
             Guess::Wrong { attempts_left } => Err(RedeemError::WrongCode { attempts_left }),
+            Guess::Expired => Err(RedeemError::Expired),
             // `Guess` may grow; anything else redeems nothing.
             _ => Err(RedeemError::Invalid),
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::mail::{delivered, recipient, sink_mailer, unquote};
 use portcullis::assurance::Factor;
+use portcullis::clock::ManualClock;
 use portcullis::flows::{Allowance, MagicLinkError, MagicLinks};
 use portcullis::mail::{LogMailer, MailBranding, Outbox};
 use portcullis::sign_in::{Refusal, SignInOutcome};
@@ -18,13 +19,17 @@ use portcullis::{Auth, OneTimeSecrets};
 struct Fixture {
     auth: Auth,
     links: MagicLinks,
+    clock: Arc<ManualClock>,
     _dir: tempfile::TempDir,
 }
 
 async fn fixture(outbox: Outbox) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("magic.db").display());
-    let auth = Auth::builder(SqliteStore::connect(&url).await.unwrap()).build();
+    let clock = Arc::new(ManualClock::starting_now());
+    let auth = Auth::builder(SqliteStore::connect(&url).await.unwrap())
+        .shared_clock(clock.clone())
+        .build();
     let secrets = OneTimeSecrets::new(&auth, CodeKey::new(&[9; 32]).unwrap());
     // The base URL is the configured one: nothing here has a Host header to be fooled by.
     let branding = MailBranding::new("Khoj", "https://app.khoj.example").unwrap();
@@ -32,6 +37,7 @@ async fn fixture(outbox: Outbox) -> Fixture {
     Fixture {
         auth,
         links,
+        clock,
         _dir: dir,
     }
 }
@@ -114,10 +120,13 @@ async fn the_mailed_code_and_its_link_sign_in_once_and_create_a_verified_account
         unreachable!()
     };
     assert!(proof.factors().contains(Factor::Email));
-    assert!(matches!(
-        f.links.verify(&to, &code).await.unwrap(),
-        SignInOutcome::Refused(Refusal::ChallengeInvalid)
-    ));
+    assert!(
+        matches!(
+            f.links.verify(&to, &code).await.unwrap(),
+            SignInOutcome::Refused(Refusal::InvalidCredentials)
+        ),
+        "a used code is just not the code"
+    );
 
     // A second link signs the same account in.
     forget(&maildir, &to);
@@ -145,10 +154,36 @@ async fn five_wrong_guesses_kill_the_code_and_a_new_request_kills_the_old_one() 
     assert!(
         matches!(
             f.links.verify(&to, &code).await.unwrap(),
-            SignInOutcome::Refused(Refusal::ChallengeInvalid)
+            SignInOutcome::Refused(Refusal::InvalidCredentials)
         ),
         "after five wrong guesses the right code is dead too"
     );
+}
+
+#[tokio::test]
+async fn an_unused_code_past_its_lifetime_is_reported_expired() {
+    let Some((f, maildir)) = mailing_fixture().await else {
+        return;
+    };
+    let to = recipient("expiry");
+    f.links.request(&to, None).await.unwrap();
+    let (code, _) = mailed(&maildir, &to).await;
+    f.clock.advance(Duration::from_secs(299));
+    f.clock.advance(Duration::from_secs(1));
+    assert!(
+        matches!(
+            f.links.verify(&to, &code).await.unwrap(),
+            SignInOutcome::Refused(Refusal::ChallengeInvalid)
+        ),
+        "five minutes on, the code has expired: request a new one"
+    );
+    forget(&maildir, &to);
+    f.links.request(&to, None).await.unwrap();
+    let (fresh, _) = mailed(&maildir, &to).await;
+    assert!(matches!(
+        f.links.verify(&to, &fresh).await.unwrap(),
+        SignInOutcome::SignedIn(_)
+    ));
 }
 
 #[tokio::test]
@@ -190,7 +225,7 @@ async fn twenty_concurrent_verifications_of_one_code_sign_in_once() {
     for attempt in attempts {
         match attempt.await.unwrap() {
             SignInOutcome::SignedIn(_) => winners += 1,
-            SignInOutcome::Refused(Refusal::ChallengeInvalid | Refusal::Throttled { .. }) => {}
+            SignInOutcome::Refused(Refusal::InvalidCredentials | Refusal::Throttled { .. }) => {}
             other => panic!("{other:?}"),
         }
     }
@@ -262,7 +297,7 @@ async fn requests_and_verifications_are_limited_per_address() {
     for _ in 0..2 {
         assert!(matches!(
             links.verify("ada@example.com", "000000").await.unwrap(),
-            SignInOutcome::Refused(Refusal::InvalidCredentials | Refusal::ChallengeInvalid)
+            SignInOutcome::Refused(Refusal::InvalidCredentials)
         ));
     }
     assert!(matches!(

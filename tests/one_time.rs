@@ -42,6 +42,7 @@ common::stores::on_every_store!(
     a_link_redeems_only_its_own_kind_and_only_before_it_expires,
     a_malformed_or_truncated_link_is_invalid,
     a_code_survives_only_its_attempts_even_under_concurrent_guessing,
+    a_code_is_reported_expired_only_when_its_time_ran_out_unanswered,
     codes_are_scoped_to_their_subject,
     a_new_code_replaces_the_earlier_one_when_asked,
     payloads_come_back_with_the_redemption,
@@ -185,6 +186,40 @@ async fn a_code_survives_only_its_attempts_even_under_concurrent_guessing(setup:
         ),
         "out of attempts: dead even for the right code"
     );
+}
+
+async fn a_code_is_reported_expired_only_when_its_time_ran_out_unanswered(setup: Setup) {
+    let secrets = &setup.secrets;
+    let (ada, bob) = (
+        SecretSubject::email("ada@example.com"),
+        SecretSubject::email("bob@example.com"),
+    );
+    let request = |subject: &SecretSubject| {
+        SecretRequest::new(SecretKind::MAGIC_LINK, TEN_MINUTES).subject(subject.clone())
+    };
+    let code = secrets.issue_code(request(&ada)).await.unwrap().code;
+    setup.clock.advance(TEN_MINUTES);
+    for guess in [code.expose(), "000000"] {
+        assert!(matches!(
+            secrets
+                .redeem_code(SecretKind::MAGIC_LINK, &ada, guess)
+                .await,
+            Err(RedeemError::Expired)
+        ));
+    }
+    // Spent, then past its time: invalid, not expired.
+    let spent = secrets.issue_code(request(&bob)).await.unwrap().code;
+    secrets
+        .redeem_code(SecretKind::MAGIC_LINK, &bob, spent.expose())
+        .await
+        .unwrap();
+    setup.clock.advance(TEN_MINUTES);
+    assert!(matches!(
+        secrets
+            .redeem_code(SecretKind::MAGIC_LINK, &bob, spent.expose())
+            .await,
+        Err(RedeemError::Invalid)
+    ));
 }
 
 async fn codes_are_scoped_to_their_subject(setup: Setup) {

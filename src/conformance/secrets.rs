@@ -31,7 +31,8 @@ pub async fn a_secret_is_spent_once_by_its_kind_and_digest(stores: Stores) {
     assert_eq!(again.unwrap(), None, "a secret is spent once");
 }
 
-/// A secret expires for consumers and guessers alike.
+/// A secret expires for consumers and guessers alike; a guesser learns it expired
+/// ([`Guess::Expired`]) unless it was spent first.
 pub async fn a_secret_expires_for_consumers_and_guessers_alike(stores: Stores) {
     let Stores { secrets, .. } = stores;
     let link = TokenDigest::of("link");
@@ -47,7 +48,9 @@ pub async fn a_secret_expires_for_consumers_and_guessers_alike(stores: Stores) {
         .await;
     assert_eq!(consumed.unwrap(), None);
     let guessed = guess_code(&secrets, &ada(), "123456", at(300)).await;
-    assert_eq!(guessed.unwrap(), Guess::NoSecret);
+    assert_eq!(guessed.unwrap(), Guess::Expired);
+    let wrong = guess_code(&secrets, &ada(), "000000", at(300)).await;
+    assert_eq!(wrong.unwrap(), Guess::Expired, "nothing was evaluated");
     // A microsecond before, both are live.
     let before = at(300) - Duration::from_micros(1);
     let consumed = secrets
@@ -56,6 +59,8 @@ pub async fn a_secret_expires_for_consumers_and_guessers_alike(stores: Stores) {
     assert!(consumed.unwrap().is_some());
     let guessed = guess_code(&secrets, &ada(), "123456", before).await;
     assert!(matches!(guessed.unwrap(), Guess::Right(_)));
+    let spent = guess_code(&secrets, &ada(), "123456", at(300)).await;
+    assert_eq!(spent.unwrap(), Guess::NoSecret, "spent, not expired");
 }
 
 /// Fifty concurrent consumers of one secret have exactly one winner.
@@ -106,6 +111,12 @@ pub async fn wrong_guesses_spend_attempts_until_even_the_right_code_is_refused(s
     }
     let right = guess_code(&secrets, &ada(), "123456", at(2)).await;
     assert_eq!(right.unwrap(), Guess::NoSecret, "a dead code stays dead");
+    let later = guess_code(&secrets, &ada(), "123456", at(400)).await;
+    assert_eq!(
+        later.unwrap(),
+        Guess::NoSecret,
+        "a code out of attempts is not reported expired once its time is up"
+    );
     let consumed = secrets
         .consume_secret(SecretKind::MAGIC_LINK, &digest_of(&ada(), "123456"), at(2))
         .await;
@@ -176,6 +187,7 @@ pub async fn a_right_guess_racing_wrong_ones_wins_at_most_once(stores: Stores) {
             }
             Guess::Wrong { .. } => wrong += 1,
             Guess::NoSecret => {}
+            Guess::Expired => panic!("a code five minutes long expired after a second"),
         }
     }
     assert!(right <= 1, "{right} right guesses at one code");

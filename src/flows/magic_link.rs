@@ -268,10 +268,12 @@ impl MagicLinks {
     /// address (creating it when [`create_users`](Self::create_users) is on), then continues
     /// in the pipeline.
     ///
-    /// Refusals: [`Refusal::InvalidCredentials`] for a wrong code (or one for an address that
-    /// was never mailed), [`Refusal::ChallengeInvalid`] for an expired, used, replaced or
-    /// dead one (request a new code), [`Refusal::Throttled`] past the
-    /// [verification limit](Self::verification_limit), [`Refusal::Inactive`] for a
+    /// Refusals: [`Refusal::InvalidCredentials`] for a wrong code, and for one already used,
+    /// replaced by a newer request, dead after five wrong guesses or for an address that was
+    /// never mailed (one answer: none of them says more than "not this code");
+    /// [`Refusal::ChallengeInvalid`] when the address's latest code expired unused (request a
+    /// new code); [`Refusal::Throttled`] past the
+    /// [verification limit](Self::verification_limit); [`Refusal::Inactive`] for a
     /// deactivated account.
     pub async fn verify(&self, email: &str, code: &str) -> Result<SignInOutcome, SignInError> {
         let inner = &self.inner;
@@ -292,11 +294,12 @@ impl MagicLinks {
             .await
         {
             Ok(_) => {}
-            Err(RedeemError::WrongCode { .. }) => {
-                return Ok(SignInOutcome::Refused(Refusal::InvalidCredentials));
+            Err(RedeemError::Expired) => {
+                return Ok(SignInOutcome::Refused(Refusal::ChallengeInvalid));
             }
             Err(RedeemError::Store(error)) => return Err(error.into()),
-            Err(_) => return Ok(SignInOutcome::Refused(Refusal::ChallengeInvalid)),
+            // Wrong, used, replaced, dead, or never mailed.
+            Err(_) => return Ok(SignInOutcome::Refused(Refusal::InvalidCredentials)),
         }
         let Some(user) = self.owner_of(&email).await? else {
             // Only reachable when accounts are not created and the account went away after

@@ -392,9 +392,15 @@ pub enum Guess {
         /// Wrong guesses still to go; `None`, no limit.
         attempts_left: Option<u32>,
     },
-    /// The subject has no live secret of that kind: never issued, spent, replaced, revoked,
-    /// expired or out of attempts. Nothing was evaluated.
+    /// The subject has no live secret of that kind: never issued, spent, replaced, revoked
+    /// or out of attempts (or expired, from a store that does not tell
+    /// [`Expired`](Self::Expired) apart, or no longer remembers it). Nothing was evaluated.
     NoSecret,
+    /// The subject has no live secret of that kind, and one of them ran out of time
+    /// unanswered: not spent, replaced, revoked or out of attempts, only expired ("request a
+    /// new code", rather than "wrong code"). Nothing was evaluated, and nothing is revealed
+    /// that the subject's owner was not told when the secret was issued.
+    Expired,
 }
 
 impl Guess {

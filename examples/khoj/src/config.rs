@@ -29,6 +29,9 @@ pub struct Config {
     pub anonymous_mode: bool,
     /// Whether a verified sign-in code for an unknown address creates its account.
     pub auto_create_users: bool,
+    /// How long a sign-in code and its link work (`KHOJ_MAGIC_LINK_LIFETIME_SECONDS`, 300 as
+    /// Khoj; at most 600, NIST SP 800-63B-4's limit for an out-of-band secret).
+    pub magic_link_lifetime: std::time::Duration,
     pub limits: Limits,
     /// Browser origins allowed beside Khoj's clients (the configured domain's).
     pub cors_origins: Vec<String>,
@@ -186,15 +189,16 @@ impl Config {
                 "required with ENVIRONMENT=production: without it sign-in codes are logged".into(),
             ));
         }
-        let number = |name: &'static str, default: u32| match var(name) {
+        let bounded = |name: &'static str, default: u32, max: u32| match var(name) {
             None => Ok(default),
             Some(text) => text
                 .trim()
                 .parse::<u32>()
                 .ok()
-                .filter(|n| (1..=1_000_000).contains(n))
-                .ok_or_else(|| ConfigError::Invalid(name, format!("{text:?} is not 1..=1000000"))),
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| ConfigError::Invalid(name, format!("{text:?} is not 1..={max}"))),
         };
+        let number = |name, default| bounded(name, default, 1_000_000);
         let auto_create_users = match var("KHOJ_AUTO_CREATE_USERS") {
             None => true,
             value => flag("KHOJ_AUTO_CREATE_USERS", value)?,
@@ -214,6 +218,9 @@ impl Config {
             smtp,
             anonymous_mode: flag("KHOJ_ANONYMOUS_MODE", var("KHOJ_ANONYMOUS_MODE"))?,
             auto_create_users,
+            magic_link_lifetime: std::time::Duration::from_secs(
+                bounded("KHOJ_MAGIC_LINK_LIFETIME_SECONDS", 300, 600)?.into(),
+            ),
             limits: Limits {
                 link_requests_per_day: number("KHOJ_MAGIC_LINK_REQUESTS_PER_DAY", 20)?,
                 verifications_per_day: number("KHOJ_MAGIC_LINK_VERIFICATIONS_PER_DAY", 10)?,

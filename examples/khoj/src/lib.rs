@@ -132,6 +132,7 @@ pub async fn build(config: &Config, public_url: &str) -> Result<(Router, AppStat
     let day = Duration::from_secs(86_400);
     let magic = MagicLinks::new(&auth, &secrets, outbox, branding)
         .path("/auth/magic")
+        .lifetime(config.magic_link_lifetime)
         .create_users(config.auto_create_users)
         .request_limit(Allowance::new(config.limits.link_requests_per_day, day))
         .verification_limit(Allowance::new(config.limits.verifications_per_day, day));

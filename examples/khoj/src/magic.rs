@@ -21,8 +21,9 @@ pub const TOO_MANY_REQUESTS: &str =
     "Too many requests for your email address. Please wait before trying again.";
 pub const OUT_OF_ATTEMPTS: &str = "Ran out of login attempts. Please wait before trying again.";
 pub const USER_NOT_FOUND: &str = "User not found.";
-pub const WRONG_CODE: &str = "That code is not right. Check the latest mail and try again.";
-pub const DEAD_CODE: &str = "That code has expired or was already used. Request a new one.";
+pub const WRONG_CODE: &str =
+    "That code is not right, or was already used. Check the latest mail and try again.";
+pub const EXPIRED_CODE: &str = "That code has expired. Request a new one.";
 
 /// `POST /auth/magic`: a JSON body (Khoj's clients) or the login form.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -122,14 +123,15 @@ fn code_sent(email: &str, next: Option<&str>) -> Response {
 }
 
 /// `GET /auth/magic?code=&email=[&next=]`: signs in and sends the browser on with `307`;
-/// refusals are `401` (wrong code), `403` (expired or used), `404` (no such user, only
+/// refusals are `401` (a wrong code, or one used, replaced or out of guesses, as Khoj
+/// answers a code that no longer matches), `403` (expired unused), `404` (no such user, only
 /// when sign-in does not create accounts), `429` (out of attempts): JSON for scripts, the
 /// code page with the message for browsers.
 #[utoipa::path(get, path = "/auth/magic", tag = "auth", params(MagicVerify),
     responses(
         (status = 307, description = "Signed in: a session cookie, and on to next"),
-        (status = 401, description = "Wrong code"),
-        (status = 403, description = "Expired or used code"),
+        (status = 401, description = "Wrong, used, replaced or dead code"),
+        (status = 403, description = "Expired code"),
         (status = 404, description = "No such user (only when sign-in creates no accounts)"),
         (status = 422, description = "code or email missing"),
         (status = 429, description = "Out of attempts"),
@@ -178,12 +180,13 @@ pub async fn verify(
             );
         }
         Ok(SignInOutcome::Refused(Refusal::ChallengeInvalid)) => {
-            return refuse(StatusCode::FORBIDDEN, DEAD_CODE, None);
+            return refuse(StatusCode::FORBIDDEN, EXPIRED_CODE, None);
         }
         Ok(SignInOutcome::Refused(Refusal::Inactive)) => {
             return refuse(StatusCode::FORBIDDEN, "This account is disabled.", None);
         }
-        // A wrong code, or a second factor this server never configures.
+        // A wrong, used, replaced or dead code; or a second factor this server never
+        // configures.
         Ok(_) => return refuse(StatusCode::UNAUTHORIZED, WRONG_CODE, None),
         Err(error) => return api::unavailable(&error),
     };

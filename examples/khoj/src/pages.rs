@@ -268,7 +268,7 @@ pub async fn create_key(
     match tokens::create_key(&app, &identity, name.as_deref()).await {
         Ok(created) => {
             let notice = format!(
-                "<div class=\"note\" role=\"status\"><p>Your new API key <strong>{}</strong>. \
+                "<div class=\"note\" role=\"status\"><p>The API key <strong>{}</strong> was created. \
                  Copy it now: it is not shown again.</p><p><code id=\"new-key\">{}</code></p></div>",
                 escape(&created.name),
                 escape(&created.token)

@@ -269,9 +269,9 @@ async fn sign_in_by_mail_on(postgres: Option<&str>) {
     ] {
         assert!(user.get(field).is_some(), "{field} missing from {user}");
     }
-    // The link is single use.
+    // The link is single use: a replay is no longer the code (401, as Khoj answers it).
     let replay = server.verify(&email, &code).await;
-    assert_eq!(replay.status, StatusCode::FORBIDDEN);
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED);
     assert!(replay.session_cookie().is_none());
 }
 
@@ -325,7 +325,7 @@ async fn wrong_expired_and_guessed_codes_never_sign_in() {
         );
     }
     let dead = server.verify(&email, &code).await;
-    assert_eq!(dead.status, StatusCode::FORBIDDEN, "{}", dead.text);
+    assert_eq!(dead.status, StatusCode::UNAUTHORIZED, "{}", dead.text);
     assert!(dead.session_cookie().is_none());
     // A new request makes a new code, and the older one stays dead.
     let (fresh, _) = server.mailed_code(&email).await;
@@ -347,6 +347,20 @@ async fn wrong_expired_and_guessed_codes_never_sign_in() {
         let reply = server.verify(&email, code).await;
         assert!(reply.status.is_client_error(), "{code:?}: {}", reply.status);
     }
+}
+
+#[tokio::test]
+async fn an_expired_code_is_403() {
+    let Some(server) = start(&[("KHOJ_MAGIC_LINK_LIFETIME_SECONDS", "1")]).await else {
+        return;
+    };
+    let email = common::mail::recipient("expired");
+    let (code, _) = server.mailed_code(&email).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let expired = server.verify(&email, &code).await;
+    assert_eq!(expired.status, StatusCode::FORBIDDEN, "{}", expired.text);
+    assert!(expired.detail().contains("expired"));
+    assert!(expired.session_cookie().is_none());
 }
 
 #[tokio::test]

@@ -30,6 +30,11 @@ impl Stored {
         self.ended_at.is_none() && self.secret.expires_at > now && self.attempts_left != Some(0)
     }
 
+    /// Dead only because its time ran out (see [`Guess::Expired`]).
+    fn expired_unanswered(&self, now: OffsetDateTime) -> bool {
+        self.ended_at.is_none() && self.secret.expires_at <= now && self.attempts_left != Some(0)
+    }
+
     fn record(&self, id: SecretId) -> SecretRecord {
         SecretRecord::inserted(id, self.secret.clone()).attempts_left(self.attempts_left)
     }
@@ -107,7 +112,16 @@ impl SecretStore for MemoryStore {
         let mut state = self.state();
         let mut live: Vec<_> = state.secrets.live_of(kind, subject, now).collect();
         if live.is_empty() {
-            return Ok(Guess::NoSecret);
+            let expired = state.secrets.by_id.values().any(|stored| {
+                stored.secret.kind == kind
+                    && &stored.secret.subject == subject
+                    && stored.expired_unanswered(now)
+            });
+            return Ok(if expired {
+                Guess::Expired
+            } else {
+                Guess::NoSecret
+            });
         }
         if let Some((id, stored)) = live.iter_mut().find(|(_, s)| s.secret.digest == *digest) {
             stored.ended_at = Some(now);

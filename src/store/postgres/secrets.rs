@@ -30,6 +30,13 @@ macro_rules! live {
     };
 }
 
+/// Dead only because its time ran out (see [`Guess::Expired`]).
+macro_rules! expired_unanswered {
+    () => {
+        "ended_at IS NULL AND expires_at <= $1 AND (attempts_left IS NULL OR attempts_left > 0)"
+    };
+}
+
 /// The class of the advisory locks taken on a subject's secrets ("pcss").
 const SUBJECT_LOCK_CLASS: i32 = 0x7063_7373;
 
@@ -166,7 +173,27 @@ impl SecretStore for PostgresStore {
                 let left = left
                     .into_iter()
                     .map(|left| left.map(u32::try_from).transpose());
-                Guess::wrong(left.collect::<Result<Vec<_>, _>>().map_err(corrupt)?)
+                match Guess::wrong(left.collect::<Result<Vec<_>, _>>().map_err(corrupt)?) {
+                    Guess::NoSecret => {
+                        let expired: Option<i32> = sqlx::query_scalar(concat!(
+                            "SELECT 1 FROM portcullis_secrets WHERE kind = $2 AND subject = $3 AND ",
+                            expired_unanswered!(),
+                            " LIMIT 1"
+                        ))
+                        .bind(now)
+                        .bind(kind.as_str())
+                        .bind(&subject)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(store_error)?;
+                        if expired.is_some() {
+                            Guess::Expired
+                        } else {
+                            Guess::NoSecret
+                        }
+                    }
+                    guess => guess,
+                }
             }
         };
         tx.commit().await.map_err(store_error)?;

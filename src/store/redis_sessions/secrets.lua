@@ -62,7 +62,14 @@ elseif op == 'guess' then
   -- each live secret of the subject and answers what each has left (-1: no limit).
   local digest, subject, now = ARGV[4], ARGV[5], ARGV[6]
   local live = live_of(subject, tonumber(now))
-  if #live == 0 then return {'none'} end
+  if #live == 0 then
+    -- Dead only because its time ran out: not ended, not out of attempts.
+    for _, member in ipairs(redis.call('SMEMBERS', subject_set(subject))) do
+      local r = redis.call('HMGET', secret_key(member), 'ended_at', 'expires_at', 'attempts_left')
+      if r[2] and (not r[1]) and ((not r[3]) or tonumber(r[3]) > 0) then return {'expired'} end
+    end
+    return {'none'}
+  end
   for _, candidate in ipairs(live) do
     if candidate == digest then
       local key = secret_key(digest)

@@ -126,6 +126,7 @@ impl<S: Send + Sync + 'static> SecretStore for RedisSessions<S> {
                 Ok(Guess::wrong(left.collect::<Result<Vec<_>, _>>()?))
             }
             (word, _) if word == "none" => Ok(Guess::NoSecret),
+            (word, _) if word == "expired" => Ok(Guess::Expired),
             (word, _) => Err(corrupt(format!("unexpected guess reply {word}"))),
         }
     }

@@ -29,6 +29,13 @@ macro_rules! live {
     };
 }
 
+/// Dead only because its time ran out (see [`Guess::Expired`]).
+macro_rules! expired_unanswered {
+    () => {
+        "ended_at IS NULL AND expires_at <= ? AND (attempts_left IS NULL OR attempts_left > 0)"
+    };
+}
+
 fn record(kind: SecretKind, row: &SqliteRow) -> Result<SecretRecord, StoreError> {
     let subject: Option<String> = row.try_get("subject").map_err(corrupt)?;
     let attempts_left: Option<i64> = row.try_get("attempts_left").map_err(corrupt)?;
@@ -156,7 +163,27 @@ impl SecretStore for SqliteStore {
                 let left = left
                     .into_iter()
                     .map(|left| left.map(u32::try_from).transpose());
-                Guess::wrong(left.collect::<Result<Vec<_>, _>>().map_err(corrupt)?)
+                match Guess::wrong(left.collect::<Result<Vec<_>, _>>().map_err(corrupt)?) {
+                    Guess::NoSecret => {
+                        let expired: Option<i64> = sqlx::query_scalar(concat!(
+                            "SELECT 1 FROM portcullis_secrets WHERE kind = ? AND subject = ? AND ",
+                            expired_unanswered!(),
+                            " LIMIT 1"
+                        ))
+                        .bind(kind.as_str())
+                        .bind(&subject)
+                        .bind(to_micros(now))
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(store_error)?;
+                        if expired.is_some() {
+                            Guess::Expired
+                        } else {
+                            Guess::NoSecret
+                        }
+                    }
+                    guess => guess,
+                }
             }
         };
         tx.commit().await.map_err(store_error)?;
