@@ -3,7 +3,8 @@
 #
 # Exports PORTCULLIS_TEST_POSTGRES_URL and PORTCULLIS_TEST_REDIS_URL (and, for the browser test,
 # PORTCULLIS_TEST_CHROMIUM and PORTCULLIS_TEST_PLAYWRIGHT; for the mail tests, PORTCULLIS_TEST_SMTP and
-# PORTCULLIS_TEST_SMTP_MAILDIR). Set any beforehand to use your own.
+# PORTCULLIS_TEST_SMTP_MAILDIR; for the OIDC tests, PORTCULLIS_TEST_OIDC_PROVIDER). Set any
+# beforehand to use your own.
 
 services_dir="$(mktemp -d /tmp/portcullis-services.XXXXXX)"
 chmod 755 "$services_dir"
@@ -94,11 +95,30 @@ install_browser() {
     if [ ! -f "$dir/node_modules/playwright-core/package.json" ] ||
         ! grep -q "\"version\": \"$playwright_version\"" "$dir/node_modules/playwright-core/package.json"; then
         mkdir -p "$dir"
-        (cd "$dir" && npm install --silent --no-audit --no-fund "playwright-core@$playwright_version") || return 1
+        (cd "$dir" && npm install --silent --no-audit --no-fund --save-exact "playwright-core@$playwright_version") || return 1
     fi
     export PORTCULLIS_TEST_CHROMIUM="$(command -v chromium)"
     export PORTCULLIS_TEST_PLAYWRIGHT="$dir/node_modules"
     echo "$(chromium --version 2>/dev/null | head -n 1), playwright-core $playwright_version"
+}
+
+# An OpenID Connect provider (npm `oidc-provider`, pinned) for the OIDC sign-in tests, beside
+# Playwright; exports PORTCULLIS_TEST_OIDC_PROVIDER (the node_modules directory). Each test
+# starts its own provider (tests/oidc/provider.mjs) on a free port.
+oidc_provider_version=9.13.3
+install_oidc_provider() {
+    if [ -n "${PORTCULLIS_TEST_OIDC_PROVIDER:-}" ]; then
+        return 0
+    fi
+    command -v npm >/dev/null || apt_install nodejs npm || return 1
+    local dir="$HOME/.cache/portcullis-browser"
+    if [ ! -f "$dir/node_modules/oidc-provider/package.json" ] ||
+        ! grep -q "\"version\": \"$oidc_provider_version\"" "$dir/node_modules/oidc-provider/package.json"; then
+        mkdir -p "$dir"
+        (cd "$dir" && npm install --silent --no-audit --no-fund --save-exact "oidc-provider@$oidc_provider_version") || return 1
+    fi
+    export PORTCULLIS_TEST_OIDC_PROVIDER="$dir/node_modules"
+    echo "oidc-provider $oidc_provider_version (node $(node --version))"
 }
 
 # A missing service fails the run in CI; elsewhere the tests that need it skip loudly.

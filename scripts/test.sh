@@ -39,6 +39,7 @@ require_service Redis start_redis
 require_service "Chromium and Playwright" install_browser
 require_service "Python interop libraries" install_python_interop
 require_service "SMTP sink" start_smtp
+require_service "OpenID Connect provider" install_oidc_provider
 require_service cargo-fuzz install_cargo_fuzz
 require_service cargo-deny install_cargo_deny
 require_service cargo-semver-checks install_cargo_semver_checks

@@ -58,6 +58,7 @@
 //! | `redis` | `RedisSessions` (sessions and one-time secrets in Redis) and `RedisBus` |
 //! | `ratelimit` | `RateLimitLayer`, `LoginThrottle`, `QuotaLayer`, `ClientIp` (with `redis`: shared through Redis) |
 //! | `smtp` | `mail::SmtpMailer` (lettre, rustls) |
+//! | `oidc` | `flows::OidcSignIn`: sign-in with Google or any OpenID Connect provider (openidconnect; reqwest, rustls) |
 //! | `bcrypt` | verification of legacy bcrypt password hashes, rehashed to Argon2id at login |
 //! | `conformance` | the store conformance tests as a kit for third-party stores (`store_conformance!`) |
 //!

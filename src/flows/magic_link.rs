@@ -7,13 +7,11 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::assurance::Factor;
-use crate::auth::{Auth, Credentials};
+use crate::auth::Auth;
 use crate::mail::{MailBranding, Outbox};
 use crate::one_time::{IssueSecretError, OneTimeSecrets, RedeemError, SecretRequest};
 use crate::sign_in::{Authenticated, Refusal, SignIn, SignInError, SignInOutcome};
-use crate::store::{
-    Consumption, NewUser, RevokeReason, SecretKind, SecretSubject, StoreError, User, UserUpdate,
-};
+use crate::store::{Consumption, NewUser, SecretKind, SecretSubject, StoreError, User};
 use crate::token::TokenDigest;
 
 /// How long a code and its link stay redeemable by default: five minutes (NIST SP 800-63B-4
@@ -315,23 +313,7 @@ impl MagicLinks {
     async fn owner_of(&self, email: &str) -> Result<Option<User>, StoreError> {
         let auth = &self.inner.auth;
         match auth.users().user_by_email(email).await? {
-            Some(user) if user.email_verified => Ok(Some(user)),
-            Some(user) => {
-                // Whoever set this account up never proved the address: the mailbox's owner
-                // takes it, and their password and credentials end.
-                let update = UserUpdate::default().email_verified(true).remove_password();
-                let updated = auth
-                    .users()
-                    .update_user(user.id, update, auth.now())
-                    .await?;
-                auth.end_credentials(
-                    user.id,
-                    Credentials::Everything,
-                    RevokeReason::PasswordChanged,
-                )
-                .await?;
-                Ok(updated)
-            }
+            Some(user) => super::claimed_by_mailbox_owner(auth, user).await,
             None if self.inner.create_users => {
                 let user = NewUser::new(email).email(email).email_verified(true);
                 match auth.users().create_user(user, auth.now()).await {

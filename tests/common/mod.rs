@@ -291,3 +291,155 @@ pub fn password_sign_in(
         auth.now(),
     )
 }
+
+/// A running OpenID Connect provider (`tests/oidc/provider.mjs`), stopped when dropped.
+pub struct OidcProvider {
+    /// Its issuer identifier, `http://127.0.0.1:PORT`.
+    pub issuer: String,
+    _process: tokio::process::Child,
+}
+
+/// Starts an OpenID Connect provider with one client, `client_id` / `client_secret`, allowed
+/// to be called back at `redirect_uri`; `None` (skipped) outside CI when it is not installed.
+pub async fn oidc_provider(
+    client_id: &str,
+    client_secret: &str,
+    redirect_uri: &str,
+) -> Option<OidcProvider> {
+    use tokio::io::AsyncBufReadExt;
+    let modules = service_url(
+        "PORTCULLIS_TEST_OIDC_PROVIDER",
+        "an OpenID Connect provider",
+    )?;
+    // The script sits in the repository's tests/, above whichever package runs the test.
+    let manifest = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let script = manifest
+        .ancestors()
+        .map(|dir| dir.join("tests/oidc/provider.mjs"))
+        .find(|script| script.exists())
+        .expect("tests/oidc/provider.mjs in the repository");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut process = tokio::process::Command::new("node")
+        .arg(script)
+        .args([&port.to_string(), client_id, client_secret, redirect_uri])
+        .env("NODE_PATH", modules)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut lines = tokio::io::BufReader::new(process.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(issuer) = line.strip_prefix("listening on ") {
+                return issuer.to_owned();
+            }
+        }
+        panic!("the OpenID Connect provider exited before it listened");
+    });
+    let issuer = ready.await.expect("the provider listens within 30 s");
+    // Read on, so that the provider never writes into a closed pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Some(OidcProvider {
+        issuer,
+        _process: process,
+    })
+}
+
+impl OidcProvider {
+    /// Goes through the provider's development login and consent pages as `login` from
+    /// `authorize_url`, as a browser would (cookies kept, forms posted), and returns the URL
+    /// the provider sends the browser back to (`redirect_uri?code=…&state=…`), unfollowed.
+    pub async fn sign_in(&self, authorize_url: &str, login: &str) -> String {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let mut cookies: std::collections::BTreeMap<String, String> = Default::default();
+        let mut next = (reqwest::Method::GET, authorize_url.to_owned(), Vec::new());
+        for _ in 0..12 {
+            let (method, url, form) = next;
+            let cookie = cookies
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let mut request = client.request(method, &url).header("cookie", cookie);
+            if !form.is_empty() {
+                let body: String = form
+                    .iter()
+                    .map(|(name, value): &(String, String)| {
+                        format!("{name}={}", percent_encode(value))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("&");
+                request = request
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body);
+            }
+            let response = request.send().await.unwrap();
+            for value in response.headers().get_all("set-cookie") {
+                let pair = value.to_str().unwrap().split(';').next().unwrap();
+                if let Some((name, value)) = pair.split_once('=') {
+                    cookies.insert(name.to_owned(), value.to_owned());
+                }
+            }
+            if let Some(location) = response.headers().get("location") {
+                let location = location.to_str().unwrap();
+                let location = if location.starts_with('/') {
+                    format!("{}{location}", self.issuer)
+                } else {
+                    location.to_owned()
+                };
+                if !location.starts_with(&self.issuer) {
+                    return location;
+                }
+                next = (reqwest::Method::GET, location, Vec::new());
+                continue;
+            }
+            // A page with a form: the login (fill it in) or the consent (agree).
+            let page = response.text().await.unwrap();
+            let action = between(&page, "action=\"", "\"").expect("a form on the provider's page");
+            let mut form: Vec<(String, String)> = page
+                .split("<input type=\"hidden\"")
+                .skip(1)
+                .filter_map(|input| {
+                    Some((
+                        between(input, "name=\"", "\"")?,
+                        between(input, "value=\"", "\"")?,
+                    ))
+                })
+                .collect();
+            if page.contains("name=\"login\"") {
+                form.push(("login".into(), login.into()));
+                form.push(("password".into(), "any password".into()));
+            }
+            next = (reqwest::Method::POST, action, form);
+        }
+        panic!("the provider never sent the browser back");
+    }
+}
+
+/// The text of `text` between the first `start` and the next `end`.
+fn between(text: &str, start: &str, end: &str) -> Option<String> {
+    let from = text.find(start)? + start.len();
+    let len = text[from..].find(end)?;
+    Some(text[from..from + len].to_owned())
+}
+
+/// `value` percent-encoded for a form body.
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -25,6 +25,9 @@ pub struct Config {
     pub secret_key: String,
     /// The relay for sign-in mail; `None` logs the mail instead (development only).
     pub smtp: Option<SmtpConfig>,
+    /// Sign-in with Google (`GOOGLE_CLIENT_ID`, `GOOGLE_CLIENT_SECRET`, as Khoj reads them) or
+    /// another OpenID Connect provider (`OIDC_ISSUER`, `OIDC_CLIENT_ID`, `OIDC_CLIENT_SECRET`).
+    pub oidc: Option<OidcSettings>,
     /// Every request is the default user, and `/auth/*` is not served.
     pub anonymous_mode: bool,
     /// Whether a verified sign-in code for an unknown address creates its account.
@@ -46,8 +49,26 @@ impl fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("public_url", &self.public_url)
             .field("smtp", &self.smtp.as_ref().map(|smtp| &smtp.host))
+            .field("oidc", &self.oidc)
             .field("anonymous_mode", &self.anonymous_mode)
             .field("production", &self.production)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The identity provider to offer ("Continue with Google").
+#[derive(Clone)]
+pub struct OidcSettings {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<portcullis::Secret>,
+}
+
+impl fmt::Debug for OidcSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OidcSettings")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
             .finish_non_exhaustive()
     }
 }
@@ -199,6 +220,29 @@ impl Config {
                 .ok_or_else(|| ConfigError::Invalid(name, format!("{text:?} is not 1..={max}"))),
         };
         let number = |name, default| bounded(name, default, 1_000_000);
+        let oidc = match (
+            var("OIDC_ISSUER"),
+            var("OIDC_CLIENT_ID"),
+            var("GOOGLE_CLIENT_ID"),
+        ) {
+            (Some(issuer), Some(client_id), _) => Some(OidcSettings {
+                issuer,
+                client_id,
+                client_secret: var("OIDC_CLIENT_SECRET").map(portcullis::Secret::new),
+            }),
+            (Some(_), None, _) => {
+                return Err(ConfigError::Invalid(
+                    "OIDC_CLIENT_ID",
+                    "required with OIDC_ISSUER".into(),
+                ));
+            }
+            (None, _, Some(client_id)) => Some(OidcSettings {
+                issuer: "https://accounts.google.com".to_owned(),
+                client_id,
+                client_secret: var("GOOGLE_CLIENT_SECRET").map(portcullis::Secret::new),
+            }),
+            (None, _, None) => None,
+        };
         let auto_create_users = match var("KHOJ_AUTO_CREATE_USERS") {
             None => true,
             value => flag("KHOJ_AUTO_CREATE_USERS", value)?,
@@ -216,6 +260,7 @@ impl Config {
             public_url,
             secret_key,
             smtp,
+            oidc,
             anonymous_mode: flag("KHOJ_ANONYMOUS_MODE", var("KHOJ_ANONYMOUS_MODE"))?,
             auto_create_users,
             magic_link_lifetime: std::time::Duration::from_secs(

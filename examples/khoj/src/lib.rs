@@ -15,6 +15,7 @@ mod cli;
 mod config;
 mod db;
 mod magic;
+mod oidc;
 mod openapi;
 mod pages;
 mod session;
@@ -27,7 +28,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::connect_info::ConnectInfo;
 use axum::routing::{get, post};
-use portcullis::flows::{Allowance, MagicLinks};
+use portcullis::flows::{Allowance, MagicLinks, OidcConfig, OidcSignIn};
 use portcullis::mail::{LogMailer, MailBranding, MessageKind, Outbox, SmtpMailer};
 use portcullis::ratelimit::{
     ClientIp, KeyBy, Limit, Policy, RateLimitLayer, RedisLimits, WhenRedisDown,
@@ -41,7 +42,7 @@ use portcullis::{ApiKeys, Auth, AuthLayer, JsonErrors, OneTimeSecrets};
 use tokio::net::TcpListener;
 
 pub use cli::{CreateClient, USAGE, create_client};
-pub use config::{Config, ConfigError, Limits};
+pub use config::{Config, ConfigError, Limits, OidcSettings};
 
 /// The version `/api/v1/user` reports as `khoj_version`.
 pub const KHOJ_VERSION: &str = concat!(
@@ -62,6 +63,8 @@ pub struct AppState {
     pub sessions: Sessions,
     pub api_keys: ApiKeys,
     pub magic: MagicLinks,
+    /// Sign-in with Google or another OpenID Connect provider, when configured.
+    pub oidc: Option<OidcSignIn>,
     /// Whether a sign-in may create an account (`KHOJ_AUTO_CREATE_USERS`).
     pub auto_create_users: bool,
     pub anonymous_mode: bool,
@@ -137,6 +140,23 @@ pub async fn build(config: &Config, public_url: &str) -> Result<(Router, AppStat
         .request_limit(Allowance::new(config.limits.link_requests_per_day, day))
         .verification_limit(Allowance::new(config.limits.verifications_per_day, day));
 
+    let oidc = match &config.oidc {
+        Some(settings) if !config.anonymous_mode => {
+            let redirect_url = format!("{}/auth/redirect", public_url.trim_end_matches('/'));
+            let oidc_config = OidcConfig::new(
+                &settings.issuer,
+                &settings.client_id,
+                settings.client_secret.clone(),
+                redirect_url,
+            );
+            let discovered = OidcSignIn::discover(&auth, &secrets, oidc_config).await;
+            Some(
+                discovered
+                    .map_err(|error| ConfigError::Invalid("OIDC_ISSUER", error.to_string()))?,
+            )
+        }
+        _ => None,
+    };
     let database = connected.database;
     let authentication = if config.anonymous_mode {
         AuthLayer::builder()
@@ -155,6 +175,7 @@ pub async fn build(config: &Config, public_url: &str) -> Result<(Router, AppStat
         sessions,
         api_keys,
         magic,
+        oidc,
         auto_create_users: config.auto_create_users,
         anonymous_mode: config.anonymous_mode,
     };
@@ -188,6 +209,8 @@ fn auth_routes(config: &Config) -> Result<Router<AppState>, ConfigError> {
             "/magic",
             post(magic::request).get(magic::verify).layer(per_address),
         )
+        .route("/login", get(oidc::login).post(oidc::login))
+        .route("/redirect", get(oidc::redirect))
         .route("/logout", get(session::logout))
         .route("/oauth/metadata", get(session::oauth_metadata))
         .route(

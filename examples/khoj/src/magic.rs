@@ -75,7 +75,13 @@ pub async fn request(State(app): State<AppState>, headers: HeaderMap, body: Byte
     let request = match parsed {
         Ok(request) => request,
         Err(error) if form => {
-            return pages::login_page(StatusCode::UNPROCESSABLE_ENTITY, None, None, Some(&error));
+            return pages::login_page(
+                &app,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                None,
+                Some(&error),
+            );
         }
         Err(error) => {
             let detail = format!("The body must be {{\"email\": \"…\"}}: {error}");
@@ -101,7 +107,7 @@ pub async fn request(State(app): State<AppState>, headers: HeaderMap, body: Byte
         Err(error) => return api::unavailable(&error),
     };
     if form {
-        pages::login_page(status, None, next, Some(detail))
+        pages::login_page(&app, status, None, next, Some(detail))
     } else {
         api::error(status, detail, retry_after)
     }
@@ -145,7 +151,13 @@ pub async fn verify(
     let Ok(Query(query)) = query else {
         let detail = "The link must carry code and email.";
         return if html {
-            pages::login_page(StatusCode::UNPROCESSABLE_ENTITY, None, None, Some(detail))
+            pages::login_page(
+                &app,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                None,
+                Some(detail),
+            )
         } else {
             api::error(StatusCode::UNPROCESSABLE_ENTITY, detail, None)
         };
@@ -157,7 +169,7 @@ pub async fn verify(
     let refuse = |status: StatusCode, detail: &str, retry_after| {
         if html {
             let next = next.as_ref().map(LocalRedirect::as_str);
-            pages::login_page(status, Some(&query.email), next, Some(detail))
+            pages::login_page(&app, status, Some(&query.email), next, Some(detail))
         } else {
             api::error(status, detail, retry_after)
         }

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api, magic, session, tokens};
+use super::{api, magic, oidc, session, tokens};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,8 @@ use super::{api, magic, session, tokens};
     paths(
         magic::request,
         magic::verify,
+        oidc::login,
+        oidc::redirect,
         session::logout,
         session::oauth_metadata,
         tokens::create,

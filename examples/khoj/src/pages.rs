@@ -54,7 +54,9 @@ button:focus-visible,input:focus-visible,a:focus-visible{outline:3px solid #f0a5
 .note{background:#e8f4fd;border-left:4px solid #1e6fc8;padding:.6rem;margin:1rem 0}\
 code{word-break:break-all;background:#fff;padding:.2rem .4rem;border:1px solid #ccc}\
 table{width:100%;border-collapse:collapse}td,th{text-align:left;padding:.4rem;border-bottom:1px solid #ddd}\
-td form{margin:0}td button{margin:0;padding:.3rem .6rem}";
+td form{margin:0}td button{margin:0;padding:.3rem .6rem}\
+a.button{display:inline-block;padding:.6rem 1rem;border:1px solid #1d1d1b;border-radius:.4rem;color:#1d1d1b;text-decoration:none}\
+.or{margin:1.2rem 0 .4rem;color:#555}";
 
 /// `text` safe inside HTML text and double-quoted attributes.
 pub fn escape(text: &str) -> String {
@@ -85,6 +87,7 @@ fn hidden_next(next: Option<&str>) -> String {
 /// The login page: the email form, or, once a code was sent to `email`, the code form;
 /// with `error` shown above it.
 pub fn login_page(
+    app: &AppState,
     status: StatusCode,
     email: Option<&str>,
     next: Option<&str>,
@@ -113,8 +116,25 @@ pub fn login_page(
              <form method=\"post\" action=\"/auth/magic\">{next}\
              <label for=\"email\">Email address</label>\
              <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"email\" required autofocus>\
-             <button type=\"submit\">Send magic link</button></form>",
+             <button type=\"submit\">Send magic link</button></form>{google}",
             next = hidden_next(next),
+            google = if app.oidc.is_some() {
+                let next = next.map_or_else(String::new, |next| {
+                    format!(
+                        "?next={}",
+                        percent_encoding::utf8_percent_encode(
+                            next,
+                            percent_encoding::NON_ALPHANUMERIC
+                        )
+                    )
+                });
+                format!(
+                    "<p class=\"or\">or</p><p><a class=\"button\" href=\"/auth/login{}\">Continue with Google</a></p>",
+                    escape(&next)
+                )
+            } else {
+                String::new()
+            },
         ),
     };
     page(status, "Sign in", &body)
@@ -147,12 +167,21 @@ pub async fn login(
         .as_ref()
         .and_then(|query| query.error.as_deref())
         .map(|code| match code {
-            // `/auth/redirect`'s failures, by Khoj's error codes.
-            "invalid_token" => "Sign-in with Google failed. Try again.",
-            _ => "Sign-in failed. Try again.",
+            // `/auth/redirect`'s failures, by their codes.
+            "invalid_state" => {
+                "That sign-in was not begun in this browser, or was already used. Try again."
+            }
+            "access_denied" => "The sign-in was cancelled at the provider.",
+            "account_exists" => {
+                "An account with this email address exists: sign in with a magic link."
+            }
+            "no_account" => "No account is linked to that sign-in.",
+            "inactive" => "This account is disabled.",
+            "unavailable" => "The sign-in provider could not be reached. Try again later.",
+            _ => "Sign-in with Google failed. Try again.",
         });
     let next = next.as_ref().map(LocalRedirect::as_str);
-    login_page(StatusCode::OK, email, next, error)
+    login_page(&app, StatusCode::OK, email, next, error)
 }
 
 /// `GET /`: who is signed in.

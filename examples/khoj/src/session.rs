@@ -73,9 +73,13 @@ pub async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Response
 }
 
 /// `GET /auth/oauth/metadata`: Khoj's web client shows "Continue with Google" when
-/// `google` is set; this server has no OIDC provider configured yet.
+/// `google` is set.
 #[utoipa::path(get, path = "/auth/oauth/metadata", tag = "auth",
     responses((status = 200, description = "The OAuth providers configured")))]
-pub async fn oauth_metadata() -> Response {
-    Json(json!({ "google": null })).into_response()
+pub async fn oauth_metadata(State(app): State<AppState>) -> Response {
+    let google = app
+        .oidc
+        .as_ref()
+        .map(|oidc| json!({ "client_id": oidc.client_id(), "redirect_uri": "/auth/redirect" }));
+    Json(json!({ "google": google })).into_response()
 }

@@ -939,3 +939,82 @@ async fn anonymous_mode_is_one_default_user_and_no_sign_in() {
         (StatusCode::SEE_OTHER, "/")
     );
 }
+
+#[tokio::test]
+async fn without_a_provider_the_oidc_routes_are_not_found() {
+    let Some(server) = start(&[]).await else {
+        return;
+    };
+    assert_eq!(
+        server.get("/auth/login").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        server.get("/auth/redirect?code=x&state=y").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert!(
+        !server
+            .get("/login")
+            .await
+            .text
+            .contains("Continue with Google")
+    );
+}
+
+#[tokio::test]
+async fn the_oidc_routes_redirect_to_the_provider_and_refuse_forged_callbacks() {
+    let redirect = format!("https://{DOMAIN}/auth/redirect");
+    let secret = "khoj-client-secret-0123456789";
+    let Some(provider) = common::oidc_provider("khoj-web", secret, &redirect).await else {
+        return;
+    };
+    let Some(server) = start(&[
+        ("OIDC_ISSUER", &provider.issuer),
+        ("OIDC_CLIENT_ID", "khoj-web"),
+        ("OIDC_CLIENT_SECRET", secret),
+    ])
+    .await
+    else {
+        return;
+    };
+    let begun = server.get("/auth/login?next=%2Fsettings").await;
+    assert_eq!(begun.status, StatusCode::FOUND);
+    let location = begun.location();
+    assert!(
+        location.starts_with(&format!("{}/auth?", provider.issuer)),
+        "{location}"
+    );
+    assert!(location.contains("code_challenge_method=S256") && location.contains("nonce="));
+    assert!(location.contains("redirect_uri=https%3A%2F%2Fkhoj.example.com%2Fauth%2Fredirect"));
+    let cookie = begun.headers[SET_COOKIE].to_str().unwrap();
+    assert!(
+        cookie.starts_with("__Host-portcullis-oidc=") && cookie.contains("Secure"),
+        "{cookie}"
+    );
+    // A forged callback, with or without the browser's cookie: back to the login page.
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    for request in [
+        server.request(Method::GET, "/auth/redirect?code=x&state=ots_forged"),
+        server
+            .request(Method::GET, "/auth/redirect?code=x&state=ots_forged")
+            .header(COOKIE, &pair),
+        server.request(Method::GET, "/auth/redirect"),
+    ] {
+        let reply = server.send(request).await;
+        assert_eq!(reply.status, StatusCode::FOUND);
+        assert_eq!(reply.location(), "/login?error=invalid_state");
+        assert!(reply.session_cookie().is_none());
+        let removal = reply.headers[SET_COOKIE].to_str().unwrap();
+        assert!(removal.contains("Max-Age=0"), "{removal}");
+    }
+    let metadata = server.get("/auth/oauth/metadata").await.json();
+    assert_eq!(metadata["google"]["client_id"], "khoj-web");
+    assert!(
+        server
+            .get("/login")
+            .await
+            .text
+            .contains("Continue with Google")
+    );
+}
