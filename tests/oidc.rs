@@ -258,3 +258,40 @@ async fn replayed_cross_browser_and_refused_callbacks_sign_nobody_in() {
     let result = f.oidc.finish(&fresh.cookie, &swapped).await;
     assert!(matches!(result, Err(OidcError::Provider(_))), "{result:?}");
 }
+
+#[tokio::test]
+async fn a_bare_id_token_signs_in_only_when_the_provider_signed_it_for_this_client() {
+    let Some(f) = fixture().await else { return };
+    let token = f
+        .provider
+        .id_token(CLIENT, SECRET, REDIRECT, "onetap@example.com")
+        .await;
+    let outcome = f.oidc.finish_id_token(&token).await.unwrap();
+    let SignInOutcome::SignedIn(signed_in) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        signed_in.user().email.as_deref(),
+        Some("onetap@example.com")
+    );
+    // Its signature altered, its claims altered, or not a token at all.
+    let (head, signature) = token.rsplit_once('.').unwrap();
+    let flipped = if signature.starts_with('A') { 'B' } else { 'A' };
+    let resigned = format!("{head}.{flipped}{}", &signature[1..]);
+    let (header, rest) = token.split_once('.').unwrap();
+    let claims = rest.split('.').next().unwrap();
+    let forged = format!("{header}.{claims}x.{signature}");
+    for bad in [
+        resigned,
+        forged,
+        "not.a.token".to_owned(),
+        String::new(),
+        "e".repeat(20_000),
+    ] {
+        let result = f.oidc.finish_id_token(&bad).await;
+        assert!(
+            matches!(result, Err(OidcError::InvalidIdToken(_))),
+            "{result:?}"
+        );
+    }
+}

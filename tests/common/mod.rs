@@ -351,6 +351,46 @@ pub async fn oidc_provider(
 }
 
 impl OidcProvider {
+    /// An ID token for `login` issued to `client_id`, obtained as a browser-side client
+    /// would (a PKCE round trip of its own through the login and consent pages), for the
+    /// flows that take a bare ID token (Google One Tap).
+    pub async fn id_token(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        redirect_uri: &str,
+        login: &str,
+    ) -> String {
+        use base64::Engine as _;
+        let verifier = "a-pkce-verifier-of-the-tests-own-choosing-0123456789";
+        let digest = portcullis::token::TokenDigest::of(verifier);
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_bytes());
+        let redirect = percent_encode(redirect_uri);
+        let authorize = format!(
+            "{}/auth?client_id={client_id}&response_type=code&scope=openid%20email%20profile\
+             &redirect_uri={redirect}&state=s&nonce=n&code_challenge={challenge}\
+             &code_challenge_method=S256",
+            self.issuer
+        );
+        let callback = self.sign_in(&authorize, login).await;
+        let code = between(&format!("{callback}&"), "code=", "&").expect("a code");
+        let body = format!(
+            "grant_type=authorization_code&code={code}&redirect_uri={redirect}&code_verifier={verifier}"
+        );
+        let tokens: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/token", self.issuer))
+            .basic_auth(client_id, Some(client_secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        tokens["id_token"].as_str().expect("an ID token").to_owned()
+    }
+
     /// Goes through the provider's development login and consent pages as `login` from
     /// `authorize_url`, as a browser would (cookies kept, forms posted), and returns the URL
     /// the provider sends the browser back to (`redirect_uri?code=…&state=…`), unfollowed.

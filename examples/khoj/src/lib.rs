@@ -210,7 +210,7 @@ fn auth_routes(config: &Config) -> Result<Router<AppState>, ConfigError> {
             post(magic::request).get(magic::verify).layer(per_address),
         )
         .route("/login", get(oidc::login).post(oidc::login))
-        .route("/redirect", get(oidc::redirect))
+        .route("/redirect", get(oidc::redirect).post(oidc::one_tap))
         .route("/logout", get(session::logout))
         .route("/oauth/metadata", get(session::oauth_metadata))
         .route(

@@ -2,13 +2,16 @@
 //! browser to the provider, `GET /auth/redirect` completes the sign-in; failures go back to
 //! `/login?error=…` with `302`, as Khoj answers them.
 
+use axum::Form;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use portcullis::flows::{Callback, OidcError};
 use portcullis::redirect::LocalRedirect;
+use portcullis::session::session_cookie;
 use portcullis::sign_in::{Refusal, SignInOutcome};
+use portcullis::token::TokenDigest;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -106,6 +109,66 @@ pub async fn redirect(
             let session = started.cookie.header_value().clone();
             found(completed.next.as_str(), &[removal, session])
         }
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Google One Tap's post to `/auth/redirect`.
+#[derive(Debug, Default, Deserialize)]
+pub struct OneTap {
+    /// The ID token Google handed the page.
+    pub credential: Option<String>,
+    /// Google's double-submit value, equal to the `g_csrf_token` cookie.
+    pub g_csrf_token: Option<String>,
+}
+
+/// Whether the form's `g_csrf_token` equals the cookie's (compared as digests, in constant
+/// time): Google's double-submit check, which a cross-site forger cannot pass.
+fn csrf_token_matches(headers: &HeaderMap, form: &OneTap) -> bool {
+    match (
+        session_cookie(headers, "g_csrf_token"),
+        form.g_csrf_token.as_deref(),
+    ) {
+        (Some(cookie), Some(posted)) if !cookie.is_empty() => {
+            TokenDigest::of(cookie) == TokenDigest::of(posted)
+        }
+        _ => false,
+    }
+}
+
+/// `POST /auth/redirect`: Google One Tap, a form with the ID token as `credential`; `400
+/// Invalid CSRF token` unless `g_csrf_token` matches its cookie, as Khoj answers.
+#[utoipa::path(post, path = "/auth/redirect", tag = "auth",
+    responses(
+        (status = 302, description = "Signed in and on to /, or to /login?error=…"),
+        (status = 400, description = "Invalid CSRF token"),
+        (status = 404, description = "No identity provider is configured"),
+    ))]
+pub async fn one_tap(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<OneTap>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Some(oidc) = &app.oidc else {
+        return api::error(StatusCode::NOT_FOUND, "Not Found", None);
+    };
+    let form = form.map(|Form(form)| form).unwrap_or_default();
+    if !csrf_token_matches(&headers, &form) {
+        return api::error(StatusCode::BAD_REQUEST, "Invalid CSRF token", None);
+    }
+    let Some(credential) = form.credential else {
+        return found("/login?error=invalid_token", &[]);
+    };
+    let signed_in = match oidc.finish_id_token(&credential).await {
+        Ok(SignInOutcome::SignedIn(signed_in)) => signed_in,
+        Ok(SignInOutcome::Refused(Refusal::Inactive)) => {
+            return found("/login?error=inactive", &[]);
+        }
+        Ok(_) => return found("/login?error=invalid_token", &[]),
+        Err(error) => return found(&format!("/login?error={}", error.code()), &[]),
+    };
+    match app.sessions.start(&signed_in, &headers).await {
+        Ok(started) => found("/", &[started.cookie.header_value().clone()]),
         Err(error) => error.into_response(),
     }
 }

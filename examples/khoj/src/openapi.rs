@@ -18,6 +18,7 @@ use super::{api, magic, oidc, session, tokens};
         magic::verify,
         oidc::login,
         oidc::redirect,
+        oidc::one_tap,
         session::logout,
         session::oauth_metadata,
         tokens::create,

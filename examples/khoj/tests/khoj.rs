@@ -1008,6 +1008,41 @@ async fn the_oidc_routes_redirect_to_the_provider_and_refuse_forged_callbacks() 
         let removal = reply.headers[SET_COOKIE].to_str().unwrap();
         assert!(removal.contains("Max-Age=0"), "{removal}");
     }
+    // Google One Tap: the ID token posted, behind Google's double-submit CSRF token.
+    let token = provider
+        .id_token("khoj-web", secret, &redirect, "onetap@example.com")
+        .await;
+    let one_tap = |cookie: Option<&str>, posted: &str, credential: &str| {
+        let mut request = server
+            .request(Method::POST, "/auth/redirect")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("credential={credential}&g_csrf_token={posted}"));
+        if let Some(cookie) = cookie {
+            request = request.header(COOKIE, format!("g_csrf_token={cookie}"));
+        }
+        request
+    };
+    for (cookie, posted) in [(None, "abc"), (Some("abc"), "abd"), (Some(""), "")] {
+        let reply = server.send(one_tap(cookie, posted, &token)).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{cookie:?} {posted}");
+        assert_eq!(reply.detail(), "Invalid CSRF token");
+    }
+    let forged = server
+        .send(one_tap(Some("abc"), "abc", "not.a.token"))
+        .await;
+    assert_eq!(forged.location(), "/login?error=invalid_token");
+    assert!(forged.session_cookie().is_none());
+    let signed_in = server.send(one_tap(Some("abc"), "abc", &token)).await;
+    assert_eq!(
+        (signed_in.status, signed_in.location()),
+        (StatusCode::FOUND, "/")
+    );
+    let cookie = signed_in.session_cookie().unwrap();
+    let user = server
+        .with_cookie(Method::GET, "/api/v1/user", &cookie)
+        .await;
+    assert_eq!(user.json()["email"], "onetap@example.com");
+
     let metadata = server.get("/auth/oauth/metadata").await.json();
     assert_eq!(metadata["google"]["client_id"], "khoj-web");
     assert!(
