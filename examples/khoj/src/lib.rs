@@ -125,12 +125,7 @@ pub async fn build(config: &Config, public_url: &str) -> Result<(Router, AppStat
                 .map_err(|error| ConfigError::Invalid("SMTP_URL", error.to_string()))?,
             1000,
         ),
-        None => {
-            tracing::warn!(
-                "SMTP_URL is not set: sign-in codes and links are written to this log, not mailed"
-            );
-            Outbox::spawn(LogMailer::new(), 1000)
-        }
+        None => Outbox::spawn(LogMailer::new(), 1000),
     };
     let day = Duration::from_secs(86_400);
     let magic = MagicLinks::new(&auth, &secrets, outbox, branding)
@@ -296,6 +291,12 @@ pub async fn run(config: Config) -> Result<(), ConfigError> {
         .unwrap_or_else(|| format!("http://{address}"));
     let (router, state) = build(&config, &public_url).await?;
     println!("listening on http://{address}");
+    // After the address line, which tools (and the tests) read first.
+    if config.smtp.is_none() {
+        tracing::warn!(
+            "SMTP_URL is not set: sign-in codes and links are written to this log, not mailed"
+        );
+    }
     if state.anonymous_mode {
         tracing::info!("anonymous mode: every request is the user {DEFAULT_USERNAME}");
     } else {

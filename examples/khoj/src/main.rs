@@ -36,7 +36,11 @@ async fn main() -> ExitCode {
         ),
     };
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer())
+        // Colours for a terminal only: a log file or a pipe gets plain text.
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())),
+        )
         .with(filter)
         .init();
     if let Some(error) = invalid {
