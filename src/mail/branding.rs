@@ -65,6 +65,18 @@ impl MailBranding {
     /// reach it: `https://host[:port][/path]`, or `http://` for `localhost` and loopback
     /// addresses only, without user information, query or fragment.
     pub fn new(app_name: impl Into<String>, base_url: &str) -> Result<Self, InvalidBaseUrl> {
+        Self::checked(app_name.into(), base_url, false)
+    }
+
+    /// As [`new`](Self::new), but also accepts `http://` to any host: for a server that
+    /// users reach only over plain HTTP on a network of their own (Khoj's `KHOJ_NO_HTTPS`).
+    /// Sign-in codes and reset links then cross that network in the clear, where anyone on it
+    /// can read them: say so to whoever configures it.
+    pub fn plain_http(app_name: impl Into<String>, base_url: &str) -> Result<Self, InvalidBaseUrl> {
+        Self::checked(app_name.into(), base_url, true)
+    }
+
+    fn checked(app_name: String, base_url: &str, plain_http: bool) -> Result<Self, InvalidBaseUrl> {
         let invalid = |reason| InvalidBaseUrl {
             url: base_url.to_owned(),
             reason,
@@ -84,11 +96,10 @@ impl MailBranding {
         let loopback = matches!(authority.host(), "localhost" | "127.0.0.1" | "[::1]");
         match uri.scheme_str() {
             Some("https") => {}
-            Some("http") if loopback => {}
+            Some("http") if loopback || plain_http => {}
             Some("http") => return Err(invalid("http is only for localhost: use https")),
             _ => return Err(invalid("the scheme must be https")),
         }
-        let app_name = app_name.into();
         if app_name.chars().any(char::is_control) {
             return Err(invalid("the application name holds a control character"));
         }
@@ -301,6 +312,10 @@ mod tests {
             assert!(MailBranding::new("App", good).is_ok(), "{good}");
         }
         assert!(MailBranding::new("App\r\nBcc: x", "https://a.example").is_err());
+        // Plain HTTP to another host only when asked for; everything else is still refused.
+        assert!(MailBranding::plain_http("App", "http://192.168.1.10:42110").is_ok());
+        assert!(MailBranding::plain_http("App", "http://user@192.168.1.10").is_err());
+        assert!(MailBranding::plain_http("App", "ftp://192.168.1.10").is_err());
     }
 
     #[test]

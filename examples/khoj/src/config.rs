@@ -21,6 +21,8 @@ pub struct Config {
     /// Where users reach the server: links in mail start with it, never with a request's
     /// `Host`. `None`: the listening address, once bound.
     pub public_url: Option<String>,
+    /// `KHOJ_NO_HTTPS`: users reach the server over plain HTTP, whatever its host.
+    pub no_https: bool,
     /// Keys the digests of sign-in codes (`KHOJ_DJANGO_SECRET_KEY`, as Khoj names its secret).
     pub secret_key: String,
     /// The relay for sign-in mail; `None` logs the mail instead (development only).
@@ -258,6 +260,7 @@ impl Config {
             redis_url: var("REDIS_URL"),
             redis_prefix: var("REDIS_PREFIX").unwrap_or_else(|| "{khoj}:".to_owned()),
             public_url,
+            no_https,
             secret_key,
             smtp,
             oidc,

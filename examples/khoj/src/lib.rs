@@ -116,9 +116,13 @@ pub async fn build(config: &Config, public_url: &str) -> Result<(Router, AppStat
     let code_key = CodeKey::new(config.secret_key.as_bytes())
         .map_err(|error| ConfigError::Invalid("KHOJ_DJANGO_SECRET_KEY", error.to_string()))?;
     let secrets = OneTimeSecrets::new(&auth, code_key);
-    let branding = MailBranding::new("Khoj", public_url)?
-        .subject(MessageKind::SignInCode, "Your login code to Khoj")
-        .map_err(|error| ConfigError::Invalid("mail subject", error.to_string()))?;
+    let branding = if config.no_https {
+        MailBranding::plain_http("Khoj", public_url)?
+    } else {
+        MailBranding::new("Khoj", public_url)?
+    }
+    .subject(MessageKind::SignInCode, "Your login code to Khoj")
+    .map_err(|error| ConfigError::Invalid("mail subject", error.to_string()))?;
     let outbox = match &config.smtp {
         Some(smtp) => Outbox::spawn(
             SmtpMailer::new(smtp.clone())
@@ -292,6 +296,15 @@ pub async fn run(config: Config) -> Result<(), ConfigError> {
     let (router, state) = build(&config, &public_url).await?;
     println!("listening on http://{address}");
     // After the address line, which tools (and the tests) read first.
+    if config.no_https
+        && !public_url.contains("://127.0.0.1")
+        && !public_url.contains("://localhost")
+    {
+        tracing::warn!(
+            "KHOJ_NO_HTTPS: sign-in links and session cookies cross the network in the clear; \
+             serve Khoj behind HTTPS wherever others share the network"
+        );
+    }
     if config.smtp.is_none() {
         tracing::warn!(
             "SMTP_URL is not set: sign-in codes and links are written to this log, not mailed"

@@ -1053,3 +1053,35 @@ async fn the_oidc_routes_redirect_to_the_provider_and_refuse_forged_callbacks() 
             .contains("Continue with Google")
     );
 }
+
+#[tokio::test]
+async fn plain_http_links_need_khoj_no_https_to_be_said() {
+    let Some(server) = start(&[
+        ("KHOJ_DOMAIN", "192.168.1.10:42110"),
+        ("KHOJ_NO_HTTPS", "true"),
+    ])
+    .await
+    else {
+        return;
+    };
+    let email = common::mail::recipient("lan");
+    assert_eq!(server.ask_for_code(&email).await.status, StatusCode::OK);
+    let raw = common::mail::unquote(&server.next_mail(&email).await);
+    assert!(
+        raw.contains("http://192.168.1.10:42110/auth/magic?code="),
+        "{raw}"
+    );
+    // An http:// address to another machine, without the flag: refused at start-up.
+    let dir = tempfile::tempdir().unwrap();
+    let env = HashMap::from([
+        ("DATA_DIR", dir.path().display().to_string()),
+        ("KHOJ_DOMAIN", "http://192.168.1.10:42110".to_owned()),
+    ]);
+    let config = app::Config::from_env(|name| env.get(name).cloned()).unwrap();
+    let refused = app::build(&config, config.public_url.as_deref().unwrap()).await;
+    let error = refused.err().expect("refused").to_string();
+    assert!(
+        error.contains("KHOJ_DOMAIN") && error.contains("https"),
+        "{error}"
+    );
+}
