@@ -71,7 +71,7 @@ pub const MAX_KEY_NAME_LEN: usize = 100;
 /// A key to create.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NewApiKey {
-    /// A label for the owner's listing (1 to 100 characters).
+    /// A label for the owner's listing (1 to 100 printable characters).
     pub name: String,
     /// How long the key lives: `None` takes the configured default.
     pub expires_in: Option<Duration>,
@@ -108,8 +108,9 @@ pub enum ApiKeyError {
         /// The limit.
         limit: u32,
     },
-    /// The name is empty or longer than [`MAX_KEY_NAME_LEN`] characters.
-    #[error("the key name must be 1 to {MAX_KEY_NAME_LEN} characters")]
+    /// The name is empty, longer than [`MAX_KEY_NAME_LEN`] characters, or holds a control
+    /// character.
+    #[error("the key name must be 1 to {MAX_KEY_NAME_LEN} printable characters")]
     InvalidName,
     /// The owner's account is inactive.
     #[error("the owner's account is inactive")]
@@ -158,7 +159,9 @@ impl ApiKeys {
     pub async fn create(&self, owner: &User, key: NewApiKey) -> Result<CreatedApiKey, ApiKeyError> {
         let name = key.name.trim();
         let name_len = name.chars().count();
-        if name_len == 0 || name_len > MAX_KEY_NAME_LEN {
+        // A control character (a NUL above all, which no store keeps) is never part of a
+        // name a person gave, and would otherwise reach the store as a failure.
+        if name_len == 0 || name_len > MAX_KEY_NAME_LEN || name.chars().any(char::is_control) {
             return Err(ApiKeyError::InvalidName);
         }
         if !owner.is_active {

@@ -81,7 +81,7 @@ pub async fn create_key(
         }),
         Err(ApiKeyError::InvalidName) => Err(api::error(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "The key's name must be 1 to 100 characters.",
+            "The key's name must be 1 to 100 printable characters.",
             None,
         )),
         Err(ApiKeyError::LimitReached { limit }) => Err(api::error(

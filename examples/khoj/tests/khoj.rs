@@ -603,6 +603,21 @@ async fn api_keys_need_a_session_to_create_and_outlive_it() {
     let key = created["token"].as_str().unwrap().to_owned();
     assert!(key.starts_with("kk-"));
     assert_eq!(created["name"], "My Desktop");
+    // Names no person gives (found by the khoj_requests fuzz target: a NUL was a 503).
+    for name in ["%00", "a%7F", "v%0Bt", &"x".repeat(101)] {
+        let path = format!("/auth/token?token_name={name}");
+        let refused = server.with_cookie(Method::POST, &path, &cookie).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{name}");
+    }
+    let form = server
+        .request(Method::POST, "/settings/keys")
+        .header(COOKIE, &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("name=Lzapt%7F%00o%0B");
+    assert_eq!(
+        server.send(form).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     let unnamed = server
         .with_cookie(Method::POST, "/auth/token", &cookie)
         .await
