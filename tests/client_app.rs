@@ -81,6 +81,11 @@ async fn a_client_application_is_401_for_a_bad_secret_and_400_for_a_missing_numb
         call(&app, &long_id, Some(&secret)).await.0,
         StatusCode::UNAUTHORIZED
     );
+    let nul_id = "/me?client_id=a%00b&phone_number=15551234567";
+    assert_eq!(
+        call(&app, nul_id, Some(&secret)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(
         call(&app, &me(""), Some(&secret)).await.0,
         StatusCode::BAD_REQUEST

@@ -261,7 +261,11 @@ impl CredentialSource for ClientApplication {
         // Digested before the registry is asked, so that a known and an unknown id cost the
         // same work; the comparison of digests is constant-time.
         let presented = TokenDigest::of(secret);
-        let client = if client_id.len() <= MAX_CLIENT_ID_LEN {
+        // An id no store could hold (too long, a NUL) is unknown without asking: PostgreSQL
+        // would answer a NUL with an error, and a bad credential is never a 503.
+        let storable =
+            client_id.len() <= MAX_CLIENT_ID_LEN && crate::store::validate::storable(&client_id);
+        let client = if storable {
             self.registry.client(&client_id).await?
         } else {
             None

@@ -723,8 +723,20 @@ async fn every_unsafe_route_refuses_another_site_using_the_session() {
 }
 
 #[tokio::test]
-async fn a_client_application_acts_for_the_user_of_a_verified_number() {
-    let Some(server) = start(&[]).await else {
+async fn a_client_application_acts_for_the_user_of_a_verified_number_on_sqlite() {
+    client_application_on(None).await;
+}
+
+#[tokio::test]
+async fn a_client_application_acts_for_the_user_of_a_verified_number_on_postgres() {
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    client_application_on(Some(&url)).await;
+}
+
+async fn client_application_on(postgres: Option<&str>) {
+    let Some(server) = start_on(postgres, &[]).await else {
         return;
     };
     let command = app::CreateClient::parse(["--name".to_owned(), "whatsapp".to_owned()]).unwrap();
@@ -747,6 +759,12 @@ async fn a_client_application_acts_for_the_user_of_a_verified_number() {
         )
         .await;
     assert_eq!(unknown_client.status, StatusCode::UNAUTHORIZED);
+    // An id no store could hold is unknown, never a store failure (PostgreSQL refuses a NUL).
+    let nul_id = "/api/v1/user?client_id=a%00b&phone_number=15551234567";
+    assert_eq!(
+        server.with_key(Method::GET, nul_id, &secret).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     let no_number = server.with_key(Method::GET, &path(""), &secret).await;
     assert_eq!(no_number.status, StatusCode::BAD_REQUEST);
     let bad_number = server
