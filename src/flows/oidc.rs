@@ -531,10 +531,7 @@ impl OidcSignIn {
                 &Nonce::new(pending.nonce),
             )
             .map_err(|e| OidcError::InvalidIdToken(e.to_string()))?;
-        let person = Person::of(claims);
-        let user = self.account(person).await?;
-        let proof = Authenticated::new(user, Factor::Federated, inner.auth.now());
-        let outcome = inner.pipeline.begin(proof).await?;
+        let outcome = self.sign_in(Person::of(claims)).await?;
         let next = LocalRedirect::next_or_root(Some(&pending.next));
         Ok(Completed { outcome, next })
     }
@@ -557,7 +554,13 @@ impl OidcSignIn {
         let claims = token
             .claims(&inner.client.id_token_verifier(), any_nonce)
             .map_err(|e| OidcError::InvalidIdToken(e.to_string()))?;
-        let user = self.account(Person::of(claims)).await?;
+        self.sign_in(Person::of(claims)).await
+    }
+
+    /// Signs in the account of the person the provider vouched for, through the pipeline.
+    async fn sign_in(&self, person: Person) -> Result<SignInOutcome, OidcError> {
+        let inner = &self.inner;
+        let user = self.account(person).await?;
         let proof = Authenticated::new(user, Factor::Federated, inner.auth.now());
         Ok(inner.pipeline.begin(proof).await?)
     }
@@ -611,25 +614,22 @@ impl OidcSignIn {
                     [..16]
             ),
         };
-        let mut new_user = NewUser::new(username);
+        let mut plain = NewUser::new(username);
         if let Some(email) = email {
-            new_user = new_user.email(email).email_verified(person.email_verified);
+            plain = plain.email(email).email_verified(person.email_verified);
         }
+        let mut full = plain.clone();
         if let Some(name) = &person.name {
-            new_user = new_user.full_name(name.chars().take(200).collect::<String>());
+            full = full.full_name(name.chars().take(200).collect::<String>());
         }
         if let Some(picture) = &person.picture {
-            new_user = new_user.photo_url(picture);
+            full = full.photo_url(picture);
         }
-        match auth.users().create_user(new_user.clone(), auth.now()).await {
+        match auth.users().create_user(full, auth.now()).await {
             Ok(user) => Ok(user),
             // A picture the store refuses (not http(s), too long) is dropped, not fatal.
             Err(StoreError::InvalidInput("photo_url")) => {
-                let mut retry = NewUser::new(new_user.username.clone());
-                if let Some(email) = email {
-                    retry = retry.email(email).email_verified(person.email_verified);
-                }
-                Ok(auth.users().create_user(retry, auth.now()).await?)
+                Ok(auth.users().create_user(plain, auth.now()).await?)
             }
             Err(error) => Err(error.into()),
         }

@@ -3,17 +3,18 @@
 //! and a strict `Content-Security-Policy` says so.
 
 use axum::Form;
-use axum::extract::{OriginalUri, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{Html, IntoResponse, Response};
 use http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, REFERRER_POLICY, X_FRAME_OPTIONS,
 };
-use http::{HeaderValue, StatusCode, Uri};
+use http::{HeaderValue, StatusCode};
 use portcullis::Identity;
 use portcullis::redirect::LocalRedirect;
 use serde::Deserialize;
 
-use super::{AppState, session, tokens};
+use super::session::{Caller, SessionCaller};
+use super::{AppState, tokens};
 
 /// Inline styles only; no scripts, frames or foreign form targets. Pages are never cached,
 /// and never leak their URL (a sign-in link's code) to another site.
@@ -185,12 +186,8 @@ pub async fn login(
 }
 
 /// `GET /`: who is signed in.
-pub async fn home(OriginalUri(uri): OriginalUri, identity: Option<Identity>) -> Response {
-    let identity = match session::authenticated(identity, &uri) {
-        Ok(identity) => identity,
-        Err(response) => return response,
-    };
-    let user = identity.user_record().map(|user| {
+pub async fn home(caller: Caller) -> Response {
+    let user = caller.identity.user_record().map(|user| {
         (
             user.email.clone().unwrap_or_else(|| user.username.clone()),
             user.username.clone(),
@@ -213,26 +210,18 @@ pub async fn home(OriginalUri(uri): OriginalUri, identity: Option<Identity>) -> 
 /// `GET /settings`: the caller's API keys, a form to create one and a button to delete each.
 pub async fn settings(
     State(app): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    identity: Option<Identity>,
+    SessionCaller(caller): SessionCaller,
 ) -> Response {
-    let identity = match session::signed_in(identity, &uri) {
-        Ok(identity) => identity,
-        Err(response) => return response,
-    };
-    settings_page(&app, &identity, StatusCode::OK, None).await
+    settings_page(&app, &caller, StatusCode::OK, None).await
 }
 
 async fn settings_page(
     app: &AppState,
-    identity: &Identity,
+    caller: &Caller,
     status: StatusCode,
     notice: Option<String>,
 ) -> Response {
-    let Some(owner) = identity.user_id() else {
-        return session::to_login(&Uri::from_static("/settings"));
-    };
-    let keys = match tokens::live_keys(app, owner).await {
+    let keys = match tokens::live_keys(app, caller.owner).await {
         Ok(keys) => keys,
         Err(response) => return response,
     };
@@ -285,16 +274,11 @@ pub struct NewKeyForm {
 /// `POST /settings/keys`: creates a key and shows its secret once.
 pub async fn create_key(
     State(app): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    identity: Option<Identity>,
+    SessionCaller(caller): SessionCaller,
     form: Result<Form<NewKeyForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let identity = match session::signed_in(identity, &uri) {
-        Ok(identity) => identity,
-        Err(response) => return response,
-    };
     let name = form.ok().and_then(|Form(form)| form.name);
-    match tokens::create_key(&app, &identity, name.as_deref()).await {
+    match tokens::create_key(&app, &caller.identity, name.as_deref()).await {
         Ok(created) => {
             let notice = format!(
                 "<div class=\"note\" role=\"status\"><p>The API key <strong>{}</strong> was created. \
@@ -302,7 +286,7 @@ pub async fn create_key(
                 escape(&created.name),
                 escape(&created.token)
             );
-            settings_page(&app, &identity, StatusCode::CREATED, Some(notice)).await
+            settings_page(&app, &caller, StatusCode::CREATED, Some(notice)).await
         }
         Err(response) => response,
     }
@@ -317,18 +301,13 @@ pub struct DeleteKeyForm {
 /// `POST /settings/keys/delete`: revokes a key and goes back to the settings page.
 pub async fn delete_key(
     State(app): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    identity: Option<Identity>,
+    SessionCaller(caller): SessionCaller,
     form: Result<Form<DeleteKeyForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let identity = match session::signed_in(identity, &uri) {
-        Ok(identity) => identity,
-        Err(response) => return response,
+    let Ok(Form(form)) = form else {
+        return settings_page(&app, &caller, StatusCode::UNPROCESSABLE_ENTITY, None).await;
     };
-    let (Ok(Form(form)), Some(owner)) = (form, identity.user_id()) else {
-        return settings_page(&app, &identity, StatusCode::UNPROCESSABLE_ENTITY, None).await;
-    };
-    match tokens::delete_key(&app, owner, &form.id).await {
+    match tokens::delete_key(&app, caller.owner, &form.id).await {
         Ok(_) => (
             StatusCode::SEE_OTHER,
             [(LOCATION, HeaderValue::from_static("/settings"))],

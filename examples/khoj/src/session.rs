@@ -2,11 +2,13 @@
 //! `@requires(["authenticated"], redirect="login_page")` applies to account routes.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, OriginalUri, State};
 use axum::response::{IntoResponse, Response};
 use http::header::{CACHE_CONTROL, LOCATION};
+use http::request::Parts;
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use portcullis::store::UserId;
 use portcullis::{AuthMethod, Identity};
 use serde_json::json;
 
@@ -33,27 +35,48 @@ pub fn to_login(uri: &Uri) -> Response {
         .into_response()
 }
 
-/// The caller, when they authenticated at all (a session, an API key, a client application);
-/// else the redirect to the login page.
-pub fn authenticated(identity: Option<Identity>, uri: &Uri) -> Result<Identity, Response> {
-    match identity {
-        Some(identity) if identity.user_record().is_some() => Ok(identity),
-        _ => Err(to_login(uri)),
+/// The caller, when they authenticated as a user at all (a session, an API key, a client
+/// application); without that, the extractor answers with the redirect to the login page.
+pub struct Caller {
+    pub identity: Identity,
+    pub owner: UserId,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(identity) = parts.extensions.get::<Identity>()
+            && let Some(owner) = identity.user_id()
+        {
+            return Ok(Self {
+                identity: identity.clone(),
+                owner,
+            });
+        }
+        let Ok(OriginalUri(uri)) = OriginalUri::from_request_parts(parts, state).await;
+        Err(to_login(&uri))
     }
 }
 
 /// The caller, when they signed in with a browser session: what creating credentials takes.
 /// A program's credential (an API key, a client application) gets `403`.
-pub fn signed_in(identity: Option<Identity>, uri: &Uri) -> Result<Identity, Response> {
-    let identity = authenticated(identity, uri)?;
-    if matches!(identity.method(), AuthMethod::Session { .. }) {
-        Ok(identity)
-    } else {
-        Err(api::error(
-            StatusCode::FORBIDDEN,
-            "Sign in with a browser session to create API keys.",
-            None,
-        ))
+pub struct SessionCaller(pub Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for SessionCaller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if matches!(caller.identity.method(), AuthMethod::Session { .. }) {
+            Ok(Self(caller))
+        } else {
+            Err(api::error(
+                StatusCode::FORBIDDEN,
+                "Sign in with a browser session to create API keys.",
+                None,
+            ))
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! kept (Khoj stores them in plain text and never updates it).
 
 use axum::Json;
-use axum::extract::{OriginalUri, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use portcullis::store::{TokenId, TokenRecord, UserId};
@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{AppState, api, session};
+use super::session::{Caller, SessionCaller};
+use super::{AppState, api};
 
 /// `POST /auth/token?token_name=…`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -147,16 +148,11 @@ pub async fn delete_key(app: &AppState, owner: UserId, token: &str) -> Result<bo
     ))]
 pub async fn create(
     State(app): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    identity: Option<Identity>,
+    SessionCaller(caller): SessionCaller,
     query: Result<Query<CreateQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let identity = match session::signed_in(identity, &uri) {
-        Ok(identity) => identity,
-        Err(response) => return response,
-    };
     let name = query.ok().and_then(|Query(query)| query.token_name);
-    match create_key(&app, &identity, name.as_deref()).await {
+    match create_key(&app, &caller.identity, name.as_deref()).await {
         Ok(created) => Json(created).into_response(),
         Err(response) => response,
     }
@@ -171,19 +167,8 @@ pub async fn create(
         (status = 400, description = "A malformed Authorization header"),
         (status = 401, description = "A bad credential"),
     ))]
-pub async fn list(
-    State(app): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    identity: Option<Identity>,
-) -> Response {
-    let identity = match session::authenticated(identity, &uri) {
-        Ok(identity) => identity,
-        Err(response) => return response,
-    };
-    let Some(owner) = identity.user_id() else {
-        return api::error(StatusCode::FORBIDDEN, "Forbidden", None);
-    };
-    match live_keys(&app, owner).await {
+pub async fn list(State(app): State<AppState>, caller: Caller) -> Response {
+    match live_keys(&app, caller.owner).await {
         Ok(keys) => Json(
             keys.into_iter()
                 .map(|key| TokenInfo {
@@ -213,14 +198,9 @@ pub async fn list(
     ))]
 pub async fn delete(
     State(app): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    identity: Option<Identity>,
+    caller: Caller,
     query: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let identity = match session::authenticated(identity, &uri) {
-        Ok(identity) => identity,
-        Err(response) => return response,
-    };
     let Ok(Query(query)) = query else {
         return api::error(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -228,10 +208,7 @@ pub async fn delete(
             None,
         );
     };
-    let Some(owner) = identity.user_id() else {
-        return api::error(StatusCode::FORBIDDEN, "Forbidden", None);
-    };
-    match delete_key(&app, owner, &query.token).await {
+    match delete_key(&app, caller.owner, &query.token).await {
         Ok(true) => Json(serde_json::Value::Null).into_response(),
         Ok(false) => api::error(StatusCode::NOT_FOUND, "API key not found.", None),
         Err(response) => response,
