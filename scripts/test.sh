@@ -1,34 +1,41 @@
 #!/usr/bin/env bash
 # Runs the whole portcullis test suite on a fresh machine.
 #
-#   ./scripts/test.sh            # everything
-#   CI=true ./scripts/test.sh    # same, but a test whose service is missing fails instead of skipping
+#   ./scripts/test.sh                  # every test
+#   CI_TOOLS=1 ./scripts/test.sh       # and the CI-only checks (cargo-deny, cargo-semver-checks,
+#                                      # the fuzz smoke run), installing their tools if missing
+#   CI=true ./scripts/test.sh          # as CI: the CI-only checks too, and a test whose service
+#                                      # is missing fails instead of skipping
 #
-# Builds go to $CARGO_TARGET_DIR (default: ~/.cache/portcullis-target, outside the clone) so
-# that repeated runs are incremental.
+# Builds go to $CARGO_TARGET_DIR, by default the clone's own `target/`, the directory
+# `cargo run -p khoj` builds into: the README's two commands share one build. CI points it at
+# a cache outside the clone (see .ci/run).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/portcullis-target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
 step "build cache: superseded test binaries removed"
-# Every change leaves the previous build of each test binary (100-300 MB apiece) in the shared
-# cache, and a machine that runs the suite all day fills its disk. A binary older than a day
-# with a newer one of the same name is one no build will use again.
-for deps in "$CARGO_TARGET_DIR"/debug/deps "$CARGO_TARGET_DIR"/peers/debug/deps; do
-    [ -d "$deps" ] || continue
-    find "$deps" -maxdepth 1 -type f -executable -name '*-*' ! -name '*.*' -printf '%T@ %f\n' |
-        sort -rn | awk '{ name = $2; sub(/-[0-9a-f]+$/, "", name); if (seen[name]++) print $1, $2 }' |
+# Every change leaves the previous build of each test binary (100-300 MB apiece) and of each
+# crate's incremental state in the cache; a machine that runs the suite all day filled a 250 GB
+# disk with them. One superseded by a newer build of the same name over two hours ago is one
+# no build will use again (the two hours spare a concurrent run of another checkout).
+superseded() { # directory, the suffix to strip from an entry's name (awk regex), find tests
+    [ -d "$1" ] || return 0
+    find "$1" -mindepth 1 -maxdepth 1 "${@:3}" -printf '%T@ %f\n' 2>/dev/null |
+        sort -rn | awk -v pattern="$2" '{ name = $2; sub(pattern, "", name); if (seen[name]++) print $1, $2 }' |
         while read -r modified stale; do
-            if [ "${modified%.*}" -lt "$(($(date +%s) - 86400))" ]; then
-                rm -f "$deps/$stale" "$deps/$stale.d"
-            fi
+            if [ "${modified%.*}" -lt "$(($(date +%s) - 7200))" ]; then echo "$1/$stale"; fi
         done
+}
+for deps in "$CARGO_TARGET_DIR"/debug/deps "$CARGO_TARGET_DIR"/peers/debug/deps; do
+    superseded "$deps" '-[0-9a-f]+$' -type f -executable -name '*-*' ! -name '*.*' |
+        while read -r stale; do rm -f "$stale" "$stale.d"; done
 done
-find "$CARGO_TARGET_DIR"/debug/incremental -mindepth 1 -maxdepth 1 -mtime +2 -exec rm -rf {} + 2>/dev/null || true
+superseded "$CARGO_TARGET_DIR"/debug/incremental '-[^-]+$' -type d | xargs -r rm -rf
 df -h "$CARGO_TARGET_DIR" | tail -n 1
 
 step "services"
@@ -40,15 +47,20 @@ require_service "Chromium and Playwright" install_browser
 require_service "Python interop libraries" install_python_interop
 require_service "SMTP sink" start_smtp
 require_service "OpenID Connect provider" install_oidc_provider
-require_service cargo-fuzz install_cargo_fuzz
-require_service cargo-deny install_cargo_deny
-require_service cargo-semver-checks install_cargo_semver_checks
+# The CI-only tools are compiled from crates.io (about 11 minutes on 2 cores for the three),
+# which would more than double a newcomer's first run; outside CI they run when present or
+# when asked for with CI_TOOLS=1.
+if [ "${CI:-}" = true ] || [ -n "${CI_TOOLS:-}" ]; then
+    require_service cargo-fuzz install_cargo_fuzz
+    require_service cargo-deny install_cargo_deny
+    require_service cargo-semver-checks install_cargo_semver_checks
+fi
 
 step "dependencies: licences, bans and sources (advisories need the network)"
 if cargo deny --version >/dev/null 2>&1; then
     cargo deny check bans licenses sources
 else
-    echo "SKIPPED: cargo-deny is not installed"
+    echo "SKIPPED: cargo-deny is not installed (CI_TOOLS=1 installs it)"
 fi
 
 step "public API: packaging, and semver against the release baseline ($(cat .semver-baseline))"
@@ -59,7 +71,7 @@ if cargo semver-checks --version >/dev/null 2>&1; then
     # baseline moved to the release commit) with the change in CHANGELOG.md.
     cargo semver-checks check-release --all-features --baseline-rev "$(cat .semver-baseline)"
 else
-    echo "SKIPPED: cargo-semver-checks is not installed"
+    echo "SKIPPED: cargo-semver-checks is not installed (CI_TOOLS=1 installs it)"
 fi
 
 step "example servers (schemathesis starts them; their own tests build them too)"
@@ -85,7 +97,7 @@ step "fuzz smoke: every target for ${FUZZ_SECONDS:=30} s from the checked-in see
 if cargo +nightly fuzz --version >/dev/null 2>&1; then
     ./scripts/fuzz.sh "$FUZZ_SECONDS"
 else
-    echo "SKIPPED: cargo-fuzz or the nightly toolchain is missing"
+    echo "SKIPPED: cargo-fuzz or the nightly toolchain is missing (CI_TOOLS=1 installs cargo-fuzz)"
 fi
 
 step "all tests passed"

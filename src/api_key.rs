@@ -8,7 +8,7 @@ use crate::audit::AuditKind;
 use crate::auth::Auth;
 use crate::cache::{CacheKey, Cached, Domain, Resolved};
 use crate::clock::{self, to_micros};
-use crate::error::{AuthError, InvalidToken};
+use crate::error::AuthError;
 use crate::identity::{AuthMethod, Identity, Scopes};
 use crate::source::TokenResolver;
 use crate::store::{
@@ -250,12 +250,12 @@ impl ApiKeys {
 
     async fn load(&self, digest: TokenDigest, epoch: u64) -> Result<Cached, AuthError> {
         let auth = &self.inner.auth;
-        let record = match auth.live_token(TokenKind::ApiKey, &digest).await? {
-            Ok(record) => record,
+        let (record, user) = match auth
+            .live_token_and_owner(TokenKind::ApiKey, &digest)
+            .await?
+        {
+            Ok(found) => found,
             Err(refused) => return Ok(Cached::Rejected(refused)),
-        };
-        let Some(user) = auth.load_user(record.user_id).await? else {
-            return Ok(Cached::Rejected(InvalidToken::Unknown));
         };
         let scopes = Scopes::from_stored(record.scopes.as_deref());
         let identity = Identity::user(user, AuthMethod::ApiKey { key_id: record.id }, scopes);

@@ -65,6 +65,10 @@ struct Inner {
     events: Arc<dyn EventSink>,
     usage: UsageRecorder,
     bus: Option<BusLink>,
+    /// Whether a credential's token and owner come in one query
+    /// ([`TokenStore::token_and_owner`](crate::store::TokenStore::token_and_owner)): only when
+    /// one store keeps both, and until it answers that it cannot.
+    joined_lookup: AtomicBool,
 }
 
 /// This instance's connection to the invalidation bus.
@@ -219,8 +223,14 @@ impl AuthBuilder {
                 shutdown: tokio::sync::watch::channel(()).0,
             }
         });
+        // The token store's own users are the application's only if it is the user store.
+        let one_store = std::ptr::addr_eq(
+            Arc::as_ptr(&self.stores.tokens),
+            Arc::as_ptr(&self.stores.users),
+        );
         let auth = Auth {
             inner: Arc::new(Inner {
+                joined_lookup: AtomicBool::new(one_store),
                 cache,
                 usage: UsageRecorder::new(Arc::clone(&self.stores.tokens), &self.usage),
                 stores: self.stores,
@@ -619,12 +629,55 @@ impl Auth {
         else {
             return Ok(Err(crate::InvalidToken::Unknown));
         };
-        Ok(if record.revoked_at.is_some() {
+        Ok(self.live(record))
+    }
+
+    /// `record` if it is live now, or why it is refused (revoked, expired).
+    fn live(
+        &self,
+        record: crate::store::TokenRecord,
+    ) -> Result<crate::store::TokenRecord, crate::InvalidToken> {
+        if record.revoked_at.is_some() {
             Err(crate::InvalidToken::Revoked)
         } else if record.is_expired(self.now()) {
             Err(crate::InvalidToken::Expired)
         } else {
             Ok(record)
+        }
+    }
+
+    /// The stored token of `kind` with `digest` and its owner if the token is live now and the
+    /// owner exists, or why the token is refused: one store query where the store keeps both.
+    pub(crate) async fn live_token_and_owner(
+        &self,
+        kind: crate::store::TokenKind,
+        digest: &crate::token::TokenDigest,
+    ) -> Result<Result<(crate::store::TokenRecord, User), crate::InvalidToken>, AuthError> {
+        if self.inner.joined_lookup.load(Ordering::Relaxed) {
+            match self.inner.stores.tokens.token_and_owner(kind, digest).await {
+                Ok(found) => {
+                    return Ok(match found {
+                        None => Err(crate::InvalidToken::Unknown),
+                        Some((record, owner)) => self.live(record).and_then(|record| {
+                            owner
+                                .map(|owner| (record, owner))
+                                .ok_or(crate::InvalidToken::Unknown)
+                        }),
+                    });
+                }
+                Err(StoreError::Unsupported(_)) => {
+                    self.inner.joined_lookup.store(false, Ordering::Relaxed);
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let record = match self.live_token(kind, digest).await? {
+            Ok(record) => record,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        Ok(match self.load_user(record.user_id).await? {
+            Some(owner) => Ok((record, owner)),
+            None => Err(crate::InvalidToken::Unknown),
         })
     }
 

@@ -188,11 +188,56 @@ fn scaling(c: &mut Criterion) {
     group.finish();
 }
 
+/// One `SELECT 1` through a sqlx pool of each database: the round trip a cache miss cannot
+/// beat, against which the uncached rows are read.
+fn round_trips(c: &mut Criterion) {
+    let runtime = runtime();
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let mut group = c.benchmark_group("round_trip");
+    let sqlite = runtime.block_on(async {
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            data.path().join("select.db").display()
+        );
+        sqlx::sqlite::SqlitePoolOptions::new()
+            .connect(&url)
+            .await
+            .expect("a SQLite database")
+    });
+    group.bench_function("sqlite_select_1", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let one: i32 = sqlx::query_scalar("SELECT 1")
+                .fetch_one(&sqlite)
+                .await
+                .expect("one");
+            black_box(one)
+        })
+    });
+    if let Some(url) = postgres_url() {
+        let postgres = runtime.block_on(async {
+            sqlx::postgres::PgPoolOptions::new()
+                .connect(&url)
+                .await
+                .expect("the PostgreSQL server")
+        });
+        group.bench_function("postgres_select_1", |b| {
+            b.to_async(&runtime).iter(|| async {
+                let one: i32 = sqlx::query_scalar("SELECT 1")
+                    .fetch_one(&postgres)
+                    .await
+                    .expect("one");
+                black_box(one)
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = request_matrix, first_seen, scaling
+    targets = request_matrix, first_seen, round_trips, scaling
 }
 criterion_main!(benches);

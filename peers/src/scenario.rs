@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::handler::Handler;
 use axum::routing::get;
 use http::{HeaderName, HeaderValue, Request, header};
 use portcullis::guard::RequireLayer;
@@ -123,7 +124,27 @@ pub struct Env {
 }
 
 fn hello() -> Router {
-    Router::new().route("/", get(|| async { "ok" }))
+    Router::new().route("/", get(ok))
+}
+
+async fn ok() -> &'static str {
+    "ok"
+}
+
+/// The shape the README teaches: the authentication layer on the router, the guard on the
+/// route (`get(handler).layer(guard)`), as two `layer` calls.
+fn readme_shape(auth: AuthLayer) -> Router {
+    Router::new()
+        .route("/", get(ok).layer(RequireLayer::authenticated()))
+        .layer(auth)
+}
+
+/// The README shape with the guard on the handler (`get(handler.layer(guard))`), which axum
+/// does not box a second time.
+fn handler_guard(auth: AuthLayer) -> Router {
+    Router::new()
+        .route("/", get(ok.layer(RequireLayer::authenticated())))
+        .layer(auth)
 }
 
 /// What the rows without a credential of their own send: every request carries one
@@ -219,6 +240,22 @@ pub async fn scenarios(env: &Env) -> Vec<Scenario> {
         router: hello().layer(memory.api_key_layers(RequireLayer::authenticated())),
         headers: vec![bearer(&memory.api_key)],
     });
+    all.push(Scenario {
+        name: "portcullis_api_key_readme",
+        job: Job::ApiKey,
+        who: Who::Portcullis,
+        about: "as cached, written as the README writes it: Router::layer(AuthLayer) and get(handler).layer(RequireLayer::authenticated())",
+        router: readme_shape(memory.api_key_auth()),
+        headers: vec![bearer(&memory.api_key)],
+    });
+    all.push(Scenario {
+        name: "portcullis_api_key_handler_guard",
+        job: Job::ApiKey,
+        who: Who::Portcullis,
+        about: "as cached, with Router::layer(AuthLayer) and the guard on the handler: get(handler.layer(RequireLayer::authenticated()))",
+        router: handler_guard(memory.api_key_auth()),
+        headers: vec![bearer(&memory.api_key)],
+    });
     let uncached = || {
         CacheConfig::default()
             .positive_ttl(Duration::ZERO)
@@ -277,6 +314,14 @@ pub async fn scenarios(env: &Env) -> Vec<Scenario> {
         router: hello().layer(memory.jwt_layers(&memory.eddsa, RequireLayer::authenticated())),
         headers: vec![bearer(&memory.eddsa_token)],
     });
+    all.push(Scenario {
+        name: "portcullis_jwt_hs256_readme",
+        job: Job::Jwt,
+        who: Who::Portcullis,
+        about: "as HS256, written as the README writes it: Router::layer(AuthLayer) and get(handler).layer(RequireLayer::authenticated())",
+        router: readme_shape(memory.jwt_auth(&memory.hs256)),
+        headers: vec![bearer(&memory.hs256_token)],
+    });
     let first_seen = fixture(MemoryStore::new(), uncached()).await;
     all.push(Scenario {
         name: "portcullis_jwt_hs256_uncached",
@@ -303,6 +348,18 @@ pub async fn scenarios(env: &Env) -> Vec<Scenario> {
         who: Who::Portcullis,
         about: "AuthLayer(SessionCookie) + RequireLayer::authenticated(), session cached (idle timeout on)",
         router: hello().layer(memory.session_layers(RequireLayer::authenticated())),
+        headers: vec![(
+            header::COOKIE,
+            HeaderValue::from_str(&memory.session_cookie).expect("a valid cookie"),
+        )],
+    });
+
+    all.push(Scenario {
+        name: "portcullis_session_readme",
+        job: Job::Session,
+        who: Who::Portcullis,
+        about: "as session, written as the README writes it: Router::layer(AuthLayer) and get(handler).layer(RequireLayer::authenticated())",
+        router: readme_shape(memory.session_auth()),
         headers: vec![(
             header::COOKIE,
             HeaderValue::from_str(&memory.session_cookie).expect("a valid cookie"),

@@ -106,20 +106,35 @@ pub async fn fixture(store: impl Store, cache: CacheConfig) -> Fixture {
 }
 
 impl Fixture {
+    /// `AuthLayer` accepting API keys.
+    pub fn api_key_auth(&self) -> AuthLayer {
+        AuthLayer::builder()
+            .source(Bearer::new(self.api_keys.clone()))
+            .build()
+    }
+
+    /// `AuthLayer` accepting the session cookie.
+    pub fn session_auth(&self) -> AuthLayer {
+        AuthLayer::builder()
+            .source(SessionCookie::new(self.sessions.clone()))
+            .build()
+    }
+
+    /// `AuthLayer` accepting `tokens`.
+    pub fn jwt_auth(&self, tokens: &AccessTokens) -> AuthLayer {
+        AuthLayer::builder()
+            .source(Bearer::new(tokens.clone()))
+            .build()
+    }
+
     /// `AuthLayer` accepting API keys, then `guard`, as one layer (one `Router::layer` call).
     pub fn api_key_layers(&self, guard: RequireLayer) -> Stack<RequireLayer, AuthLayer> {
-        let auth = AuthLayer::builder()
-            .source(Bearer::new(self.api_keys.clone()))
-            .build();
-        Stack::new(guard, auth)
+        Stack::new(guard, self.api_key_auth())
     }
 
     /// `AuthLayer` accepting the session cookie, then `guard`, as one layer.
     pub fn session_layers(&self, guard: RequireLayer) -> Stack<RequireLayer, AuthLayer> {
-        let auth = AuthLayer::builder()
-            .source(SessionCookie::new(self.sessions.clone()))
-            .build();
-        Stack::new(guard, auth)
+        Stack::new(guard, self.session_auth())
     }
 
     /// `AuthLayer` accepting `tokens`, then `guard`, as one layer.
@@ -128,10 +143,7 @@ impl Fixture {
         tokens: &AccessTokens,
         guard: RequireLayer,
     ) -> Stack<RequireLayer, AuthLayer> {
-        let auth = AuthLayer::builder()
-            .source(Bearer::new(tokens.clone()))
-            .build();
-        Stack::new(guard, auth)
+        Stack::new(guard, self.jwt_auth(tokens))
     }
 }
 

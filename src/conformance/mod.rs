@@ -151,6 +151,7 @@ macro_rules! store_conformance {
             use super::*;
             $crate::store_conformance!(@tests $fixture, tokens, once;
                 tokens_are_found_by_kind_and_digest,
+                tokens_come_with_their_owner,
                 duplicate_digests_conflict_within_a_kind,
                 tokens_of_unknown_users_are_refused,
             );

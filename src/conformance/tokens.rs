@@ -74,6 +74,58 @@ pub async fn tokens_are_found_by_kind_and_digest(stores: Stores) {
     }
 }
 
+/// A token comes with its owner's whole account in one lookup, whatever the token's state
+/// (or the store says it cannot join them, and `Auth` makes two queries instead).
+pub async fn tokens_come_with_their_owner(stores: Stores) {
+    let Stores { users, tokens, .. } = stores;
+    // Every column of the owner set, so that a decoder reading one column for another fails.
+    let new = NewUser::new("ada")
+        .email("ada@example.com")
+        .email_verified(true)
+        .phone("+15550001")
+        .phone_verified(true)
+        .full_name("Ada L.")
+        .photo_url("https://example.com/ada.png")
+        .password_hash("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA")
+        .roles(["admin", "staff"])
+        .daily_allowance(12);
+    let created = users.create_user(new, at(0)).await.unwrap();
+    let ada = users
+        .update_user(created.id, UserUpdate::default().last_login(at(5)), at(7))
+        .await
+        .unwrap()
+        .unwrap();
+    let _other = user(&*users, "grace").await;
+    let mut new = token(TokenKind::Session, ada.id, 1);
+    new.family = Some(FamilyId::new("f1"));
+    let stored = tokens.insert_token(new).await.unwrap();
+    match tokens.token_and_owner(TokenKind::Session, &digest(1)).await {
+        Err(StoreError::Unsupported(_)) => return,
+        found => assert_eq!(found.unwrap(), Some((stored.clone(), Some(ada.clone())))),
+    }
+    for (kind, n) in [(TokenKind::Session, 2), (TokenKind::ApiKey, 1)] {
+        assert_eq!(
+            tokens.token_and_owner(kind, &digest(n)).await.unwrap(),
+            None
+        );
+    }
+    let revoked = tokens
+        .revoke_tokens(
+            TokenSelector::Family(FamilyId::new("f1")),
+            RevokeReason::Revoked,
+            at(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        tokens
+            .token_and_owner(TokenKind::Session, &digest(1))
+            .await
+            .unwrap(),
+        Some((revoked[0].clone(), Some(ada)))
+    );
+}
+
 /// Duplicate digests conflict within a kind.
 pub async fn duplicate_digests_conflict_within_a_kind(stores: Stores) {
     let Stores { users, tokens, .. } = stores;

@@ -383,17 +383,17 @@ impl Sessions {
 
     async fn load(&self, digest: TokenDigest, epoch: u64) -> Result<Cached, AuthError> {
         let auth = &self.inner.auth;
-        let record = match auth.live_token(TokenKind::Session, &digest).await? {
-            Ok(record) => record,
+        let (record, user) = match auth
+            .live_token_and_owner(TokenKind::Session, &digest)
+            .await?
+        {
+            Ok(found) => found,
             Err(refused) => return Ok(Cached::Rejected(refused)),
         };
         let last_seen = auth.last_use(&record);
         if self.idle_expired(last_seen, auth.now()) {
             return Ok(Cached::Rejected(InvalidToken::Expired));
         }
-        let Some(user) = auth.load_user(record.user_id).await? else {
-            return Ok(Cached::Rejected(InvalidToken::Unknown));
-        };
         let last_seen = to_micros(last_seen);
         let identity = Identity::user(
             user,

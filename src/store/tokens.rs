@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 
 use super::{
     FamilyId, NewToken, RevokeReason, Rotation, StoreError, TokenKind, TokenRecord, TokenSelector,
-    TokenUse, UserId,
+    TokenUse, User, UserId,
 };
 use crate::token::TokenDigest;
 
@@ -28,6 +28,24 @@ pub trait TokenStore: Send + Sync + 'static {
         kind: TokenKind,
         digest: &TokenDigest,
     ) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// Finds a token by kind and digest, whatever its state, together with its owner's account
+    /// (`None` if the owner is gone): a credential's cache miss in one round trip rather than
+    /// two.
+    ///
+    /// Only a store that keeps the users too can answer; [`Auth`](crate::Auth) asks only when
+    /// one store serves both concerns ([`Stores::new`](super::Stores::new)), and reads the
+    /// owner through [`UserStore::user_by_id`](super::UserStore::user_by_id) otherwise. The
+    /// default answers [`StoreError::Unsupported`], after which `Auth` takes the two queries
+    /// and does not ask again.
+    async fn token_and_owner(
+        &self,
+        kind: TokenKind,
+        digest: &TokenDigest,
+    ) -> Result<Option<(TokenRecord, Option<User>)>, StoreError> {
+        let _ = (kind, digest);
+        Err(StoreError::Unsupported("token_and_owner"))
+    }
 
     /// Every token of `kind` owned by `user`, revoked and expired ones included, oldest first.
     async fn tokens_of_user(

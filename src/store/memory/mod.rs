@@ -126,6 +126,18 @@ impl TokenStore for MemoryStore {
             .and_then(|id| state.tokens.get(&id).cloned()))
     }
 
+    async fn token_and_owner(
+        &self,
+        kind: TokenKind,
+        digest: &TokenDigest,
+    ) -> Result<Option<(TokenRecord, Option<User>)>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .token_id(kind, digest)
+            .and_then(|id| state.tokens.get(&id))
+            .map(|token| (token.clone(), state.users.get(&token.user_id).cloned())))
+    }
+
     async fn tokens_of_user(
         &self,
         user: UserId,

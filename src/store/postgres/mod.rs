@@ -77,6 +77,18 @@ macro_rules! token_columns {
     };
 }
 
+/// A token (`t`) beside its owner (`u`): `token_columns!()` by name, then the owner's
+/// `user_columns!()` from column [`TOKEN_COLUMNS`] on, the two names the token shares renamed.
+macro_rules! token_and_owner_columns {
+    () => {
+        "t.id, t.kind, t.digest, t.user_id, t.name, t.hint, t.family, t.scopes, t.created_at, t.expires_at, t.revoked_at, t.revoke_reason, t.last_used_at, t.auth_time, t.amr, \
+         u.id AS owner_id, u.username, u.email, u.email_verified, u.phone, u.phone_verified, u.full_name, u.photo_url, u.password_hash, u.roles, u.daily_allowance, u.is_active, u.created_at AS owner_created_at, u.updated_at, u.last_login"
+    };
+}
+
+/// How many columns `token_columns!()` names.
+const TOKEN_COLUMNS: usize = 15;
+
 // After the column macros, which it uses.
 mod users;
 
@@ -114,28 +126,35 @@ fn corrupt(error: impl std::fmt::Display) -> StoreError {
 }
 
 fn user_from_row(row: &PgRow) -> Result<User, StoreError> {
+    user_at(row, 0)
+}
+
+/// The user whose `user_columns!()` start at column `first`: read by position, so that the same
+/// decoder reads a user alone and a token's owner beside the token's columns (whose `id` and
+/// `created_at` would otherwise shadow the user's).
+fn user_at(row: &PgRow, first: usize) -> Result<User, StoreError> {
     let mut user = User::new(
-        UserId(row.try_get("id").map_err(corrupt)?),
-        row.try_get::<String, _>("username").map_err(corrupt)?,
-        row.try_get("created_at").map_err(corrupt)?,
+        UserId(row.try_get(first).map_err(corrupt)?),
+        row.try_get::<String, _>(first + 1).map_err(corrupt)?,
+        row.try_get(first + 12).map_err(corrupt)?,
     );
-    user.email = row.try_get("email").map_err(corrupt)?;
-    user.email_verified = row.try_get("email_verified").map_err(corrupt)?;
-    user.phone = row.try_get("phone").map_err(corrupt)?;
-    user.phone_verified = row.try_get("phone_verified").map_err(corrupt)?;
-    user.full_name = row.try_get("full_name").map_err(corrupt)?;
-    user.photo_url = row.try_get("photo_url").map_err(corrupt)?;
-    user.password_hash = row.try_get("password_hash").map_err(corrupt)?;
-    user.roles = row.try_get("roles").map_err(corrupt)?;
+    user.email = row.try_get(first + 2).map_err(corrupt)?;
+    user.email_verified = row.try_get(first + 3).map_err(corrupt)?;
+    user.phone = row.try_get(first + 4).map_err(corrupt)?;
+    user.phone_verified = row.try_get(first + 5).map_err(corrupt)?;
+    user.full_name = row.try_get(first + 6).map_err(corrupt)?;
+    user.photo_url = row.try_get(first + 7).map_err(corrupt)?;
+    user.password_hash = row.try_get(first + 8).map_err(corrupt)?;
+    user.roles = row.try_get(first + 9).map_err(corrupt)?;
     user.daily_allowance = row
-        .try_get::<Option<i64>, _>("daily_allowance")
+        .try_get::<Option<i64>, _>(first + 10)
         .map_err(corrupt)?
         .map(u32::try_from)
         .transpose()
         .map_err(corrupt)?;
-    user.is_active = row.try_get("is_active").map_err(corrupt)?;
-    user.updated_at = row.try_get("updated_at").map_err(corrupt)?;
-    user.last_login = row.try_get("last_login").map_err(corrupt)?;
+    user.is_active = row.try_get(first + 11).map_err(corrupt)?;
+    user.updated_at = row.try_get(first + 13).map_err(corrupt)?;
+    user.last_login = row.try_get(first + 14).map_err(corrupt)?;
     Ok(user)
 }
 
@@ -311,6 +330,36 @@ impl TokenStore for PostgresStore {
         digest: &TokenDigest,
     ) -> Result<Option<TokenRecord>, StoreError> {
         find_token(&self.pool, kind, digest).await
+    }
+
+    async fn token_and_owner(
+        &self,
+        kind: TokenKind,
+        digest: &TokenDigest,
+    ) -> Result<Option<(TokenRecord, Option<User>)>, StoreError> {
+        let Some(row) = sqlx::query(concat!(
+            "SELECT ",
+            token_and_owner_columns!(),
+            " FROM portcullis_tokens t LEFT JOIN portcullis_users u ON u.id = t.user_id \
+             WHERE t.kind = $1 AND t.digest = $2"
+        ))
+        .bind(kind.as_str())
+        .bind(digest.as_bytes().as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?
+        else {
+            return Ok(None);
+        };
+        let token = token_from_row(&row)?;
+        let owner_found = row
+            .try_get::<Option<i64>, _>(TOKEN_COLUMNS)
+            .map_err(corrupt)?
+            .is_some();
+        let owner = owner_found
+            .then(|| user_at(&row, TOKEN_COLUMNS))
+            .transpose()?;
+        Ok(Some((token, owner)))
     }
 
     async fn tokens_of_user(
@@ -593,4 +642,19 @@ fn unsigned(value: i64) -> u64 {
 async fn the_embedded_migrations_are_the_directory_as_sqlx_reads_it() {
     let embedded = migrations::migrator(MIGRATIONS);
     migrations::tests::matches_the_directory(&embedded, "src/store/postgres/migrations").await;
+}
+
+#[cfg(test)]
+mod column_tests {
+    use super::TOKEN_COLUMNS;
+
+    #[test]
+    fn the_owner_columns_start_where_the_token_columns_end() {
+        let count = |columns: &str| columns.split(',').count();
+        assert_eq!(count(token_columns!()), TOKEN_COLUMNS);
+        assert_eq!(
+            count(token_and_owner_columns!()),
+            TOKEN_COLUMNS + count(user_columns!())
+        );
+    }
 }
