@@ -16,7 +16,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says when it started (seconds since the script did), so a log shows where a run's time went.
+step() { printf '\n==> [%d s] %s\n' "$SECONDS" "$*"; }
 
 step "build cache: superseded test binaries removed"
 # Every change leaves the previous build of each test binary (100-300 MB apiece) and of each
