@@ -244,11 +244,12 @@ impl Identity {
     /// This identity, signed in at `at` with `factors` (see [`auth_time`](Self::auth_time)
     /// and [`factors`](Self::factors)).
     #[must_use]
-    pub fn signed_in(self, at: OffsetDateTime, factors: Factors) -> Self {
-        let mut inner = Arc::unwrap_or_clone(self.0);
+    pub fn signed_in(mut self, at: OffsetDateTime, factors: Factors) -> Self {
+        // In place when this is the only handle (as when a credential is being resolved).
+        let inner = Arc::make_mut(&mut self.0);
         inner.auth_time = Some(at);
         inner.factors = factors;
-        Self(Arc::new(inner))
+        self
     }
 }
 

@@ -9,7 +9,15 @@ use crate::identity::Identity;
 
 /// A condition on the request's identity. Cheap to clone.
 #[derive(Clone)]
-pub struct Requirement(Arc<Node>);
+pub struct Requirement(Repr);
+
+/// The requirements without parameters are statics, so that cloning one (axum clones a
+/// route's layers for every request) touches no reference count shared by every core.
+#[derive(Clone)]
+enum Repr {
+    Fixed(&'static Node),
+    Built(Arc<Node>),
+}
 
 type Predicate = dyn Fn(&Identity) -> bool + Send + Sync;
 
@@ -28,7 +36,7 @@ enum Node {
 
 impl fmt::Debug for Requirement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &*self.0 {
+        match self.node() {
             Node::Authenticated => f.write_str("authenticated"),
             Node::Role(role) => write!(f, "role({role:?})"),
             Node::Scope(scope) => write!(f, "scope({scope:?})"),
@@ -44,12 +52,13 @@ impl fmt::Debug for Requirement {
 }
 
 fn node(node: Node) -> Requirement {
-    Requirement(Arc::new(node))
+    Requirement(Repr::Built(Arc::new(node)))
 }
 
 /// Any authenticated identity.
 pub fn authenticated() -> Requirement {
-    node(Node::Authenticated)
+    static AUTHENTICATED: Node = Node::Authenticated;
+    Requirement(Repr::Fixed(&AUTHENTICATED))
 }
 
 /// A user holding `name`.
@@ -69,7 +78,8 @@ pub fn scope(name: impl Into<String>) -> Requirement {
 
 /// A trusted internal service (see [`InternalKey`](crate::source::InternalKey)).
 pub fn service() -> Requirement {
-    node(Node::Service)
+    static SERVICE: Node = Node::Service;
+    Requirement(Repr::Fixed(&SERVICE))
 }
 
 /// A credential from a person signing in: a session cookie or an access token, not an API
@@ -84,7 +94,8 @@ pub fn service() -> Requirement {
 /// # let _ = only_people;
 /// ```
 pub fn signed_in() -> Requirement {
-    node(Node::SignedIn)
+    static SIGNED_IN: Node = Node::SignedIn;
+    Requirement(Repr::Fixed(&SIGNED_IN))
 }
 
 /// A sign-in at `level` or above (see [`Identity::assurance`]): for step-up before
@@ -133,9 +144,16 @@ pub fn custom(predicate: impl Fn(&Identity) -> bool + Send + Sync + 'static) -> 
 }
 
 impl Requirement {
+    fn node(&self) -> &Node {
+        match &self.0 {
+            Repr::Fixed(node) => node,
+            Repr::Built(node) => node,
+        }
+    }
+
     /// Whether `identity` (`None` for an anonymous request) meets the requirement.
     pub fn is_met_by(&self, identity: Option<&Identity>) -> bool {
-        match &*self.0 {
+        match self.node() {
             Node::Authenticated => identity.is_some(),
             Node::Role(role) => identity.is_some_and(|id| id.has_role(role)),
             Node::Scope(scope) => identity.is_some_and(|id| id.allows_scope(scope)),
@@ -171,7 +189,7 @@ impl Requirement {
     /// The level whose absence explains the refusal, when a signed-in identity could meet
     /// it by signing in again: a failed level at the top or inside an `all`.
     fn missing_assurance(&self, identity: &Identity) -> Option<Assurance> {
-        match &*self.0 {
+        match self.node() {
             Node::Assurance(level)
                 if identity.is_signed_in() && !self.is_met_by(Some(identity)) =>
             {
@@ -185,7 +203,7 @@ impl Requirement {
     /// The first scope whose absence explains the refusal, for the `insufficient_scope`
     /// challenge: a failed scope at the top or inside an `all`.
     fn missing_scope(&self, identity: &Identity) -> Option<String> {
-        match &*self.0 {
+        match self.node() {
             Node::Scope(scope) if !identity.allows_scope(scope) => Some(scope.clone()),
             Node::All(all) => all.iter().find_map(|r| r.missing_scope(identity)),
             _ => None,

@@ -1,10 +1,11 @@
 //! The loopback load test: each scenario served by `axum::serve` on 127.0.0.1 and driven by
 //! `wrk` (one thread) at several connection counts, then an Argon2id login flood with the
 //! latency of a cheap endpoint measured alongside it, then the memory a cached credential
-//! costs. Writes the figures as JSON for `report`.
+//! costs and what a flood of distinct invalid tokens and of distinct client addresses adds. Writes the figures as JSON for `report`.
 //!
 //! ```sh
 //! loadtest [--seconds 3] [--rounds 3] [--connections 1,64,512] [--out loadtest.json] [--only NAME,..]
+//!          [--flood 1000000]
 //! ```
 //!
 //! Every scenario is served at once, each on its own port; the cells are measured round-robin
@@ -37,6 +38,8 @@ struct Options {
     connections: Vec<u32>,
     out: PathBuf,
     only: Option<Vec<String>>,
+    /// Distinct invalid tokens, and distinct client addresses, of the memory floods.
+    flood: usize,
 }
 
 fn options() -> Options {
@@ -46,6 +49,7 @@ fn options() -> Options {
         connections: vec![1, 64, 512],
         out: PathBuf::from("loadtest.json"),
         only: None,
+        flood: 1_000_000,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -61,6 +65,7 @@ fn options() -> Options {
             }
             "--out" => options.out = PathBuf::from(value()),
             "--only" => options.only = Some(value().split(',').map(str::to_owned).collect()),
+            "--flood" => options.flood = value().parse().expect("--flood N"),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -321,8 +326,14 @@ fn resident_bytes() -> u64 {
     pages * 4_096
 }
 
+/// Keeps what one memory measurement built alive until the process exits, so that the next
+/// measurement cannot reuse its freed memory and read as smaller than it is.
+fn keep<T>(built: T) {
+    std::mem::forget(built);
+}
+
 /// The memory 100 000 cached API keys take: RSS after resolving them minus RSS before.
-async fn memory() -> MemoryRun {
+async fn cached_keys() -> (u64, f64) {
     const KEYS: usize = 100_000;
     let fixture = fixture(MemoryStore::new(), CacheConfig::default().capacity(200_000)).await;
     let keys = stored_keys(&fixture, KEYS, KEYS).await;
@@ -333,9 +344,98 @@ async fn memory() -> MemoryRun {
     let after = resident_bytes();
     let per_entry = after.saturating_sub(before) as f64 / KEYS as f64;
     eprintln!("memory: {KEYS} cached API keys add {per_entry:.0} bytes each");
+    keep(fixture);
+    (KEYS as u64, per_entry)
+}
+
+/// What a flood of distinct well-formed but unknown API keys (each one a store miss and a
+/// cached refusal) adds to the resident memory, with the default cache configuration.
+async fn invalid_token_flood(count: usize) -> u64 {
+    let fixture = fixture(MemoryStore::new(), CacheConfig::default()).await;
+    let format = portcullis::token::TokenFormat::new("smtk_").expect("a valid prefix");
+    // Generated before measuring: the flood's own strings are the client's, not the server's.
+    let tokens: Vec<String> = (0..count)
+        .map(|_| {
+            format
+                .generate()
+                .expect("randomness")
+                .into_secret()
+                .into_exposed()
+        })
+        .collect();
+    let before = resident_bytes();
+    for token in &tokens {
+        let refused = fixture.api_keys.resolve(token).await;
+        assert!(refused.is_err(), "an unknown key must be refused");
+    }
+    let added = resident_bytes().saturating_sub(before);
+    eprintln!(
+        "memory: {count} distinct unknown API keys add {:.1} MiB",
+        added as f64 / 1_048_576.0
+    );
+    keep((fixture, tokens));
+    added
+}
+
+/// What `count` distinct client addresses, one request each within one window, add to the
+/// resident memory of an in-memory rate limiter (one policy per client IP).
+async fn address_flood(count: u32) -> u64 {
+    use portcullis::ratelimit::{ClientIp, KeyBy, Limit, Policy, RateLimitLayer};
+    use tower::ServiceExt;
+
+    let limiter = RateLimitLayer::builder()
+        .policy(
+            Policy::new(
+                "ip",
+                // Ten an hour, as for sign-in attempts: a bucket takes six minutes to refill,
+                // so the janitor keeps every one of the flood's for the whole measurement.
+                Limit::new(10, std::time::Duration::from_secs(3_600)),
+                KeyBy::ClientIp,
+            )
+            .expect("a valid policy"),
+        )
+        .client_ip(ClientIp::new(|parts| {
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<SocketAddr>>()
+                .map(|info| info.0)
+        }))
+        .build()
+        .expect("a valid limiter");
+    let router: Router = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(limiter);
+    let before = resident_bytes();
+    for n in 0..count {
+        let address = SocketAddr::new(std::net::Ipv4Addr::from(0x0a00_0000 + n).into(), 40_000);
+        let mut request = http::Request::get("/")
+            .body(axum::body::Body::empty())
+            .expect("a request");
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(address));
+        let response = router.clone().oneshot(request).await.expect("infallible");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let added = resident_bytes().saturating_sub(before);
+    eprintln!(
+        "memory: {count} distinct client addresses add {:.1} MiB to the rate limiter",
+        added as f64 / 1_048_576.0
+    );
+    keep(router);
+    added
+}
+
+async fn memory(flood: usize) -> MemoryRun {
+    let (entries, bytes_per_entry) = cached_keys().await;
+    let invalid_token_bytes = invalid_token_flood(flood).await;
+    let address_bytes = address_flood(u32::try_from(flood).expect("a flood that fits IPv4")).await;
     MemoryRun {
-        entries: KEYS as u64,
-        bytes_per_entry: per_entry,
+        entries,
+        bytes_per_entry,
+        flood: flood as u64,
+        invalid_token_bytes,
+        address_bytes,
     }
 }
 
@@ -357,7 +457,7 @@ fn main() {
         .build()
         .expect("a runtime");
     let result = runtime.block_on(async {
-        let memory = memory().await;
+        let memory = memory(options.flood).await;
         let (scenarios, runs) = load(&options).await;
         let flood = flood(options.seconds * 2).await;
         LoadTest {

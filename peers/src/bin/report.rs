@@ -39,6 +39,7 @@ fn main() {
     let in_process = criterion_medians(&criterion, "request");
     let stored_keys = criterion_medians(&criterion, "stored_keys");
     let cache_hit = criterion_medians(&criterion, "cache_hit");
+    let round_trip = criterion_medians(&criterion, "round_trip");
     assert!(
         in_process.contains_key("bare_axum"),
         "no criterion estimates under {}",
@@ -56,6 +57,7 @@ fn main() {
         in_process: &in_process,
         stored_keys: &stored_keys,
         cache_hit: &cache_hit,
+        round_trip: &round_trip,
         load: &load,
     };
     let plot = svg
