@@ -301,12 +301,9 @@ impl AccessTokens {
 
     async fn load(&self, token: &str, epoch: u64) -> Result<Cached, AuthError> {
         let claims = self.verify(token)?;
-        let user_id: UserId = claims
-            .sub
-            .parse()
-            .map_err(|_| InvalidToken::BadClaim("sub"))?;
+        let user_id = subject(&claims)?;
         let auth = &self.inner.auth;
-        let Some(user) = auth.load_user(user_id).await? else {
+        let Some(owner) = auth.credential_owner(user_id, epoch).await? else {
             return Ok(Cached::Rejected(InvalidToken::Unknown));
         };
         let sid = claims.sid.clone().map(FamilyId::new);
@@ -316,6 +313,46 @@ impl AccessTokens {
             // A session never comes back, so the rejection can be cached.
             return Ok(Cached::Rejected(InvalidToken::Revoked));
         }
+        Ok(self.resolved(claims, owner, sid, epoch))
+    }
+
+    /// A token seen for the first time, resolved without waiting when nothing but its
+    /// signature and claims needs checking: its owner is cached (the record the user's other
+    /// credentials share) and it names no session, whose liveness only the store knows.
+    /// `None` sends it to [`load`](Self::load).
+    fn first_seen_now(&self, token: &str, key: CacheKey) -> Option<Result<Identity, AuthError>> {
+        let auth = &self.inner.auth;
+        if !auth.cache().keeps_owners() {
+            // No owner can be cached: verifying here would only be done again by `load`.
+            return None;
+        }
+        // Before the owner is read, as a loader records it, so that an invalidation racing
+        // this resolution still reaches the entry it makes.
+        let epoch = auth.cache().epoch();
+        let claims = match self.verify(token) {
+            Ok(claims) => claims,
+            Err(refused) => return Some(Err(refused.into())),
+        };
+        if claims.sid.is_some() {
+            return None;
+        }
+        let user_id = match subject(&claims) {
+            Ok(user_id) => user_id,
+            Err(refused) => return Some(Err(refused)),
+        };
+        let owner = auth.cached_owner(user_id)?;
+        auth.remember_now(key, self.resolved(claims, owner, None, epoch))
+    }
+
+    /// The cache entry of a verified token of `owner`.
+    fn resolved(
+        &self,
+        claims: AccessClaims,
+        owner: Arc<User>,
+        sid: Option<FamilyId>,
+        epoch: u64,
+    ) -> Cached {
+        let auth = &self.inner.auth;
         let leeway = i64::try_from(self.inner.config.leeway.as_secs()).unwrap_or(i64::MAX);
         let valid_until = claims.exp.saturating_add(leeway).saturating_mul(1_000_000);
         let scopes = match claims.scopes() {
@@ -326,7 +363,7 @@ impl AccessTokens {
             jti: Some(claims.jti),
             sid: sid.clone(),
         };
-        let mut identity = Identity::user(user, method, scopes);
+        let mut identity = Identity::shared_user(owner, method, scopes);
         if let Some(at) = claims
             .auth_time
             .and_then(|at| OffsetDateTime::from_unix_timestamp(at).ok())
@@ -337,15 +374,23 @@ impl AccessTokens {
                 .map_or(Factors::NONE, Factors::from_amr);
             identity = identity.signed_in(at, factors);
         }
-        Ok(Cached::Found(Arc::new(Resolved::new(
+        Cached::Found(Arc::new(Resolved::new(
             identity,
             sid,
             None,
             valid_until,
             to_micros(auth.now()),
             epoch,
-        ))))
+        )))
     }
+}
+
+/// The user a token's `sub` claim names.
+fn subject(claims: &AccessClaims) -> Result<UserId, AuthError> {
+    claims
+        .sub
+        .parse()
+        .map_err(|_| InvalidToken::BadClaim("sub").into())
 }
 
 impl AccessTokens {
@@ -370,7 +415,10 @@ impl TokenResolver for AccessTokens {
             Ok(key) => key,
             Err(refused) => return Some(Err(refused)),
         };
-        self.inner.auth.resolve_cached(&key)
+        self.inner
+            .auth
+            .resolve_cached(&key)
+            .or_else(|| self.first_seen_now(token, key))
     }
 
     async fn resolve(&self, token: &str) -> Result<Identity, AuthError> {

@@ -251,14 +251,15 @@ impl ApiKeys {
     async fn load(&self, digest: TokenDigest, epoch: u64) -> Result<Cached, AuthError> {
         let auth = &self.inner.auth;
         let (record, user) = match auth
-            .live_token_and_owner(TokenKind::ApiKey, &digest)
+            .live_token_and_owner(TokenKind::ApiKey, &digest, epoch)
             .await?
         {
             Ok(found) => found,
             Err(refused) => return Ok(Cached::Rejected(refused)),
         };
         let scopes = Scopes::from_stored(record.scopes.as_deref());
-        let identity = Identity::user(user, AuthMethod::ApiKey { key_id: record.id }, scopes);
+        let identity =
+            Identity::shared_user(user, AuthMethod::ApiKey { key_id: record.id }, scopes);
         Ok(Cached::Found(Arc::new(Resolved::new(
             identity,
             None,

@@ -648,20 +648,22 @@ impl Auth {
 
     /// The stored token of `kind` with `digest` and its owner if the token is live now and the
     /// owner exists, or why the token is refused: one store query where the store keeps both.
+    /// The owner is cached as a load that started at `epoch` (see [`Self::credential_owner`]).
     pub(crate) async fn live_token_and_owner(
         &self,
         kind: crate::store::TokenKind,
         digest: &crate::token::TokenDigest,
-    ) -> Result<Result<(crate::store::TokenRecord, User), crate::InvalidToken>, AuthError> {
+        epoch: u64,
+    ) -> Result<Result<(crate::store::TokenRecord, Arc<User>), crate::InvalidToken>, AuthError>
+    {
         if self.inner.joined_lookup.load(Ordering::Relaxed) {
             match self.inner.stores.tokens.token_and_owner(kind, digest).await {
                 Ok(found) => {
                     return Ok(match found {
                         None => Err(crate::InvalidToken::Unknown),
                         Some((record, owner)) => self.live(record).and_then(|record| {
-                            owner
-                                .map(|owner| (record, owner))
-                                .ok_or(crate::InvalidToken::Unknown)
+                            let owner = owner.ok_or(crate::InvalidToken::Unknown)?;
+                            Ok((record, self.share_owner(owner, epoch)))
                         }),
                     });
                 }
@@ -675,10 +677,41 @@ impl Auth {
             Ok(record) => record,
             Err(refused) => return Ok(Err(refused)),
         };
-        Ok(match self.load_user(record.user_id).await? {
+        Ok(match self.credential_owner(record.user_id, epoch).await? {
             Some(owner) => Ok((record, owner)),
             None => Err(crate::InvalidToken::Unknown),
         })
+    }
+
+    /// The owner of a credential being loaded: the record every cached credential of the user
+    /// shares, from the cache, or from the store and then cached as a load that started at
+    /// `epoch` would be. `None` when the user is gone.
+    pub(crate) async fn credential_owner(
+        &self,
+        id: UserId,
+        epoch: u64,
+    ) -> Result<Option<Arc<User>>, AuthError> {
+        if let Some(owner) = self.cached_owner(id) {
+            return Ok(Some(owner));
+        }
+        Ok(self
+            .load_user(id)
+            .await?
+            .map(|user| self.share_owner(user, epoch)))
+    }
+
+    /// The cached owner record of `id`, if there is a current one.
+    pub(crate) fn cached_owner(&self, id: UserId) -> Option<Arc<User>> {
+        self.cache().owner(id, self.inner.clock.now_micros())
+    }
+
+    /// `user`, read from the store, as the shared record of its credentials: without its
+    /// password hash (no cached identity keeps one), and cached.
+    fn share_owner(&self, mut user: User, epoch: u64) -> Arc<User> {
+        user.password_hash = None;
+        let owner = Arc::new(user);
+        self.cache().remember_owner(&owner, epoch);
+        owner
     }
 
     /// Loads a user for a credential; a missing user is reported as `None`.
@@ -737,6 +770,19 @@ impl Auth {
     {
         let cached = self.cache().get_or_load(key, load).await?;
         self.answer(cached, self.inner.clock.now_micros())
+    }
+
+    /// Caches `answer` for `key` (made from what was current at the epoch its entry records)
+    /// and answers from it: a credential resolved without waiting. `None` if an invalidation
+    /// overtook it, for the caller to load it afresh.
+    pub(crate) fn remember_now(
+        &self,
+        key: CacheKey,
+        answer: Cached,
+    ) -> Option<Result<crate::Identity, AuthError>> {
+        self.cache()
+            .remember_current(key, &answer)
+            .then(|| self.answer(answer, self.inner.clock.now_micros()))
     }
 
     /// The identity a cache answer stands for, or why it is refused.

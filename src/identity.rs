@@ -42,12 +42,10 @@ struct Inner {
 /// Whom an [`Identity`] stands for.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
-// A subject lives inside the identity's `Arc`, made once per authentication: boxing the user
-// would add an allocation to save bytes that are never copied.
-#[allow(clippy::large_enum_variant)]
 pub enum Subject {
-    /// A user account.
-    User(User),
+    /// A user account, shared by every cached credential of the user (see
+    /// [`Auth`](crate::Auth)'s credential cache).
+    User(Arc<User>),
     /// A trusted service calling with the internal key (no user account).
     Service {
         /// The service's configured name.
@@ -131,6 +129,13 @@ impl Identity {
     /// need it, and cached identities should not keep copies of it (OWASP ASVS 5.0 V11.7).
     pub fn user(mut user: User, method: AuthMethod, scopes: Scopes) -> Self {
         user.password_hash = None;
+        Self::shared_user(Arc::new(user), method, scopes)
+    }
+
+    /// An identity for a user account already shared by other identities (its password hash
+    /// already dropped: see [`Identity::user`]).
+    pub(crate) fn shared_user(user: Arc<User>, method: AuthMethod, scopes: Scopes) -> Self {
+        debug_assert!(user.password_hash.is_none(), "a cached user keeps no hash");
         Self(Arc::new(Inner {
             subject: Subject::User(user),
             method,

@@ -29,7 +29,7 @@
 //! ## Quick start
 //!
 //! ```
-//! use axum::{Router, routing::get};
+//! use axum::{Router, handler::Handler, routing::get};
 //! use portcullis::{AccessTokens, ApiKeys, Auth, AuthLayer, CurrentUser, JwtConfig};
 //! use portcullis::guard::RequireLayer;
 //! use portcullis::source::Bearer;
@@ -43,10 +43,18 @@
 //!
 //! let app: Router = Router::new()
 //!     .route("/me", get(|user: CurrentUser| async move { user.username.clone() }))
-//!     .route("/reports", get(|| async { "…" }).layer(RequireLayer::scope("reports:read")))
+//!     .route("/reports", get(reports.layer(RequireLayer::scope("reports:read"))))
 //!     .layer(AuthLayer::builder().source(Bearer::new(api_keys)).source(Bearer::new(jwts)).build());
+//!
+//! async fn reports() -> &'static str {
+//!     "…"
+//! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! A guard goes on the handler (`Handler::layer`, as here) or on a router of routes sharing
+//! it; on a method router (`get(reports).layer(..)`) it works too, but axum then boxes the
+//! route once more for every request (see [`guard`]).
 //!
 //! ## Features
 //!

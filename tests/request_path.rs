@@ -12,7 +12,7 @@ use axum::routing::get;
 use http::{Request, StatusCode};
 use portcullis::clock::ManualClock;
 use portcullis::guard::RequireLayer;
-use portcullis::source::{Bearer, InternalKey, QueryToken, SubprotocolToken};
+use portcullis::source::{Bearer, InternalKey, QueryToken, SubprotocolToken, TokenResolver};
 use portcullis::store::{
     FamilyId, MemoryStore, NewToken, NewUser, RevokeReason, Rotation, SqliteStore, StoreError,
     Stores, TokenKind, TokenRecord, TokenSelector, TokenStore, TokenUse, User, UserId, UserUpdate,
@@ -500,6 +500,62 @@ async fn role_changes_apply_to_cached_credentials_at_once() {
         .await
         .unwrap();
     assert_eq!(app.get("/admin", Some(&key)).await.0, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_users_cached_credentials_share_one_record_and_a_known_owners_new_token_needs_no_store() {
+    let app = App::new().await;
+    // No credential of the user resolved yet: a new token's owner must come from the store.
+    let before = app.access_token(None);
+    assert!(app.access.resolve_now(&before).is_none());
+    let key = app.api_key(NewApiKey::named("laptop")).await;
+    let by_key = app.api_keys.resolve(&key).await.unwrap();
+    // The key's owner is now cached, so a token seen for the first time resolves on sight.
+    let fresh = app.access_token(None);
+    let by_token = app.access.resolve_now(&fresh).unwrap().unwrap();
+    assert!(std::ptr::eq(
+        by_key.user_record().unwrap(),
+        by_token.user_record().unwrap()
+    ));
+    assert_eq!(by_token.user_record().unwrap().password_hash, None);
+    // A token naming a session still asks the store whether the session lives.
+    let family = FamilyId::new("a-session");
+    assert!(
+        app.access
+            .resolve_now(&app.access_token(Some(&family)))
+            .is_none()
+    );
+    // A forged token is refused on sight.
+    let forged = format!("{}x", &fresh[..fresh.len() - 1]);
+    assert!(matches!(app.access.resolve_now(&forged), Some(Err(_))));
+}
+
+#[tokio::test]
+async fn owner_changes_reach_tokens_seen_for_the_first_time_at_once() {
+    let app = App::new().await;
+    let key = app.api_key(NewApiKey::named("laptop")).await;
+    assert_eq!(app.get("/admin", Some(&key)).await.0, StatusCode::OK);
+    app.auth
+        .update_user(
+            app.user.id,
+            UserUpdate::default().roles(Vec::<String>::new()),
+        )
+        .await
+        .unwrap();
+    let fresh = app.access_token(None);
+    assert_eq!(
+        app.get("/admin", Some(&fresh)).await.0,
+        StatusCode::FORBIDDEN
+    );
+    app.auth
+        .update_user(app.user.id, UserUpdate::default().active(false))
+        .await
+        .unwrap();
+    let (status, body) = app.get("/me", Some(&app.access_token(None))).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::UNAUTHORIZED, r#"{"detail":"Inactive user"}"#)
+    );
 }
 
 #[tokio::test]

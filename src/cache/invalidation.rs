@@ -27,6 +27,10 @@ impl Target {
             Self::Everything => true,
         }
     }
+
+    fn concerns_user(&self, user: UserId) -> bool {
+        matches!(self, Self::User(id) if *id == user) || matches!(self, Self::Everything)
+    }
 }
 
 #[derive(Debug)]
@@ -65,6 +69,15 @@ impl InvalidationLog {
     /// Whether anything logged after epoch `since` concerns this entry. When the log no longer
     /// reaches back to `since`, the answer is conservatively yes.
     pub(super) fn touched_since(&self, since: u64, key: &CacheKey, entry: &Resolved) -> bool {
+        self.any_since(since, |target| target.concerns(key, entry))
+    }
+
+    /// Whether anything logged after epoch `since` concerns `user`'s record.
+    pub(super) fn user_touched_since(&self, since: u64, user: UserId) -> bool {
+        self.any_since(since, |target| target.concerns_user(user))
+    }
+
+    fn any_since(&self, since: u64, concerns: impl Fn(&Target) -> bool) -> bool {
         let recent = self.recent.read().unwrap_or_else(|p| p.into_inner());
         match recent.front() {
             Some((oldest, _)) if *oldest > since + 1 => true,
@@ -73,7 +86,7 @@ impl InvalidationLog {
                 .iter()
                 .rev()
                 .take_while(|(epoch, _)| *epoch > since)
-                .any(|(_, target)| target.concerns(key, entry)),
+                .any(|(_, target)| concerns(target)),
         }
     }
 }

@@ -16,6 +16,11 @@
 //! a hit costs about a fifth of a `moka` hit, whose per-read bookkeeping dominated the request
 //! path.
 //!
+//! The owners of cached credentials are cached beside them, one shared `Arc<User>` per user:
+//! a user's API keys, sessions and tokens hold the same record, and a token seen for the
+//! first time whose owner is cached needs no store query at all. An owner entry lives as long
+//! as a positive entry and is invalidated with the user's credentials.
+//!
 //! Invalidation is exact and cheap on the hot path: every invalidation (a user changed, a
 //! session ended, a key was revoked) appends to a short log and bumps an epoch. An entry
 //! remembers the epoch it was checked at; a hit whose epoch is current costs one atomic load,
@@ -42,7 +47,7 @@ use invalidation::{InvalidationLog, Target};
 
 use crate::clock::{Clock, micros};
 use crate::error::AuthError;
-use crate::store::{FamilyId, UserId};
+use crate::store::{FamilyId, User, UserId};
 
 /// A cached answer and the window (microseconds on the [`Clock`]) in which it is trusted.
 #[derive(Clone, Debug)]
@@ -56,6 +61,15 @@ impl Entry {
     fn is_fresh(&self, now: i64) -> bool {
         (self.stored_at..self.fresh_until).contains(&now)
     }
+}
+
+/// A cached credential owner, and the window in which it is trusted.
+#[derive(Debug)]
+struct Owner {
+    user: Arc<User>,
+    stored_at: i64,
+    fresh_until: i64,
+    checked_at_epoch: std::sync::atomic::AtomicU64,
 }
 
 /// A load in flight, shared by every request that missed the same key meanwhile.
@@ -97,6 +111,7 @@ impl Drop for Flight<'_> {
 /// See the module documentation.
 pub(crate) struct CredentialCache {
     entries: Cache<CacheKey, Entry>,
+    owners: Cache<UserId, Arc<Owner>>,
     clock: Arc<dyn Clock>,
     positive_ttl: i64,
     negative_ttl: i64,
@@ -122,6 +137,7 @@ impl CredentialCache {
         let capacity = usize::try_from(config.capacity).unwrap_or(usize::MAX);
         Self {
             entries: Cache::new(capacity),
+            owners: Cache::new(capacity),
             clock,
             positive_ttl: micros(config.positive_ttl),
             negative_ttl: micros(config.negative_ttl),
@@ -153,6 +169,64 @@ impl CredentialCache {
         }
         self.entries.remove(key);
         None
+    }
+
+    /// Whether owners are cached at all (not with a positive TTL of zero, nor while the cache
+    /// is bypassed): when not, nothing can be resolved from a cached owner.
+    pub(crate) fn keeps_owners(&self) -> bool {
+        self.positive_ttl > 0 && !self.bypass.load(Ordering::Acquire)
+    }
+
+    /// The cached owner `user`, if a current record is cached at `now`.
+    pub(crate) fn owner(&self, user: UserId, now: i64) -> Option<Arc<User>> {
+        if self.bypass.load(Ordering::Acquire) {
+            return None;
+        }
+        let owner = self.owners.get(&user)?;
+        let current = self.log.epoch();
+        let seen = owner.checked_at_epoch.load(Ordering::Acquire);
+        let fresh = (owner.stored_at..owner.fresh_until).contains(&now);
+        if fresh && seen == current {
+            return Some(Arc::clone(&owner.user));
+        }
+        if fresh && !self.log.user_touched_since(seen, user) {
+            owner.checked_at_epoch.fetch_max(current, Ordering::AcqRel);
+            return Some(Arc::clone(&owner.user));
+        }
+        self.owners.remove(&user);
+        None
+    }
+
+    /// Caches `user` as a credential owner, read from the store after `epoch` was current
+    /// (so that an invalidation racing the read is found).
+    pub(crate) fn remember_owner(&self, user: &Arc<User>, epoch: u64) {
+        if self.positive_ttl <= 0 || self.bypass.load(Ordering::Acquire) {
+            return;
+        }
+        let stored_at = self.clock.now_micros();
+        self.owners.insert(
+            user.id,
+            Arc::new(Owner {
+                user: Arc::clone(user),
+                stored_at,
+                fresh_until: stored_at.saturating_add(self.positive_ttl),
+                checked_at_epoch: std::sync::atomic::AtomicU64::new(epoch),
+            }),
+        );
+    }
+
+    /// Caches `answer` for `key` as a load that started at `epoch` would, and returns whether
+    /// it is still current: the synchronous counterpart of [`get_or_load`](Self::get_or_load).
+    pub(crate) fn remember_current(&self, key: CacheKey, answer: &Cached) -> bool {
+        if self.bypass.load(Ordering::Acquire) {
+            return true;
+        }
+        self.remember(key, answer);
+        if self.is_current(&key, answer) {
+            return true;
+        }
+        self.entries.remove(&key);
+        false
     }
 
     fn remember(&self, key: CacheKey, answer: &Cached) {
@@ -235,6 +309,7 @@ impl CredentialCache {
     /// Drops every entry of `user` (deactivation, role or password change).
     pub(crate) fn invalidate_user(&self, user: UserId) {
         self.log.push(Target::User(user));
+        self.owners.remove(&user);
     }
 
     /// Drops every entry of a session family (logout, refresh-token reuse).
@@ -252,6 +327,7 @@ impl CredentialCache {
     pub(crate) fn invalidate_everything(&self) {
         self.log.push(Target::Everything);
         self.entries.clear();
+        self.owners.clear();
     }
 
     #[cfg(test)]

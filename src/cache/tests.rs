@@ -483,3 +483,54 @@ async fn capacity_bounds_the_number_of_entries() {
     }
     assert!(cache.entry_count() <= 100);
 }
+
+fn owner(id: i64) -> Arc<User> {
+    Arc::new(User::fixture(id))
+}
+
+#[test]
+fn an_owner_is_shared_until_its_user_is_invalidated() {
+    let cache = CredentialCache::new(&CacheConfig::default(), system());
+    let ada = owner(1);
+    cache.remember_owner(&ada, cache.epoch());
+    cache.remember_owner(&owner(2), cache.epoch());
+    let now = cache.clock.now_micros();
+    assert!(Arc::ptr_eq(&cache.owner(UserId(1), now).unwrap(), &ada));
+    // Another user's invalidation leaves the record current; its own drops it.
+    cache.invalidate_user(UserId(2));
+    assert!(cache.owner(UserId(1), now).is_some());
+    assert!(cache.owner(UserId(2), now).is_none());
+    cache.invalidate_user(UserId(1));
+    assert!(cache.owner(UserId(1), now).is_none());
+}
+
+#[test]
+fn an_owner_read_before_an_invalidation_is_never_cached_past_it() {
+    let cache = CredentialCache::new(&CacheConfig::default(), system());
+    // A loader noted the epoch and read the user; the user changed before it cached the read.
+    let epoch = cache.epoch();
+    cache.invalidate_user(UserId(1));
+    cache.remember_owner(&owner(1), epoch);
+    assert!(cache.owner(UserId(1), cache.clock.now_micros()).is_none());
+    // Everything invalidated (the bus reconnected) drops every owner.
+    cache.remember_owner(&owner(3), cache.epoch());
+    cache.invalidate_everything();
+    assert!(cache.owner(UserId(3), cache.clock.now_micros()).is_none());
+}
+
+#[test]
+fn an_owner_lives_one_positive_ttl_and_not_at_all_without_one() {
+    let clock = Arc::new(ManualClock::starting_now());
+    let config = CacheConfig::default().positive_ttl(Duration::from_secs(30));
+    let cache = CredentialCache::new(&config, clock.clone());
+    cache.remember_owner(&owner(1), cache.epoch());
+    clock.advance(Duration::from_secs(29));
+    assert!(cache.owner(UserId(1), clock.now_micros()).is_some());
+    clock.advance(Duration::from_secs(2));
+    assert!(cache.owner(UserId(1), clock.now_micros()).is_none());
+
+    let uncached = CacheConfig::default().positive_ttl(Duration::ZERO);
+    let cache = CredentialCache::new(&uncached, clock.clone());
+    cache.remember_owner(&owner(1), cache.epoch());
+    assert!(cache.owner(UserId(1), clock.now_micros()).is_none());
+}

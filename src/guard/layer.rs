@@ -14,17 +14,21 @@ use crate::assurance::Assurance;
 /// [`new`](Self::new).
 ///
 /// ```
-/// use axum::{Router, routing::get};
+/// use axum::{Router, handler::Handler, routing::get};
 /// use portcullis::guard::{self, RequireLayer};
 ///
+/// async fn page() -> &'static str {
+///     "page"
+/// }
+///
 /// let app: Router = Router::new()
-///     .route("/me", get(|| async { "me" }).layer(RequireLayer::authenticated()))
-///     .route("/admin", get(|| async { "admin" }).layer(RequireLayer::any_role(["admin"])))
+///     .route("/me", get(page.layer(RequireLayer::authenticated())))
+///     .route("/admin", get(page.layer(RequireLayer::any_role(["admin"]))))
 ///     .route(
 ///         "/reports",
-///         get(|| async { "reports" }).layer(RequireLayer::new(
+///         get(page.layer(RequireLayer::new(
 ///             guard::scope("reports:read").and(guard::not(guard::role("suspended"))),
-///         )),
+///         ))),
 ///     );
 /// ```
 #[derive(Clone, Debug)]

@@ -384,7 +384,7 @@ impl Sessions {
     async fn load(&self, digest: TokenDigest, epoch: u64) -> Result<Cached, AuthError> {
         let auth = &self.inner.auth;
         let (record, user) = match auth
-            .live_token_and_owner(TokenKind::Session, &digest)
+            .live_token_and_owner(TokenKind::Session, &digest, epoch)
             .await?
         {
             Ok(found) => found,
@@ -395,7 +395,7 @@ impl Sessions {
             return Ok(Cached::Rejected(InvalidToken::Expired));
         }
         let last_seen = to_micros(last_seen);
-        let identity = Identity::user(
+        let identity = Identity::shared_user(
             user,
             AuthMethod::Session {
                 session_id: record.id,
