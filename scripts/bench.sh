@@ -2,9 +2,13 @@
 # Measures portcullis against bare axum and against the crates users would pick instead, in
 # one run, and writes BENCHMARKS.md and docs/throughput.svg.
 #
-#   ./scripts/bench.sh                 # the whole run (about 12 minutes on 2 cores)
+#   ./scripts/bench.sh                 # the whole run (about 35 minutes on 2 cores)
 #   SECONDS_PER_CELL=2 ./scripts/bench.sh
 #   SKIP_CRITERION=1 ./scripts/bench.sh    # keep the last criterion run, redo the load test
+#   SKIP_COLD=1 ./scripts/bench.sh         # leave out the time to a first green run
+#
+# The last step times the README's two commands from a fresh clone with an empty target
+# directory (scripts/cold-start.sh --tests, about 20 minutes).
 #
 # Starts PostgreSQL (for the uncached PostgreSQL row) and installs wrk when missing, and stops
 # what it started. Builds go to $CARGO_TARGET_DIR/peers (default ~/.cache/portcullis-target).
@@ -39,3 +43,8 @@ mkdir -p docs
     --load "$services_dir/loadtest.json" --out BENCHMARKS.md --svg docs/throughput.svg \
     --command ./scripts/bench.sh
 echo "wrote BENCHMARKS.md and docs/throughput.svg"
+
+if [ -z "${SKIP_COLD:-}" ]; then
+    step "time to a first green run (the README's commands from a fresh clone)"
+    ./scripts/cold-start.sh --tests
+fi

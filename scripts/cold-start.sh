@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
 # Measures the README's run command from a fresh clone with an empty target directory: the
-# seconds from `cargo run -p khoj` until the server prints `listening on`. Writes the
-# figure into the "Cold start" section of BENCHMARKS.md (after the marker the benchmark
-# report keeps).
+# seconds from `cargo run -p khoj` until the server prints `listening on`; with `--tests`,
+# then the README's test command in the same clone and target directory, as a newcomer runs
+# them one after the other. Writes the figures into the "Cold start" section of BENCHMARKS.md
+# (after the marker the benchmark report keeps).
 #
-#   ./scripts/cold-start.sh
+#   ./scripts/cold-start.sh            # about 4 minutes on 2 cores
+#   ./scripts/cold-start.sh --tests    # and about 15 more
+#
+# The test command runs as on a newcomer's machine: its own services (the PORTCULLIS_TEST_*
+# variables are cleared), not CI (CI is cleared), and without the CI-only tools (CI_TOOLS=0).
+# The system packages it installs on a fresh machine (PostgreSQL, Redis, Chromium, Node) are
+# taken as installed here.
 #
 # The crates are taken from cargo's registry cache when it has them, so the figure is the
 # build, not the download.
 set -euo pipefail
+
+with_tests=""
+[ "${1:-}" = --tests ] && with_tests=1
 
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -40,6 +50,7 @@ fi
 crates=$(find "$work/target/debug/deps" -name '*.rlib' | sed 's#.*/lib##; s#-[0-9a-f]*\.rlib##' | sort -u | wc -l)
 date=$(date -u '+%Y-%m-%d %H:%M UTC')
 rounded=$(printf '%.0f' "$seconds")
+pkill -f "$work/target/debug/khoj" 2>/dev/null || true
 
 section="## Cold start
 
@@ -47,6 +58,36 @@ section="## Cold start
 target directory, until the server prints \`listening on\`: **${rounded} s** ($crates library
 crates built; $(nproc) cores; measured $date by \`./scripts/cold-start.sh\`). Target: under
 4 minutes."
+
+if [ -n "$with_tests" ]; then
+    test_start=$(date +%s)
+    if ! (
+        for variable in $(compgen -e | grep '^PORTCULLIS_TEST_'); do unset "$variable"; done
+        unset CI
+        CI_TOOLS=0 ./scripts/test.sh
+    ) >"$work/test.log" 2>&1; then
+        echo "the test command failed; its log ends:" >&2
+        tail -30 "$work/test.log" >&2
+        exit 1
+    fi
+    test_seconds=$(($(date +%s) - test_start))
+    steps=$(grep -o '^==> \[[0-9]* s\] [a-z].*' "$work/test.log" | sed 's/^==> //; s/^/    /')
+    section="$section
+
+Then \`./scripts/test.sh\` (the README's test command) in the same clone and target directory,
+as a newcomer runs it after the server: **$((test_seconds / 60)) min $((test_seconds % 60)) s**
+(services from this machine's packages, CI-only tools off as on a machine without them;
+target: under 20 minutes). Where it went, each step's start:
+
+\`\`\`
+$steps
+\`\`\`
+
+The CI-only checks add their tools' first build: \`cargo install\` of cargo-deny,
+cargo-semver-checks and cargo-fuzz (about 11 minutes on 2 cores), then the semver check's two
+rustdoc builds and the nightly fuzz builds (about 5 and 12 minutes cold in \`.ci/run\`)."
+    echo "test command: ${test_seconds} s"
+fi
 
 cd "$root"
 marker='<!-- Measured by other scripts; kept when this report is regenerated. -->'

@@ -4,6 +4,8 @@
 #   ./scripts/test.sh                  # every test
 #   CI_TOOLS=1 ./scripts/test.sh       # and the CI-only checks (cargo-deny, cargo-semver-checks,
 #                                      # the fuzz smoke run), installing their tools if missing
+#                                      # (unset: they run when their tools are installed;
+#                                      # CI_TOOLS=0: never, as on a machine without them)
 #   CI=true ./scripts/test.sh          # as CI: the CI-only checks too, and a test whose service
 #                                      # is missing fails instead of skipping
 #
@@ -51,14 +53,20 @@ require_service "OpenID Connect provider" install_oidc_provider
 # The CI-only tools are compiled from crates.io (about 11 minutes on 2 cores for the three),
 # which would more than double a newcomer's first run; outside CI they run when present or
 # when asked for with CI_TOOLS=1.
-if [ "${CI:-}" = true ] || [ -n "${CI_TOOLS:-}" ]; then
+if [ "${CI:-}" = true ]; then
+    CI_TOOLS=1
+fi
+if [ "${CI_TOOLS:-}" = 1 ]; then
     require_service cargo-fuzz install_cargo_fuzz
     require_service cargo-deny install_cargo_deny
     require_service cargo-semver-checks install_cargo_semver_checks
 fi
 
 step "dependencies: licences, bans and sources (advisories need the network)"
-if cargo deny --version >/dev/null 2>&1; then
+# Whether a CI-only tool is to be used: installed, and not switched off with CI_TOOLS=0.
+ci_tool() { [ "${CI_TOOLS:-}" != 0 ] && "$@" --version >/dev/null 2>&1; }
+
+if ci_tool cargo deny; then
     cargo deny check bans licenses sources
 else
     echo "SKIPPED: cargo-deny is not installed (CI_TOOLS=1 installs it)"
@@ -67,7 +75,7 @@ fi
 step "public API: packaging, and semver against the release baseline ($(cat .semver-baseline))"
 # The packaged crate must build from its own files alone, as crates.io will build it.
 cargo package --quiet --allow-dirty
-if cargo semver-checks --version >/dev/null 2>&1; then
+if ci_tool cargo semver-checks; then
     # A breaking change since the baseline fails here until the version is bumped (and the
     # baseline moved to the release commit) with the change in CHANGELOG.md.
     cargo semver-checks check-release --all-features --baseline-rev "$(cat .semver-baseline)"
@@ -95,7 +103,7 @@ step "peer comparison: unit tests and one pass of each benchmark"
 (cd peers && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/peers" cargo test --all-targets)
 
 step "fuzz smoke: every target for ${FUZZ_SECONDS:=30} s from the checked-in seeds"
-if cargo +nightly fuzz --version >/dev/null 2>&1; then
+if ci_tool cargo +nightly fuzz; then
     ./scripts/fuzz.sh "$FUZZ_SECONDS"
 else
     echo "SKIPPED: cargo-fuzz or the nightly toolchain is missing (CI_TOOLS=1 installs cargo-fuzz)"
