@@ -663,7 +663,11 @@ impl Auth {
                         None => Err(crate::InvalidToken::Unknown),
                         Some((record, owner)) => self.live(record).and_then(|record| {
                             let owner = owner.ok_or(crate::InvalidToken::Unknown)?;
-                            Ok((record, self.share_owner(owner, epoch)))
+                            // The record the user's other credentials share, while current.
+                            let shared = self
+                                .cached_owner(owner.id)
+                                .unwrap_or_else(|| self.share_owner(owner, epoch));
+                            Ok((record, shared))
                         }),
                     });
                 }

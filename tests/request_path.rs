@@ -531,6 +531,41 @@ async fn a_users_cached_credentials_share_one_record_and_a_known_owners_new_toke
 }
 
 #[tokio::test]
+async fn keys_loaded_with_their_owner_in_one_query_share_the_owners_record() {
+    // One store for tokens and users: each miss reads the key and its owner together.
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_url = format!("sqlite://{}", dir.path().join("owners.db").display());
+    for store in [
+        Stores::new(MemoryStore::new()),
+        Stores::new(SqliteStore::connect(&sqlite_url).await.unwrap()),
+    ] {
+        let auth = Auth::builder(store).build();
+        let api_keys = ApiKeys::new(&auth, TokenFormat::new("smtk_").unwrap());
+        let user = auth
+            .users()
+            .create_user(NewUser::new("ada"), auth.now())
+            .await
+            .unwrap();
+        let mut identities = Vec::new();
+        for name in ["laptop", "phone", "ci"] {
+            let key = api_keys
+                .create(&user, NewApiKey::named(name))
+                .await
+                .unwrap()
+                .secret
+                .into_exposed();
+            identities.push(api_keys.resolve(&key).await.unwrap());
+        }
+        let first = identities[0].user_record().unwrap();
+        assert!(
+            identities
+                .iter()
+                .all(|identity| std::ptr::eq(identity.user_record().unwrap(), first))
+        );
+    }
+}
+
+#[tokio::test]
 async fn owner_changes_reach_tokens_seen_for_the_first_time_at_once() {
     let app = App::new().await;
     let key = app.api_key(NewApiKey::named("laptop")).await;
