@@ -104,6 +104,6 @@ head, kept = text.split(marker, 1)
 # Replace an earlier cold-start section, keep any other measured section.
 kept = re.sub(r"\n## Cold start\n.*?(?=\n## |\Z)", "", kept, flags=re.S)
 with open("BENCHMARKS.md", "w") as f:
-    f.write(head + marker + "\n\n" + section + "\n" + kept.lstrip("\n"))
+    f.write(head + marker + "\n\n" + section + "\n\n" + kept.lstrip("\n"))
 EOF
 echo "cold start: ${seconds} s"
