@@ -186,11 +186,11 @@ impl CredentialCache {
         let current = self.log.epoch();
         let seen = owner.checked_at_epoch.load(Ordering::Acquire);
         let fresh = (owner.stored_at..owner.fresh_until).contains(&now);
-        if fresh && seen == current {
-            return Some(Arc::clone(&owner.user));
-        }
-        if fresh && !self.log.user_touched_since(seen, user) {
-            owner.checked_at_epoch.fetch_max(current, Ordering::AcqRel);
+        if fresh && (seen == current || !self.log.user_touched_since(seen, user)) {
+            // Only after an invalidation elsewhere: a current entry is read, never written.
+            if seen != current {
+                owner.checked_at_epoch.fetch_max(current, Ordering::AcqRel);
+            }
             return Some(Arc::clone(&owner.user));
         }
         self.owners.remove(&user);
@@ -200,7 +200,7 @@ impl CredentialCache {
     /// Caches `user` as a credential owner, read from the store after `epoch` was current
     /// (so that an invalidation racing the read is found).
     pub(crate) fn remember_owner(&self, user: &Arc<User>, epoch: u64) {
-        if self.positive_ttl <= 0 || self.bypass.load(Ordering::Acquire) {
+        if !self.keeps_owners() {
             return;
         }
         let stored_at = self.clock.now_micros();
